@@ -1,0 +1,56 @@
+"""One transformer block: attention and feed-forward sublayers with residual connections.
+
+Shapes: x (B, T, C) -> x (B, T, C).
+
+Two residual wirings (GPTConfig.residual):
+
+* ``"pre_norm"`` (GPT-2, nanoGPT):  x = x + attn(ln1(x));  x = x + ffn(ln2(x))
+* ``"seed"`` (the seed tutorial's TransformerBlock, reproduced exactly):
+  x = ln1(x);  x = x + attn(x);  x = ln2(x);  x = x + ffn(x)
+  — the residual carries the *normalised* input, not the block's input.
+"""
+
+from __future__ import annotations
+
+from .attention import attention_forward
+from .layernorm import layernorm_forward
+from .mlp import mlp_forward
+
+
+def block_forward(x, params, prefix, num_heads, residual="pre_norm", gelu="exact", eps=1e-5,
+                  bias=None, kv=None, dropout=0.0, rng=None):
+    """Apply block ``prefix`` (e.g. ``"blocks.0."``) to x.
+
+    Parameters
+    ----------
+    x : ndarray (B, T, C)
+    params : dict name -> ndarray, keyed like the seed's state_dict
+        (``{prefix}ln1.weight``, ``{prefix}attn.in_proj_weight``, ``{prefix}ffn.0.weight``, ...).
+    prefix : str
+    num_heads : int
+    residual : {"pre_norm", "seed"}
+    gelu : {"exact", "tanh"}
+    eps : float, LayerNorm epsilon.
+    bias, kv : the attention mask and this layer's KV-cache slot (see attention_forward).
+    dropout, rng : training-mode dropout (attention weights and feed-forward output).
+
+    Returns
+    -------
+    x : ndarray (B, T, C)
+    cache : dict for :func:`block_backward`.
+    """
+    p = params
+    h1, ln1_cache = layernorm_forward(x, p[prefix + "ln1.weight"], p[prefix + "ln1.bias"], eps)
+    a, attn_cache = attention_forward(
+        h1, p[prefix + "attn.in_proj_weight"], p[prefix + "attn.in_proj_bias"],
+        p[prefix + "attn.out_proj.weight"], p[prefix + "attn.out_proj.bias"], num_heads,
+        bias=bias, kv=kv, dropout=dropout, rng=rng)
+    x1 = (x if residual == "pre_norm" else h1) + a                   # residual 1
+    h2, ln2_cache = layernorm_forward(x1, p[prefix + "ln2.weight"], p[prefix + "ln2.bias"], eps)
+    f, mlp_cache = mlp_forward(h2, p[prefix + "ffn.0.weight"], p[prefix + "ffn.0.bias"],
+                               p[prefix + "ffn.2.weight"], p[prefix + "ffn.2.bias"],
+                               gelu=gelu, dropout=dropout, rng=rng)
+    x2 = (x1 if residual == "pre_norm" else h2) + f                  # residual 2
+    cache = {"ln1": ln1_cache, "attn": attn_cache, "ln2": ln2_cache, "mlp": mlp_cache,
+             "residual": residual}
+    return x2, cache

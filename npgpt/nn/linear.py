@@ -1,0 +1,32 @@
+"""Linear layer in PyTorch's layout: the weight is (out_features, in_features).
+
+Shapes: x (..., IN) -> y (..., OUT); weight (OUT, IN); bias (OUT,) or None.
+"""
+
+from __future__ import annotations
+
+
+def linear_forward(x, weight, bias=None):
+    """y = x @ weight.T + bias.
+
+    Parameters
+    ----------
+    x : ndarray (..., IN)
+    weight : ndarray (OUT, IN), ``nn.Linear.weight``'s layout.
+    bias : ndarray (OUT,) or None
+
+    Returns
+    -------
+    y : ndarray (..., OUT)
+    cache : (x, weight, has_bias) for :func:`linear_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> linear_forward(np.ones((1, 2)), np.array([[1.0, 2.0]]), np.array([0.5]))[0].tolist()
+    [[3.5]]
+    """
+    y = x @ weight.T                                      # (..., IN) -> (..., OUT)
+    if bias is not None:
+        y += bias
+    return y, (x, weight, bias is not None)

@@ -1,0 +1,24 @@
+"""Shared test set-up: hypothesis profiles and small helpers.
+
+Profiles: ``ci`` (the default, set in setup.cfg: derandomised so CI is repeatable),
+``dev`` (random, more examples) and ``thorough``; choose with ``--hypothesis-profile=dev``.
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+@pytest.fixture
+def fixtures_dir():
+    return FIXTURES

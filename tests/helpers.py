@@ -1,0 +1,36 @@
+"""Small helpers shared by the tests."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+import npgpt
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+def has_module(name):
+    return importlib.util.find_spec(name) is not None
+
+
+def load_model_fixture(name):
+    """(model, ids, reference logits, raw state dict) from tests/fixtures/<name>.npz."""
+    data = np.load(os.path.join(FIXTURES, name + ".npz"))
+    config = npgpt.GPTConfig(**json.loads(str(data["config"])))
+    state = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
+    model = npgpt.GPT(config)
+    model.load_state_dict(state)
+    return model, data["ids"], data["logits"], state
+
+
+def tiny_config(**changes):
+    fields = dict(vocab_size=17, context_length=12, d_model=16, num_heads=4, num_layers=2)
+    fields.update(changes)
+    return npgpt.GPTConfig(**fields)
+
+
+def skip_without(module):
+    return pytest.mark.skipif(not has_module(module), reason=f"{module} is not installed")

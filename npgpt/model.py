@@ -14,10 +14,11 @@ import numpy as np
 
 from .config import GPTConfig
 from .nn.attention import causal_bias
-from .nn.block import block_forward
-from .nn.embedding import embedding_forward
-from .nn.layernorm import layernorm_forward
-from .nn.linear import linear_forward
+from .nn.block import block_backward, block_forward
+from .nn.crossentropy import cross_entropy_backward, cross_entropy_forward
+from .nn.embedding import embedding_backward, embedding_forward
+from .nn.layernorm import layernorm_backward, layernorm_forward
+from .nn.linear import linear_backward, linear_forward
 
 _IGNORED_SUFFIXES = (".causal_mask",)   # the seed's mask buffers: constants, rebuilt on the fly
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -340,29 +341,15 @@ class GPT:
                 f"position {int(positions.max())} is past context_length {cfg.context_length}: "
                 f"the model has no position embedding for it")
 
-        p = self.params
-        x, _ = embedding_forward(arr, p["token_embedding.weight"],
-                                 p["position_encoding.weight"], positions)   # (B, T) -> (B, T, C)
         if T == 1 and key_valid is None:
             bias = None                          # one query that may see every key: no mask
         else:
-            bias = causal_bias(T, start + T, x.dtype, key_valid)
-        attention = []
-        for i in range(cfg.num_layers):
-            kv = None if cache is None else (cache.k[i], cache.v[i], start)
-            x, block_cache = block_forward(
-                x, p, f"blocks.{i}.", cfg.num_heads, cfg.residual, cfg.gelu,
-                cfg.layer_norm_eps, bias=bias, kv=kv)                 # (B, T, C) -> (B, T, C)
-            if return_attention:
-                attention.append(block_cache["attn"]["probs"])
+            bias = causal_bias(T, start + T, self.dtype, key_valid)
+        logits, caches = self._forward(arr, positions, bias, cache, start, last_only)
         if cache is not None:
             cache.length = start + T
             cache.next_position = next_position
-        if last_only:
-            x = x[:, -1]                                              # (B, T, C) -> (B, C)
-        x, _ = layernorm_forward(x, p["ln_final.weight"], p["ln_final.bias"], cfg.layer_norm_eps)
-        out_weight = p["token_embedding.weight" if cfg.tie_embeddings else "output_layer.weight"]
-        logits, _ = linear_forward(x, out_weight, p.get("output_layer.bias"))   # (.., C) -> (.., V)
+        attention = [c["attn"]["probs"] for c in caches["blocks"]]
         if squeeze:
             logits = logits[0]
             attention = [a[0] for a in attention]
@@ -385,6 +372,81 @@ class GPT:
         ``transformers.GPT2LMHeadModel.from_pretrained`` loads. See :mod:`npgpt.io`."""
         from .io import save_gpt2
         save_gpt2(self, folder)
+
+    def _forward(self, ids, positions, bias, cache=None, start=0, last_only=False, rng=None):
+        """The forward pass proper on validated inputs; returns (logits, caches), the caches
+        being what the backward pass needs (and the attention maps)."""
+        cfg, p = self.config, self.params
+        dropout = cfg.dropout if rng is not None else 0.0
+        x, emb_cache = embedding_forward(ids, p["token_embedding.weight"],
+                                         p["position_encoding.weight"], positions)   # (B, T) -> (B, T, C)
+        block_caches = []
+        for i in range(cfg.num_layers):
+            kv = None if cache is None else (cache.k[i], cache.v[i], start)
+            x, block_cache = block_forward(
+                x, p, f"blocks.{i}.", cfg.num_heads, cfg.residual, cfg.gelu, cfg.layer_norm_eps,
+                bias=bias, kv=kv, dropout=dropout, rng=rng)           # (B, T, C) -> (B, T, C)
+            block_caches.append(block_cache)
+        if last_only:
+            x = x[:, -1]                                              # (B, T, C) -> (B, C)
+        x, lnf_cache = layernorm_forward(x, p["ln_final.weight"], p["ln_final.bias"], cfg.layer_norm_eps)
+        out_weight = p["token_embedding.weight" if cfg.tie_embeddings else "output_layer.weight"]
+        logits, out_cache = linear_forward(x, out_weight, p.get("output_layer.bias"))   # (.., C) -> (.., V)
+        return logits, {"embedding": emb_cache, "blocks": block_caches, "ln_final": lnf_cache,
+                        "output": out_cache}
+
+    # --------------------------------------------------------------- training
+    def loss_and_grads(self, ids, targets, rng: np.random.Generator | None = None):
+        """Mean next-token cross-entropy and its gradient for every parameter.
+
+        Parameters
+        ----------
+        ids : int array (B, T) or (T,), the inputs; T ≤ context_length.
+        targets : int array of the same shape, the token expected after each input position.
+        rng : numpy.random.Generator or None
+            Training mode: with a Generator and ``config.dropout > 0``, dropout is applied
+            where the seed applies it (attention weights, feed-forward output), drawing its
+            masks from ``rng``. Without one (evaluation mode) the pass is dropout-free.
+
+        Returns
+        -------
+        loss : float
+        grads : dict keyed like ``state_dict()``, arrays of the parameters' shapes and dtype
+            (a tied output projection's gradient is added into ``token_embedding.weight``).
+        """
+        cfg = self.config
+        arr = _as_ids(ids, cfg.vocab_size)
+        tgt = _as_ids(targets, cfg.vocab_size)
+        if tgt.shape != arr.shape:
+            raise ValueError(f"targets must have the shape of ids {arr.shape}, got {tgt.shape}")
+        if arr.ndim == 1:
+            arr, tgt = arr[None, :], tgt[None, :]                     # (T,) -> (1, T)
+        T = arr.shape[1]
+        if T > cfg.context_length:
+            raise ValueError(f"sequence length {T} exceeds context_length {cfg.context_length}")
+        logits, caches = self._forward(arr, np.arange(T), causal_bias(T, T, self.dtype), rng=rng)
+        loss, ce_cache = cross_entropy_forward(logits, tgt)
+        return loss, self._backward(cross_entropy_backward(ce_cache), caches)
+
+    def _backward(self, dlogits, caches) -> dict:
+        """Backpropagate dlogits (B, T, V) through the caches of :meth:`_forward`."""
+        cfg = self.config
+        grads = {}
+        dx, d_out_weight, d_out_bias = linear_backward(dlogits, caches["output"])   # (B, T, V) -> (B, T, C)
+        if cfg.output_bias:
+            grads["output_layer.bias"] = d_out_bias
+        dx, grads["ln_final.weight"], grads["ln_final.bias"] = layernorm_backward(dx, caches["ln_final"])
+        for i in reversed(range(cfg.num_layers)):
+            dx, block_grads = block_backward(dx, caches["blocks"][i])                # (B, T, C)
+            grads.update({f"blocks.{i}.{name}": g for name, g in block_grads.items()})
+        d_token, d_position = embedding_backward(dx, caches["embedding"])
+        if cfg.tie_embeddings:
+            d_token += d_out_weight                  # the table is used twice: gradients add
+        else:
+            grads["output_layer.weight"] = d_out_weight
+        grads["token_embedding.weight"] = d_token
+        grads["position_encoding.weight"] = d_position
+        return {name: grads[name] for name in self.params}           # state_dict order
 
     def __repr__(self) -> str:
         return f"GPT({self.config!r}, parameters={self.num_parameters():,}, dtype={np.dtype(self.dtype).name})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .softmax import softmax_forward
+from .softmax import softmax_backward, softmax_forward
 
 
 def causal_bias(num_queries, num_keys, dtype, key_valid=None):
@@ -101,3 +101,50 @@ def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
     cache = {"x": x, "q": q, "k": k, "v": v, "probs": probs, "keep": keep, "y": y,
              "in_weight": in_weight, "out_weight": out_weight}
     return out, cache
+
+
+def attention_backward(dout, cache):
+    """Gradients of causal self-attention (no KV cache: training runs whole sequences).
+
+    Restating the forward lines from the end:
+    out = y @ Woᵀ + bo          ⇒ dy = dout @ Wo,  dWo = Σ doutᵀ y,  dbo = Σ dout
+    y_h = A_h v_h (A = probs · keep)  ⇒ dA = dy_h v_hᵀ,  dv_h = A_hᵀ dy_h
+    probs = softmax(s)          ⇒ ds = probs · (dprobs - Σ dprobs · probs)
+    s = q kᵀ / √D + mask        ⇒ dq = ds k / √D,  dk = dsᵀ q / √D  (masked entries have
+                                   probs = 0, so they pass no gradient)
+    [q k v] = x @ Winᵀ + bin    ⇒ dx = dqkv @ Win,  dWin = Σ dqkvᵀ x,  dbin = Σ dqkv
+
+    Parameters
+    ----------
+    dout : ndarray (B, T, C)
+    cache : from :func:`attention_forward` (called with ``kv=None``).
+
+    Returns
+    -------
+    dx : ndarray (B, T, C); d_in_weight (3C, C); d_in_bias (3C,); d_out_weight (C, C);
+    d_out_bias (C,).
+    """
+    x, q, k, v = cache["x"], cache["q"], cache["k"], cache["v"]
+    probs, keep, y = cache["probs"], cache["keep"], cache["y"]
+    B, H, T, D = q.shape
+    C = H * D
+    dout2 = dout.reshape(-1, C)                                       # (B, T, C) -> (BT, C)
+    d_out_weight = dout2.T @ y.reshape(-1, C)                         # (C, BT) @ (BT, C) -> (C, C)
+    d_out_bias = dout2.sum(axis=0)
+    dy = (dout @ cache["out_weight"]).reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
+    attended = probs if keep is None else probs * keep
+    dv = attended.swapaxes(-1, -2) @ dy                               # (B, H, Tk, T) @ (B, H, T, D) -> (B, H, Tk, D)
+    dprobs = dy @ v.swapaxes(-1, -2)                                  # (B, H, T, D) @ (B, H, D, Tk) -> (B, H, T, Tk)
+    if keep is not None:
+        dprobs *= keep
+    dscores = softmax_backward(dprobs, probs)                         # (B, H, T, Tk)
+    dscores *= x.dtype.type(1.0 / np.sqrt(D))
+    dq = dscores @ k                                                  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
+    dk = dscores.swapaxes(-1, -2) @ q                                 # (B, H, Tk, T) @ (B, H, T, D) -> (B, H, Tk, D)
+    dqkv = np.stack([dq, dk, dv], axis=2)                             # 3 x (B, H, T, D) -> (B, H, 3, T, D)
+    dqkv = dqkv.transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * C)         # -> (B, T, 3, H, D) -> (B, T, 3C)
+    dx = dqkv @ cache["in_weight"]                                    # (B, T, 3C) @ (3C, C) -> (B, T, C)
+    dqkv2 = dqkv.reshape(-1, 3 * C)
+    d_in_weight = dqkv2.T @ x.reshape(-1, C)                          # (3C, BT) @ (BT, C) -> (3C, C)
+    d_in_bias = dqkv2.sum(axis=0)
+    return dx, d_in_weight, d_in_bias, d_out_weight, d_out_bias

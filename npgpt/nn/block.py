@@ -12,9 +12,9 @@ Two residual wirings (GPTConfig.residual):
 
 from __future__ import annotations
 
-from .attention import attention_forward
-from .layernorm import layernorm_forward
-from .mlp import mlp_forward
+from .attention import attention_backward, attention_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .mlp import mlp_backward, mlp_forward
 
 
 def block_forward(x, params, prefix, num_heads, residual="pre_norm", gelu="exact", eps=1e-5,
@@ -54,3 +54,35 @@ def block_forward(x, params, prefix, num_heads, residual="pre_norm", gelu="exact
     cache = {"ln1": ln1_cache, "attn": attn_cache, "ln2": ln2_cache, "mlp": mlp_cache,
              "residual": residual}
     return x2, cache
+
+
+def block_backward(dout, cache):
+    """Gradients of one block; returns dx (B, T, C) and a dict of parameter gradients keyed
+    without the block prefix (``ln1.weight``, ``attn.in_proj_weight``, ``ffn.0.bias``, ...).
+
+    pre_norm, forward x1 = x + attn(ln1(x)); x2 = x1 + ffn(ln2(x1)):
+        dx1 = dx2 + ln2ᵀ(ffnᵀ(dx2));   dx = dx1 + ln1ᵀ(attnᵀ(dx1))
+    seed, forward h1 = ln1(x); x1 = h1 + attn(h1); h2 = ln2(x1); x2 = h2 + ffn(h2):
+        dh2 = dx2 + ffnᵀ(dx2);  dx1 = ln2ᵀ(dh2);  dh1 = dx1 + attnᵀ(dx1);  dx = ln1ᵀ(dh1)
+    (fᵀ(d) is f's backward applied to the gradient d.)
+    """
+    grads = {}
+    # second sublayer: feed-forward
+    df, mlp_grads = mlp_backward(dout, cache["mlp"])                  # through ffn: d at h2
+    grads.update(mlp_grads)
+    if cache["residual"] == "pre_norm":
+        dx1, grads["ln2.weight"], grads["ln2.bias"] = layernorm_backward(df, cache["ln2"])
+        dx1 += dout                                                   # residual path
+    else:
+        dx1, grads["ln2.weight"], grads["ln2.bias"] = layernorm_backward(df + dout, cache["ln2"])
+    # first sublayer: attention
+    da, *attn_grads = attention_backward(dx1, cache["attn"])          # through attn: d at h1
+    for name, g in zip(("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight",
+                        "attn.out_proj.bias"), attn_grads):
+        grads[name] = g
+    if cache["residual"] == "pre_norm":
+        dx, grads["ln1.weight"], grads["ln1.bias"] = layernorm_backward(da, cache["ln1"])
+        dx += dx1
+    else:
+        dx, grads["ln1.weight"], grads["ln1.bias"] = layernorm_backward(da + dx1, cache["ln1"])
+    return dx, grads

@@ -6,6 +6,8 @@ token table (V, C), position table (context_length, C).
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def embedding_forward(ids, token_table, position_table, positions):
     """x[b, t] = token_table[ids[b, t]] + position_table[positions[b, t]].
@@ -32,3 +34,29 @@ def embedding_forward(ids, token_table, position_table, positions):
     x = token_table[ids]                                  # (B, T) -> (B, T, C)
     x += position_table[positions]                        # (T, C) or (B, T, C), broadcast
     return x, (ids, positions, token_table.shape[0], position_table.shape[0])
+
+
+def embedding_backward(dx, cache):
+    """Gradients of the two lookup tables.
+
+    forward: x[b, t] = token_table[ids[b, t]] + position_table[positions[b, t]], so each
+    row of a table receives the sum of dx over every place it was looked up (a scatter-add:
+    a token id repeated in the batch accumulates, it is not overwritten).
+
+    Parameters
+    ----------
+    dx : ndarray (B, T, C)
+    cache : from :func:`embedding_forward`.
+
+    Returns
+    -------
+    dtoken_table : ndarray (V, C); dposition_table : ndarray (context_length, C).
+    """
+    ids, positions, V, P = cache
+    C = dx.shape[-1]
+    dtoken = np.zeros((V, C), dtype=dx.dtype)
+    np.add.at(dtoken, ids.ravel(), dx.reshape(-1, C))                      # scatter-add rows
+    dposition = np.zeros((P, C), dtype=dx.dtype)
+    positions = np.broadcast_to(positions, ids.shape)                      # (T,) -> (B, T)
+    np.add.at(dposition, positions.ravel(), dx.reshape(-1, C))
+    return dtoken, dposition

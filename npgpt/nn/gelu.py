@@ -158,3 +158,41 @@ def gelu_forward(x, approximate="exact"):
         out *= 0.5
         return out, (x, approximate, t)
     raise ValueError(f"approximate must be 'exact' or 'tanh', got {approximate!r}")
+
+
+def gelu_backward(dout, cache):
+    """Gradient of GELU.
+
+    exact: GELU(x) = x Φ(x), so GELU'(x) = Φ(x) + x φ(x) with φ(x) = exp(-x²/2) / √(2π).
+    tanh:  GELU(x) = ½ x (1 + t), t = tanh(u), u = √(2/π)(x + 0.044715 x³), so
+           GELU'(x) = ½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3 · 0.044715 x²).
+
+    Parameters
+    ----------
+    dout : ndarray, the gradient at GELU's output; cache : from :func:`gelu_forward`.
+
+    Returns
+    -------
+    dx : ndarray, same shape.
+    """
+    x, approximate, saved = cache
+    one = x.dtype.type(1.0)
+    if approximate == "exact":
+        cdf = saved                                                        # Φ(x)
+        pdf = np.exp(-0.5 * np.square(x))
+        pdf *= x.dtype.type(_INV_SQRT_2PI)                                 # φ(x)
+        pdf *= x
+        pdf += cdf                                                         # Φ(x) + x φ(x)
+        return dout * pdf
+    t = saved
+    du = np.square(x)
+    du *= 3 * 0.044715
+    du += one
+    du *= _TANH_SCALE                                                      # du/dx
+    grad = one - np.square(t)
+    grad *= du
+    grad *= x
+    grad += t
+    grad += one
+    grad *= 0.5                                                            # ½(1 + t) + ½ x (1 - t²) du/dx
+    return dout * grad

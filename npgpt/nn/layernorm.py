@@ -41,3 +41,34 @@ def layernorm_forward(x, weight, bias, eps=1e-5):
     y = xhat * weight
     y += bias
     return y, (xhat, rstd, weight)
+
+
+def layernorm_backward(dy, cache):
+    """Gradients of LayerNorm.
+
+    forward: xhat = (x - μ) · rstd, y = xhat · w + b, with μ and rstd = 1/√(σ² + ε) per row.
+    So db = Σ dy, dw = Σ dy · xhat (sums over rows), and with g = dy · w (the gradient at xhat),
+    dx = rstd · (g - mean(g) - xhat · mean(g · xhat))   (means over the last axis)
+    — the two subtracted terms are the paths through μ and through σ².
+
+    Parameters
+    ----------
+    dy : ndarray (..., C)
+    cache : from :func:`layernorm_forward`.
+
+    Returns
+    -------
+    dx : ndarray (..., C); dweight, dbias : ndarray (C,).
+    """
+    xhat, rstd, weight = cache
+    C = xhat.shape[-1]
+    dbias = dy.reshape(-1, C).sum(axis=0)                                  # (..., C) -> (C,)
+    dweight = (dy * xhat).reshape(-1, C).sum(axis=0)                       # (..., C) -> (C,)
+    g = dy * weight
+    inv_c = xhat.dtype.type(1.0 / C)
+    mean_g = g.sum(axis=-1, keepdims=True) * inv_c                         # (..., 1)
+    mean_gx = (g * xhat).sum(axis=-1, keepdims=True) * inv_c               # (..., 1)
+    dx = g - mean_g
+    dx -= xhat * mean_gx
+    dx *= rstd
+    return dx, dweight, dbias

@@ -30,3 +30,26 @@ def linear_forward(x, weight, bias=None):
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
+
+
+def linear_backward(dy, cache):
+    """Gradients of y = x @ weight.T + bias.
+
+    forward: y = x @ Wᵀ + b, so dx = dy @ W, dW = dyᵀ @ x (summed over every leading axis),
+    db = dy summed over every leading axis.
+
+    Parameters
+    ----------
+    dy : ndarray (..., OUT), the gradient of the loss with respect to y.
+    cache : from :func:`linear_forward`.
+
+    Returns
+    -------
+    dx : ndarray (..., IN); dweight : ndarray (OUT, IN); dbias : ndarray (OUT,) or None.
+    """
+    x, weight, has_bias = cache
+    dx = dy @ weight                                      # (..., OUT) @ (OUT, IN) -> (..., IN)
+    dy2 = dy.reshape(-1, dy.shape[-1])                    # (..., OUT) -> (N, OUT)
+    dweight = dy2.T @ x.reshape(-1, x.shape[-1])          # (OUT, N) @ (N, IN) -> (OUT, IN)
+    dbias = dy2.sum(axis=0) if has_bias else None         # (N, OUT) -> (OUT,)
+    return dx, dweight, dbias

@@ -6,8 +6,8 @@ fc_weight (F, C), fc_bias (F,), proj_weight (C, F), proj_bias (C,).
 
 from __future__ import annotations
 
-from .gelu import gelu_forward
-from .linear import linear_forward
+from .gelu import gelu_backward, gelu_forward
+from .linear import linear_backward, linear_forward
 
 
 def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
@@ -35,3 +35,23 @@ def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
         keep = (rng.random(out.shape) >= dropout).astype(out.dtype) / out.dtype.type(1.0 - dropout)
         out = out * keep
     return out, (fc_cache, gelu_cache, proj_cache, keep)
+
+
+def mlp_backward(dout, cache):
+    """Gradients of the feed-forward network.
+
+    forward: h = x W1ᵀ + b1; a = GELU(h); o = a W2ᵀ + b2; out = o · keep (dropout mask).
+    So do = dout · keep, then each layer's backward in reverse order.
+
+    Returns
+    -------
+    dx : ndarray (B, T, C); grads : dict with "ffn.0.weight", "ffn.0.bias", "ffn.2.weight",
+    "ffn.2.bias" (the seed's names, without the block prefix).
+    """
+    fc_cache, gelu_cache, proj_cache, keep = cache
+    if keep is not None:
+        dout = dout * keep
+    da, dw2, db2 = linear_backward(dout, proj_cache)                  # (B, T, C) -> (B, T, F)
+    dh = gelu_backward(da, gelu_cache)                                # (B, T, F)
+    dx, dw1, db1 = linear_backward(dh, fc_cache)                      # (B, T, F) -> (B, T, C)
+    return dx, {"ffn.0.weight": dw1, "ffn.0.bias": db1, "ffn.2.weight": dw2, "ffn.2.bias": db2}

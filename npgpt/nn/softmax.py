@@ -32,3 +32,22 @@ def softmax_forward(x):
     np.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)                    # (..., N) / (..., 1)
     return p
+
+
+def softmax_backward(dp, p):
+    """Gradient of p = softmax(x) along the last axis.
+
+    forward: p_i = exp(x_i) / Σ_j exp(x_j), so ∂p_i/∂x_k = p_i (δ_ik - p_k) and
+    dx = p · (dp - Σ_i dp_i p_i).
+
+    Parameters
+    ----------
+    dp : ndarray (..., N), the gradient at p; p : ndarray (..., N), softmax's output.
+
+    Returns
+    -------
+    dx : ndarray (..., N)
+    """
+    dx = dp - (dp * p).sum(axis=-1, keepdims=True)        # (..., N) - (..., 1)
+    dx *= p
+    return dx

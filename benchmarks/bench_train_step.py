@@ -1,0 +1,79 @@
+"""One training step, npgpt vs PyTorch eager, on nanoGPT's CPU "baby GPT" shape.
+
+    python benchmarks/bench_train_step.py [--repeats 15]
+
+Model: V=65, 4 layers, 4 heads, d_model 128, context 64, pre-norm, exact GELU; batch 12.
+A step is forward + backward + gradient clipping + AdamW. Both start from the same weights,
+run the same batch, and are timed alternately in one process; medians and the ratio printed.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import npgpt  # noqa: E402
+from common import has, interleaved_medians, print_table  # noqa: E402
+from npgpt.train import TrainConfig, TrainState, get_batch, train_step  # noqa: E402
+
+SHAPE = dict(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4,
+             residual="pre_norm", gelu="exact")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=12)
+    args = parser.parse_args(argv)
+
+    cfg = npgpt.GPTConfig(**SHAPE)
+    tc = TrainConfig(batch_size=args.batch_size)
+    model = npgpt.GPT(cfg, seed=0)
+    state = TrainState.new(model, tc)
+    data = np.random.default_rng(0).integers(0, cfg.vocab_size, 50_000)
+    x, y = get_batch(data, tc.batch_size, cfg.context_length, np.random.default_rng(1))
+    runs = {"npgpt": lambda: train_step(state, x, y)}
+
+    if has("torch"):
+        import torch
+
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+        from torch_reference import seed_model, state_dict_numpy
+
+        ref = seed_model(cfg).train()
+        model.load_state_dict(state_dict_numpy(ref))
+        decay = set(state.optimizer.decay)
+        groups = [{"params": [p for n, p in ref.named_parameters() if n in decay], "weight_decay": tc.weight_decay},
+                  {"params": [p for n, p in ref.named_parameters() if n not in decay], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2))
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+        def torch_step():
+            logits = ref(tx)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), ty.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref.parameters(), tc.grad_clip)
+            opt.step()
+
+        runs["PyTorch eager"] = torch_step
+        print(f"torch threads: {torch.get_num_threads()}")
+
+    times = interleaved_medians(runs, repeats=args.repeats, warmup=3)
+    base = times["npgpt"]
+    print(f"one training step (forward + backward + clip + AdamW), batch {tc.batch_size} x "
+          f"{cfg.context_length}, median of {args.repeats}:")
+    print_table([[k, f"{t * 1000:.1f}", f"{t / base:.2f}"] for k, t in times.items()],
+                ["implementation", "ms per step", "time / npgpt's"])
+    if "PyTorch eager" in times:
+        print(f"npgpt step time = {base / times['PyTorch eager']:.2f}x PyTorch's")
+    return times
+
+
+if __name__ == "__main__":
+    main()

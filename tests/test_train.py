@@ -1,0 +1,170 @@
+"""Training: parity with torch autograd and torch.optim.AdamW, dropout modes, the schedule,
+clipping, batches, and bit-identical resume."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import npgpt
+from npgpt.train import (AdamW, TrainConfig, TrainState, clip_grad_norm, decayed_parameters,
+                         get_batch, learning_rate, load_checkpoint, save_checkpoint, split_corpus,
+                         train, train_step)
+
+from helpers import FIXTURES, skip_without, tiny_config
+
+
+def load_train_fixture(name):
+    data = np.load(os.path.join(FIXTURES, name + ".npz"))
+    cfg = npgpt.GPTConfig(**json.loads(str(data["config"])))
+    model = npgpt.GPT(cfg)
+    model.load_state_dict({k[6:]: data[k] for k in data.files if k.startswith("param:")})
+    return model, data
+
+
+def rel_err(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)
+
+
+@pytest.mark.parametrize("name", ["train_seed", "train_prenorm"])
+def test_loss_and_gradients_match_torch_autograd(name):
+    model, data = load_train_fixture(name)
+    loss, grads = model.loss_and_grads(data["ids"], data["targets"])
+    assert abs(loss - float(data["loss"])) <= 1e-5
+    for key in model.params:
+        assert rel_err(grads[key], data["grad:" + key]) <= 1e-4, key
+
+
+@pytest.mark.parametrize("name", ["train_seed", "train_prenorm"])
+def test_ten_adamw_steps_reproduce_torch_losses(name):
+    model, data = load_train_fixture(name)
+    tc = TrainConfig(batch_size=3, steps=10, lr=3e-3, min_lr=3e-4, warmup=3, weight_decay=0.1,
+                     beta2=0.99, grad_clip=0.5)
+    state = TrainState.new(model, tc)
+    losses = [train_step(state, x, y)["loss"] for x, y in zip(data["batch_x"], data["batch_y"])]
+    np.testing.assert_allclose(losses, data["adam_losses"], rtol=0, atol=1e-4)
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.torch
+@skip_without("torch")
+@pytest.mark.parametrize("residual", ["seed", "pre_norm"])
+def test_live_gradients_match_torch_autograd(residual):
+    import torch
+
+    from torch_reference import seed_model, state_dict_numpy
+
+    cfg = tiny_config(residual=residual, dropout=0.2)
+    ref = seed_model(cfg, seed=7).train(False)
+    model = npgpt.GPT(cfg)
+    model.load_state_dict(state_dict_numpy(ref))
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, cfg.vocab_size, (2, 9)), rng.integers(0, cfg.vocab_size, (2, 9))
+    loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(ids)).reshape(-1, cfg.vocab_size),
+                                             torch.from_numpy(targets).reshape(-1))
+    loss.backward()
+    ours, grads = model.loss_and_grads(ids, targets)      # no rng: evaluation mode
+    assert abs(ours - loss.item()) <= 1e-5
+    for name, p in ref.named_parameters():
+        assert rel_err(grads[name], p.grad.numpy()) <= 1e-4, name
+
+
+def test_dropout_only_in_training_mode_and_reproducible():
+    model = npgpt.GPT(tiny_config(dropout=0.3), seed=0, dtype=np.float64)
+    ids, targets = np.arange(10).reshape(2, 5), np.arange(1, 11).reshape(2, 5)
+    eval_loss, _ = model.loss_and_grads(ids, targets)
+    plain = npgpt.GPT(tiny_config(dropout=0.0), seed=0, dtype=np.float64)
+    assert eval_loss == plain.loss_and_grads(ids, targets)[0]     # eval == dropout-free model
+    a, ga = model.loss_and_grads(ids, targets, rng=np.random.default_rng(5))
+    b, gb = model.loss_and_grads(ids, targets, rng=np.random.default_rng(5))
+    c, _ = model.loss_and_grads(ids, targets, rng=np.random.default_rng(6))
+    assert a == b and a != eval_loss and a != c
+    for k in ga:
+        np.testing.assert_array_equal(ga[k], gb[k])
+
+
+def test_learning_rate_schedule_warmup_cosine_floor():
+    tc = TrainConfig(steps=100, lr=1e-3, min_lr=1e-4, warmup=10)
+    assert learning_rate(0, tc) == pytest.approx(1e-3 / 11)
+    assert learning_rate(9, tc) == pytest.approx(1e-3 * 10 / 11)
+    assert learning_rate(10, tc) == pytest.approx(1e-3)
+    assert learning_rate(55, tc) == pytest.approx(5.5e-4)
+    assert learning_rate(100, tc) == pytest.approx(1e-4)
+    lrs = [learning_rate(s, tc) for s in range(10, 101)]
+    assert all(x >= y for x, y in zip(lrs, lrs[1:]))
+
+
+def test_clip_grad_norm_scales_to_the_max_norm_only_when_above():
+    grads = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    assert clip_grad_norm(grads, 10.0) == pytest.approx(5.0)
+    np.testing.assert_array_equal(grads["a"], [3.0, 0.0])
+    assert clip_grad_norm(grads, 1.0) == pytest.approx(5.0)
+    total = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads.values()))
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_weight_decay_skips_biases_layernorm_and_embeddings_unless_asked():
+    names = list(npgpt.GPT(tiny_config()).params)
+    decayed = decayed_parameters(names)
+    assert "blocks.0.attn.in_proj_weight" in decayed and "output_layer.weight" in decayed
+    assert not any(n.endswith("bias") or "ln" in n.split(".")[-2] for n in decayed)
+    assert "token_embedding.weight" not in decayed
+    assert "token_embedding.weight" in decayed_parameters(names, decay_embeddings=True)
+    with pytest.raises(ValueError, match="decay names parameters that do not exist"):
+        AdamW({"w": np.zeros(2)}, decay=["nope"])
+
+
+def test_batches_are_contiguous_shifted_windows():
+    data = np.arange(100)
+    x, y = get_batch(data, 4, 8, np.random.default_rng(0))
+    assert x.shape == y.shape == (4, 8) and x.dtype == np.int64
+    np.testing.assert_array_equal(np.diff(x, axis=1), 1)
+    np.testing.assert_array_equal(y, x + 1)
+    with pytest.raises(ValueError, match="the data has 5 tokens"):
+        get_batch(np.arange(5), 1, 8, np.random.default_rng(0))
+    tr, va = split_corpus(np.arange(10))
+    assert tr.tolist() == list(range(9)) and va.tolist() == [9]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be a positive integer, got 0"),
+    ("lr", -1.0, "lr must be a finite number >= 0, got -1.0"),
+    ("beta2", 1.0, r"beta2 must be in \[0, 1\), got 1.0"),
+    ("min_lr", 1.0, "min_lr must be <= lr"),
+    ("warmup", -1, "warmup must be a non-negative integer"),
+])
+def test_train_config_validation(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def _run(model_seed=0, steps=6):
+    cfg = tiny_config(dropout=0.1)
+    tc = TrainConfig(batch_size=2, steps=steps, eval_interval=3, eval_iters=2, warmup=2)
+    return TrainState.new(npgpt.GPT(cfg, seed=model_seed), tc)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    data = np.random.default_rng(0).integers(0, 17, 400)
+    tr, va = split_corpus(data)
+    straight = train(_run(), tr, va)
+    first = train(_run(), tr, va, stop_at=4)
+    path = str(tmp_path / "ckpt.npz")
+    save_checkpoint(path, first)
+    resumed = train(load_checkpoint(path), tr, va)
+    assert resumed.step == straight.step == 6
+    for k in straight.model.params:
+        np.testing.assert_array_equal(resumed.model.params[k], straight.model.params[k])
+    assert resumed.history == straight.history
+
+
+def test_checkpoint_is_not_a_pickle_and_bad_files_are_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(str(path), _run())
+    with np.load(path, allow_pickle=False) as f:      # would raise if anything needed a pickle
+        assert "meta" in f.files
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read training checkpoint"):
+        load_checkpoint(str(tmp_path / "bad.npz"))

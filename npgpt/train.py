@@ -335,6 +335,8 @@ def train(state: TrainState, train_data, val_data, out_dir: str | None = None,
     tc = state.train_config
     context = state.model.config.context_length
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
     tokens_per_step = tc.batch_size * context
     try:
         while state.step < end:

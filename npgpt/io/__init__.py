@@ -1,0 +1,375 @@
+"""Checkpoints: npgpt's own safetensors files, PyTorch state_dicts, Hugging Face GPT-2 folders.
+
+Shapes: parameters are keyed and shaped like the seed's PyTorch ``GPTModel.state_dict()``
+(see :func:`npgpt.model.parameter_shapes`): V = vocab_size, C = d_model, F = 4 C.
+
+``load(path, **config_overrides)`` recognises the format from the content, never the name:
+
+==============================  =================================================
+what ``path`` is                how it is read
+==============================  =================================================
+a folder with ``config.json``   Hugging Face GPT-2: ``model.safetensors`` or
+                                ``pytorch_model.bin`` (+ vocab.json/merges.txt)
+a zip file (starts ``PK``)      ``torch.save(state_dict)``: restricted unpickler
+a safetensors file              npgpt's own (``"format": "npgpt"`` metadata), else
+                                a state_dict with seed or GPT-2 names
+a bare name (no such path)      a bundled model, ``npgpt/data/<name>.safetensors``
+==============================  =================================================
+
+Nothing in a file is ever executed, and no file needs torch: every malformed input raises
+:class:`CheckpointError` (a ``ValueError``) saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+
+import numpy as np
+
+from . import gpt2 as _gpt2
+from .errors import CheckpointError
+from .safetensors import read_safetensors, write_safetensors
+from .torch_pickle import read_torch_zip
+
+__all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "read_safetensors",
+           "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR"]
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+FORMAT_NAME = "npgpt"
+_SHAPE_FIELDS = ("vocab_size", "context_length", "d_model", "num_layers",
+                 "tie_embeddings", "output_bias")
+_UNKNOWABLE = ("num_heads", "residual", "gelu")      # what a state_dict's shapes cannot tell
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# --------------------------------------------------------------------------- helpers
+def bundled_models() -> list:
+    """Names accepted by ``load(name)``: the ``*.safetensors`` files in ``npgpt/data``."""
+    try:
+        files = os.listdir(DATA_DIR)
+    except OSError:
+        return []
+    return sorted(f[:-len(".safetensors")] for f in files if f.endswith(".safetensors"))
+
+
+def _config_fields():
+    import dataclasses
+    from ..config import GPTConfig
+    return {f.name for f in dataclasses.fields(GPTConfig)}
+
+
+def _make_config(fields: dict, overrides: dict, source: str, inferred=()):
+    """GPTConfig from ``fields`` updated by ``overrides``.
+
+    Overrides of ``inferred`` fields (read from the weights) must agree with them.
+    """
+    from ..config import GPTConfig
+    unknown = sorted(set(overrides) - _config_fields())
+    if unknown:
+        raise ValueError(f"unknown config override(s): {', '.join(unknown)}; "
+                         f"valid: {', '.join(sorted(_config_fields()))}")
+    for name in inferred:
+        if name in overrides and name in fields and overrides[name] != fields[name]:
+            raise CheckpointError(f"{source}: override {name}={overrides[name]!r} contradicts "
+                                  f"the weights, which say {name}={fields[name]!r}")
+    merged = {**fields, **overrides}
+    missing = [n for n in _UNKNOWABLE if n not in merged]
+    if missing:
+        example = ", ".join(f"{n}=..." for n in missing)
+        raise CheckpointError(
+            f"{source}: a state_dict's shapes cannot tell {', '.join(missing)}; pass "
+            f"them: npgpt.load(path, {example}) (the seed's GPTModel uses "
+            f"residual='seed', gelu='exact')")
+    try:
+        return GPTConfig.from_dict(merged)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: invalid config: {exc}") from None
+
+
+def _model_dtype(tensors: dict, source: str):
+    """float64 if every floating tensor is float64, else float32."""
+    kinds = {np.dtype(v.dtype) for v in tensors.values()}
+    if kinds and all(k == np.float64 for k in kinds):
+        return np.float64
+    return np.float32
+
+
+def _build_model(config, state: dict, dtype, source: str):
+    """A GPT with ``config`` holding ``state``, without spending time on a random init."""
+    from ..config import GPTConfig
+    from ..model import GPT
+    if 12 * config.num_layers > len(state):    # before parameter_shapes builds a huge dict
+        raise CheckpointError(f"{source}: the config has {config.num_layers} layers but the "
+                              f"file holds only {len(state)} tensors")
+    stub = GPTConfig(vocab_size=1, context_length=1, d_model=1, num_heads=1, num_layers=1)
+    model = GPT(stub, dtype=dtype)          # a few numbers; replaced wholesale below
+    model.config = config
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: the tensors do not fit the config: "
+                              f"{exc}"[:2000]) from None
+    return model
+
+
+def _infer_seed_fields(state: dict, source: str) -> dict:
+    """GPTConfig fields readable from the shapes of a seed-named state_dict."""
+    def shape(name, ndim):
+        if name not in state:
+            raise CheckpointError(f"{source}: missing tensor {name!r}")
+        value = state[name]
+        if value.ndim != ndim or 0 in value.shape:
+            raise CheckpointError(f"{source}: {name} has shape {value.shape}, expected "
+                                  f"{ndim} non-empty dimension(s)")
+        return value.shape
+    V, C = shape("token_embedding.weight", 2)
+    ctx, C2 = shape("position_encoding.weight", 2)
+    if C2 != C:
+        raise CheckpointError(f"{source}: position_encoding.weight has width {C2}, "
+                              f"token_embedding.weight {C}")
+    layers = 0
+    while f"blocks.{layers}.ln1.weight" in state:
+        layers += 1
+    if layers == 0:
+        raise CheckpointError(f"{source}: no transformer blocks (blocks.0.ln1.weight missing)")
+    return dict(vocab_size=int(V), d_model=int(C), context_length=int(ctx), num_layers=layers,
+                tie_embeddings="output_layer.weight" not in state,
+                output_bias="output_layer.bias" in state, layer_norm_eps=1e-5, dropout=0.0)
+
+
+def _model_from_state_dict(state: dict, overrides: dict, source: str):
+    """A model from a bare state_dict (seed or GPT-2 names), config from shapes + overrides."""
+    non_float = [k for k, v in state.items() if v.dtype.kind != "f"
+                 and not k.endswith((".causal_mask", "attn.bias", "attn.masked_bias"))]
+    if non_float:
+        raise CheckpointError(f"{source}: non-floating tensors {', '.join(non_float[:5])}")
+    if _gpt2.is_gpt2_state_dict(state):
+        state = _gpt2.state_dict_from_hf(state)
+        fields = _infer_seed_fields(state, source)
+        fields.update(residual="pre_norm", gelu="tanh", output_bias=False)
+        lm_head, wte = state.get("output_layer.weight"), state["token_embedding.weight"]
+        if lm_head is not None and lm_head.shape == wte.shape and np.array_equal(lm_head, wte):
+            fields["tie_embeddings"] = True       # GPT-2's lm_head is wte, saved twice
+        inferred = _SHAPE_FIELDS
+    else:
+        fields = _infer_seed_fields(state, source)
+        inferred = _SHAPE_FIELDS
+    config = _make_config(fields, overrides, source, inferred)
+    floats = {k: v for k, v in state.items() if v.dtype.kind == "f"}
+    return _build_model(config, state, _model_dtype(floats, source), source)
+
+
+def _attach_tokenizer_from_dict(model, text: str, source: str) -> None:
+    try:
+        from ..tokenizers import tokenizer_from_dict
+    except ImportError:
+        warnings.warn(f"{source}: the file has a tokenizer but npgpt.tokenizers is not "
+                      f"available; model.tokenizer stays None", stacklevel=3)
+        return
+    try:
+        data = json.loads(text)
+        model.tokenizer = tokenizer_from_dict(data)
+    except Exception as exc:   # the tokenizer JSON is untrusted input: any failure is a bad file
+        raise CheckpointError(f"{source}: the tokenizer in the metadata is invalid: "
+                              f"{type(exc).__name__}: {exc}"[:400]) from None
+
+
+# --------------------------------------------------------------------------- loaders
+def _load_safetensors_file(path, overrides: dict):
+    source = os.fspath(path)
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") != FORMAT_NAME:
+        return _model_from_state_dict(tensors, overrides, source)
+    from ..config import GPTConfig
+    try:
+        fields = json.loads(metadata["config"])
+        if not isinstance(fields, dict):
+            raise TypeError("not a JSON object")
+        config = GPTConfig.from_dict(fields)
+    except KeyError:
+        raise CheckpointError(f"{source}: npgpt file without a 'config' in its metadata") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{source}: invalid config in the metadata: {exc}"[:400]) from None
+    if overrides:
+        config = _make_config(config.to_dict(), overrides, source, _SHAPE_FIELDS)
+    kinds = {np.dtype(v.dtype) for v in tensors.values()}
+    if len(kinds) > 1 or not kinds <= {np.dtype(np.float32), np.dtype(np.float64)}:
+        raise CheckpointError(f"{source}: an npgpt file holds only F32 or only F64 tensors, "
+                              f"found {', '.join(sorted(k.name for k in kinds))}")
+    model = _build_model(config, tensors, kinds.pop() if kinds else np.float32, source)
+    if "tokenizer" in metadata:
+        _attach_tokenizer_from_dict(model, metadata["tokenizer"], source)
+    return model
+
+
+def _load_gpt2_folder(folder, overrides: dict):
+    source = os.fspath(folder)
+    hf = _gpt2.read_config_json(os.path.join(folder, "config.json"))
+    fields = _gpt2.config_fields_from_hf(hf)
+    st_path = os.path.join(folder, "model.safetensors")
+    bin_path = os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(st_path):
+        tensors, _ = read_safetensors(st_path)
+    elif os.path.isfile(bin_path):
+        tensors = read_torch_zip(bin_path)
+    elif os.path.exists(os.path.join(folder, "model.safetensors.index.json")):
+        raise CheckpointError(f"{source}: sharded checkpoints are not supported")
+    else:
+        raise CheckpointError(f"{source}: no model.safetensors or pytorch_model.bin")
+    state = _gpt2.state_dict_from_hf(tensors)
+    if not fields["tie_embeddings"] and "output_layer.weight" not in state:
+        raise CheckpointError(f"{source}: tie_word_embeddings is false but lm_head.weight "
+                              f"is missing")
+    config = _make_config(fields, overrides, source, _SHAPE_FIELDS)
+    model = _build_model(config, state, _model_dtype(state, source), source)
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    if os.path.isfile(vocab) and os.path.isfile(merges):
+        try:
+            from ..tokenizers import BPETokenizer
+            from_gpt2 = BPETokenizer.from_gpt2
+        except (ImportError, AttributeError):
+            return model                       # tokenizers not available yet: weights only
+        try:
+            model.tokenizer = from_gpt2(vocab, merges)
+        except Exception as exc:   # untrusted vocab/merges: any failure is a bad folder
+            raise CheckpointError(f"{source}: vocab.json/merges.txt are invalid: "
+                                  f"{type(exc).__name__}: {exc}"[:400]) from None
+    return model
+
+
+def _sniff(path) -> str:
+    """'zip', 'safetensors', or raise CheckpointError naming what the file looks like."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        size = os.fstat(f.fileno()).st_size
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(_LEGACY_TORCH_MAGIC):
+        raise CheckpointError(f"{os.fspath(path)}: a legacy (PyTorch < 1.6) torch.save file; "
+                              f"re-save it with a current PyTorch (zip format)")
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80":
+        raise CheckpointError(f"{os.fspath(path)}: a bare pickle, not a PyTorch zip or "
+                              f"safetensors file; refusing to unpickle it")
+    raise CheckpointError(f"{os.fspath(path)}: unrecognised format ({size} bytes, starting "
+                          f"{head[:8]!r}): not safetensors, a PyTorch zip, or a GPT-2 folder")
+
+
+def load(path, **config_overrides):
+    """Load a model from a checkpoint; the format is recognised from the content.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        npgpt's own safetensors file; a ``torch.save(model.state_dict())`` file of the seed's
+        ``GPTModel``; a Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors`` or
+        ``pytorch_model.bin``); or the name of a bundled model (``"shakespeare-char"``).
+    **config_overrides
+        GPTConfig fields. A bare state_dict's shapes give vocab_size, d_model,
+        context_length, num_layers, tie_embeddings and output_bias, but not ``num_heads``,
+        ``residual`` or ``gelu``: pass those (``num_heads=4, residual="seed",
+        gelu="exact"`` for the seed). Overriding an inferred field with another value is an
+        error; ``layer_norm_eps`` (default 1e-5) and ``dropout`` may be set freely.
+
+    Returns
+    -------
+    npgpt.GPT, float32 (float64 if every stored float tensor is float64), with
+    ``model.tokenizer`` set when the checkpoint carries one.
+
+    Raises
+    ------
+    CheckpointError
+        Malformed, truncated, hostile or unsupported input, or a missing override.
+    FileNotFoundError
+        ``path`` does not exist (and, for a bare name, no bundled model has that name).
+
+    Examples
+    --------
+    >>> model = npgpt.load("seed.pt", num_heads=4, residual="seed", gelu="exact")  # doctest: +SKIP
+    >>> model = npgpt.load("gpt2/")                                                # doctest: +SKIP
+    """
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not os.path.exists(path):
+        names = bundled_models()
+        if _NAME_RE.match(path) and "." not in path and path in names:
+            return _load_safetensors_file(os.path.join(DATA_DIR, path + ".safetensors"),
+                                          config_overrides)
+        listing = ", ".join(names) if names else "none installed"
+        raise FileNotFoundError(f"no file or folder {path!r}, and no bundled model of that "
+                                f"name (bundled models: {listing})")
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise CheckpointError(f"{path}: a folder without config.json (expected a Hugging "
+                                  f"Face GPT-2 folder)")
+        return _load_gpt2_folder(path, config_overrides)
+    kind = _sniff(path)
+    if kind == "zip":
+        return _model_from_state_dict(read_torch_zip(path), config_overrides, path)
+    return _load_safetensors_file(path, config_overrides)
+
+
+# --------------------------------------------------------------------------- savers
+def save_npgpt(model, path) -> None:
+    """Write npgpt's own file: safetensors with the config and tokenizer in the metadata.
+
+    Keys and shapes are ``model.state_dict()``'s (the seed's PyTorch names), dtype F32 or
+    F64 as the model's; ``__metadata__`` = {"format": "npgpt", "config": GPTConfig JSON,
+    "tokenizer": ``json.dumps(model.tokenizer.to_dict())`` (when there is one),
+    "npgpt_version": ...}. The file is written to a temporary file in the same folder and
+    renamed, so a crash never leaves half a checkpoint. ``load(path)`` gives back the same
+    parameters bit for bit.
+
+    Examples
+    --------
+    >>> model.save("m.safetensors")            # same as save_npgpt(model, "m.safetensors")  # doctest: +SKIP
+    >>> npgpt.load("m.safetensors").config == model.config                                   # doctest: +SKIP
+    True
+    """
+    from .. import __version__
+    params = model.state_dict()
+    metadata = {"format": FORMAT_NAME, "config": model.config.to_json(),
+                "npgpt_version": __version__}
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        if not hasattr(tokenizer, "to_dict"):
+            raise ValueError(f"model.tokenizer ({type(tokenizer).__name__}) has no to_dict(); "
+                             f"it cannot be saved")
+        metadata["tokenizer"] = json.dumps(tokenizer.to_dict(), ensure_ascii=False)
+    write_safetensors(path, params, metadata)
+
+
+def save_gpt2(model, folder) -> None:
+    """Write a Hugging Face GPT-2 folder: ``config.json`` + ``model.safetensors``.
+
+    ``transformers.GPT2LMHeadModel.from_pretrained(folder)`` then computes the same logits.
+    Only configs GPT-2 can express are accepted: ``residual="pre_norm"``, ``gelu="tanh"``,
+    ``tie_embeddings=True``, ``output_bias=False``; anything else raises a ValueError naming
+    the field. Conv1D weights are written transposed; ``lm_head`` is tied to ``wte``.
+
+    Examples
+    --------
+    >>> model.save_gpt2("out/")                                               # doctest: +SKIP
+    >>> transformers.GPT2LMHeadModel.from_pretrained("out/")                  # doctest: +SKIP
+    """
+    cfg = model.config
+    for field, wanted in (("residual", "pre_norm"), ("gelu", "tanh"),
+                          ("tie_embeddings", True), ("output_bias", False)):
+        if getattr(cfg, field) != wanted:
+            raise ValueError(f"GPT-2 cannot express {field}={getattr(cfg, field)!r} "
+                             f"(it needs {field}={wanted!r}); save with model.save() instead")
+    os.makedirs(folder, exist_ok=True)
+    dtype_name = np.dtype(model.dtype).name
+    tensors = _gpt2.hf_state_dict(model.params, cfg.num_layers)
+    write_safetensors(os.path.join(folder, "model.safetensors"), tensors, {"format": "pt"})
+    text = json.dumps(_gpt2.hf_config(cfg, dtype_name), indent=2, sort_keys=True) + "\n"
+    from .safetensors import _atomic_write
+    _atomic_write(os.path.join(folder, "config.json"), [text.encode("utf-8")])

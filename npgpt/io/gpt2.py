@@ -1,0 +1,175 @@
+"""Hugging Face GPT-2 <-> npgpt: config fields and weight names.
+
+Shapes: C = n_embd, V = vocab_size, F = 4 C. GPT-2 uses ``Conv1D`` layers that store their
+weight as (in, out) — the transpose of ``nn.Linear``'s (out, in) — so::
+
+    h.N.attn.c_attn.weight (C, 3C)  = blocks.N.attn.in_proj_weight.T   (3C, C)
+    h.N.attn.c_proj.weight (C, C)   = blocks.N.attn.out_proj.weight.T
+    h.N.mlp.c_fc.weight    (C, F)   = blocks.N.ffn.0.weight.T           (F, C)
+    h.N.mlp.c_proj.weight  (F, C)   = blocks.N.ffn.2.weight.T           (C, F)
+    wte (V, C) = token_embedding.weight, wpe (n_positions, C) = position_encoding.weight,
+    h.N.ln_1 / ln_2 = blocks.N.ln1 / ln2, ln_f = ln_final, lm_head.weight tied to wte.
+
+GPT-2 is npgpt with ``residual="pre_norm"``, ``gelu="tanh"`` (``gelu_new``),
+``tie_embeddings=True`` and ``output_bias=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+from .errors import CheckpointError
+
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+_EXACT_GELUS = ("gelu",)
+_TRANSPOSED = {"attn.c_attn.weight": "attn.in_proj_weight",
+               "attn.c_proj.weight": "attn.out_proj.weight",
+               "mlp.c_fc.weight": "ffn.0.weight",
+               "mlp.c_proj.weight": "ffn.2.weight"}
+_PLAIN = {"attn.c_attn.bias": "attn.in_proj_bias", "attn.c_proj.bias": "attn.out_proj.bias",
+          "mlp.c_fc.bias": "ffn.0.bias", "mlp.c_proj.bias": "ffn.2.bias",
+          "ln_1.weight": "ln1.weight", "ln_1.bias": "ln1.bias",
+          "ln_2.weight": "ln2.weight", "ln_2.bias": "ln2.bias"}
+_TOP = {"wte.weight": "token_embedding.weight", "wpe.weight": "position_encoding.weight",
+        "ln_f.weight": "ln_final.weight", "ln_f.bias": "ln_final.bias",
+        "lm_head.weight": "output_layer.weight"}
+_BLOCK_RE = re.compile(r"^h\.(\d{1,6})\.(.+)$")
+
+
+def read_config_json(path) -> dict:
+    """Parse a GPT-2 ``config.json`` (at most 10 MB) into a dict, or raise CheckpointError."""
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a config.json")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{os.fspath(path)}: not valid JSON: {exc}"[:300]) from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{os.fspath(path)}: must hold a JSON object")
+    return config
+
+
+def config_fields_from_hf(hf: dict) -> dict:
+    """GPTConfig fields from a Hugging Face GPT-2 config dict.
+
+    Refuses (CheckpointError, naming the field) what npgpt cannot run: another model_type,
+    an activation other than GELU, n_inner != 4 n_embd, cross-attention, unscaled or
+    layer-scaled attention.
+    """
+    model_type = hf.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise CheckpointError(f"config.json: model_type must be 'gpt2', got {model_type!r}"[:200])
+    fields = {}
+    for ours, theirs in (("vocab_size", ("vocab_size",)), ("d_model", ("n_embd",)),
+                         ("num_heads", ("n_head",)), ("num_layers", ("n_layer",)),
+                         ("context_length", ("n_positions", "n_ctx"))):
+        value = next((hf[k] for k in theirs if k in hf), None)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CheckpointError(f"config.json: {theirs[0]} must be a positive integer, "
+                                  f"got {value!r}"[:200])
+        fields[ours] = value
+    act = hf.get("activation_function", "gelu_new")
+    if act in _TANH_GELUS:
+        fields["gelu"] = "tanh"
+    elif act in _EXACT_GELUS:
+        fields["gelu"] = "exact"
+    else:
+        raise CheckpointError(f"config.json: activation_function {act!r} is not supported "
+                              f"(npgpt has {', '.join(_TANH_GELUS + _EXACT_GELUS)})"[:200])
+    n_inner = hf.get("n_inner")
+    if n_inner is not None and n_inner != 4 * fields["d_model"]:
+        raise CheckpointError(f"config.json: n_inner={n_inner!r} is not supported "
+                              f"(npgpt's feed-forward width is 4*n_embd)"[:200])
+    for key, wanted in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                        ("add_cross_attention", False)):
+        if hf.get(key, wanted) != wanted:
+            raise CheckpointError(f"config.json: {key}={hf[key]!r} is not supported "
+                                  f"(npgpt needs {wanted})"[:200])
+    eps = hf.get("layer_norm_epsilon", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise CheckpointError(f"config.json: layer_norm_epsilon must be a number, "
+                              f"got {eps!r}"[:200])
+    tie = hf.get("tie_word_embeddings", True)
+    if not isinstance(tie, bool):
+        raise CheckpointError(f"config.json: tie_word_embeddings must be true or false, "
+                              f"got {tie!r}"[:200])
+    fields.update(residual="pre_norm", tie_embeddings=tie, output_bias=False,
+                  layer_norm_eps=float(eps), dropout=0.0)
+    return fields
+
+
+def is_gpt2_state_dict(tensors) -> bool:
+    """Whether the names look like GPT-2's (``wte.weight``, optionally ``transformer.``)."""
+    return any(k in ("wte.weight", "transformer.wte.weight") for k in tensors)
+
+
+def state_dict_from_hf(tensors: dict) -> dict:
+    """GPT-2 weights (HF names) -> npgpt/seed names, Conv1D weights transposed.
+
+    ``h.N.attn.bias`` / ``h.N.attn.masked_bias`` (mask buffers of old files) are dropped;
+    a name npgpt does not know is kept as is, so the strict ``load_state_dict`` reports it.
+    """
+    out = {}
+    for name, value in tensors.items():
+        key = name[len("transformer."):] if name.startswith("transformer.") else name
+        match = _BLOCK_RE.match(key)
+        if match:
+            layer, rest = match.groups()
+            if rest in ("attn.bias", "attn.masked_bias"):
+                continue
+            prefix = f"blocks.{int(layer)}."
+            if rest in _TRANSPOSED:
+                value = np.asarray(value)
+                if value.ndim != 2:
+                    raise CheckpointError(f"{name}: expected a 2-D Conv1D weight, got shape "
+                                          f"{value.shape}")
+                out[prefix + _TRANSPOSED[rest]] = np.ascontiguousarray(value.T)
+            elif rest in _PLAIN:
+                out[prefix + _PLAIN[rest]] = value
+            else:
+                out[name] = value
+        else:
+            out[_TOP.get(key, name)] = value
+    return out
+
+
+def hf_state_dict(params: dict, num_layers: int) -> dict:
+    """npgpt parameters -> GPT-2 names (``transformer.`` prefix, Conv1D layout), no lm_head."""
+    p = params
+    out = {"transformer.wte.weight": p["token_embedding.weight"],
+           "transformer.wpe.weight": p["position_encoding.weight"]}
+    for i in range(num_layers):
+        ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
+        for hf_name, name in _PLAIN.items():
+            out[theirs + hf_name] = p[ours + name]
+        for hf_name, name in _TRANSPOSED.items():
+            out[theirs + hf_name] = np.ascontiguousarray(p[ours + name].T)
+    out["transformer.ln_f.weight"] = p["ln_final.weight"]
+    out["transformer.ln_f.bias"] = p["ln_final.bias"]
+    return out
+
+
+def hf_config(config, dtype_name: str) -> dict:
+    """The ``config.json`` dict of a GPT-2 equivalent to ``config`` (a GPTConfig)."""
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": config.vocab_size, "n_positions": config.context_length,
+        "n_embd": config.d_model, "n_layer": config.num_layers, "n_head": config.num_heads,
+        "n_inner": None, "activation_function": "gelu_new",
+        "layer_norm_epsilon": config.layer_norm_eps, "tie_word_embeddings": True,
+        "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout, "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+        "dtype": dtype_name,
+        # GPT-2's <|endoftext|> when the vocabulary has it, else none
+        "bos_token_id": 50256 if config.vocab_size > 50256 else None,
+        "eos_token_id": 50256 if config.vocab_size > 50256 else None,
+    }

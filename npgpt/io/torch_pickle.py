@@ -1,0 +1,511 @@
+"""Read a ``torch.save(state_dict)`` file without PyTorch, and without running its pickle.
+
+Shapes: each tensor is rebuilt from a flat storage (numel,) with a storage offset, a size
+(d0, d1, ...) and element strides (s0, s1, ...): element [i0, i1, ...] is
+``storage[offset + i0*s0 + i1*s1 + ...]``, exactly ``torch._utils._rebuild_tensor_v2``.
+
+PyTorch's zip layout (``torch.save`` since 1.6), all entries under one top folder::
+
+    <top>/data.pkl        a pickle of the state_dict (an OrderedDict name -> tensor)
+    <top>/byteorder       "little" or "big" (absent in old files: little)
+    <top>/data/<key>      the raw bytes of storage <key>
+    <top>/version, <top>/.format_version, <top>/.storage_alignment, ...
+
+A tensor in ``data.pkl`` is ``REDUCE(torch._utils._rebuild_tensor_v2, (storage, offset,
+size, stride, requires_grad, backward_hooks[, metadata]))`` where ``storage`` comes from a
+persistent id ``("storage", torch.FloatStorage, key, location, numel)``.
+
+Python's ``pickle.load`` would import and call whatever the file names (``os.system``...).
+Here a small pickle machine of our own interprets only the opcodes a state_dict uses; a
+global resolves only if it is on the allow-list below, and "calling" one only builds
+inert records (``_Storage``, ``_Tensor``) that become NumPy arrays afterwards. Anything
+else raises :class:`~npgpt.io.CheckpointError` before any effect.
+"""
+
+from __future__ import annotations
+
+import os
+import pickletools
+import re
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from .errors import CheckpointError
+from .safetensors import bfloat16_to_float32
+
+MAX_PICKLE_BYTES = 100 * 1024 * 1024
+MAX_MEMO = 10_000_000
+MAX_STACK = 1_000_000
+# The tensors rebuilt from a file may share storage (tied weights), but together they may
+# not hold more than this many times the file's size: views cannot blow up memory.
+MAX_EXPANSION = 4
+
+# storage class name -> (numpy dtype as stored, without byte order; element size)
+STORAGE_DTYPES = {
+    "DoubleStorage": ("f8", 8), "FloatStorage": ("f4", 4), "HalfStorage": ("f2", 2),
+    "BFloat16Storage": ("u2", 2), "LongStorage": ("i8", 8), "IntStorage": ("i4", 4),
+    "ShortStorage": ("i2", 2), "CharStorage": ("i1", 1), "ByteStorage": ("u1", 1),
+    "BoolStorage": ("?", 1), "UntypedStorage": ("u1", 1),
+}
+_REBUILD_TENSOR = ("torch._utils", "_rebuild_tensor_v2")
+_REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
+_ORDERED_DICT = ("collections", "OrderedDict")
+ALLOWED_GLOBALS = frozenset(
+    [_REBUILD_TENSOR, _REBUILD_PARAMETER, _ORDERED_DICT]
+    + [("torch", name) for name in STORAGE_DTYPES]
+    + [("torch.storage", "UntypedStorage")])
+
+_OPNAMES = {op.code.encode("latin-1"): op.name for op in pickletools.opcodes}
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class _Global:
+    """An allow-listed global, inert: only its name is kept."""
+    __slots__ = ("module", "name")
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __repr__(self):
+        return f"{self.module}.{self.name}"
+
+
+class _Storage:
+    __slots__ = ("key", "kind", "numel")
+
+    def __init__(self, key, kind, numel):
+        self.key, self.kind, self.numel = key, kind, numel
+
+
+class _Tensor:
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+class _Mark:
+    pass
+
+
+_MARK = _Mark()
+
+
+def _int_tuple(value, what):
+    if not isinstance(value, tuple) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise CheckpointError(f"torch pickle: {what} must be a tuple of non-negative integers, "
+                              f"got {value!r}"[:300])
+    if len(value) > 64:
+        raise CheckpointError(f"torch pickle: {what} has {len(value)} dimensions (at most 64)")
+    return value
+
+
+def _call(func: _Global, args):
+    """Apply an allow-listed callable to ``args`` (a REDUCE), building inert records only."""
+    if not isinstance(args, tuple):
+        raise CheckpointError(f"torch pickle: arguments of {func!r} are not a tuple")
+    key = (func.module, func.name)
+    if key == _ORDERED_DICT:
+        if args == ():
+            return {}
+        if len(args) == 1 and isinstance(args[0], list) and all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], (str, int))
+                for p in args[0]):
+            return dict(args[0])
+        raise CheckpointError("torch pickle: OrderedDict called with unexpected arguments")
+    if key == _REBUILD_TENSOR:
+        if len(args) not in (6, 7):
+            raise CheckpointError(f"torch pickle: _rebuild_tensor_v2 takes 6 or 7 arguments, "
+                                  f"got {len(args)}")
+        storage, offset, size, stride, requires_grad, hooks = args[:6]
+        if not isinstance(storage, _Storage):
+            raise CheckpointError("torch pickle: _rebuild_tensor_v2 got no storage")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise CheckpointError(f"torch pickle: storage offset must be a non-negative "
+                                  f"integer, got {offset!r}"[:200])
+        size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
+        if len(size) != len(stride):
+            raise CheckpointError(f"torch pickle: size {size} and stride {stride} differ in length")
+        if not isinstance(requires_grad, bool) or hooks not in ({}, None):
+            raise CheckpointError("torch pickle: unexpected requires_grad or backward hooks")
+        if len(args) == 7 and args[6] not in (None, {}):
+            raise CheckpointError("torch pickle: tensor metadata is not supported")
+        return _Tensor(storage, offset, size, stride)
+    if key == _REBUILD_PARAMETER:
+        if len(args) != 3 or not isinstance(args[0], _Tensor) or args[2] not in ({}, None):
+            raise CheckpointError("torch pickle: unexpected arguments to _rebuild_parameter")
+        return args[0]
+    raise CheckpointError(f"torch pickle: {func!r} cannot be called")
+
+
+class _Reader:
+    """A bounded cursor over the pickle bytes."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise CheckpointError(f"torch pickle: truncated (wanted {n} bytes at offset "
+                                  f"{self.pos} of {len(self.data)})")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def text(self, n: int) -> str:
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"torch pickle: string at offset {self.pos - n} is not "
+                                  f"valid UTF-8") from None
+
+    def line(self) -> str:
+        end = self.data.find(b"\n", self.pos, self.pos + 256)
+        if end < 0:
+            raise CheckpointError("torch pickle: unterminated or overlong GLOBAL name")
+        chunk = self.data[self.pos:end]
+        self.pos = end + 1
+        try:
+            return chunk.decode("ascii")
+        except UnicodeDecodeError:
+            raise CheckpointError("torch pickle: GLOBAL name is not ASCII") from None
+
+
+def unpickle_state_dict(data: bytes, persistent_load):
+    """Interpret ``data.pkl`` with the allow-list; return its (inert) top-level object.
+
+    ``persistent_load(pid)`` turns a persistent id tuple into a ``_Storage``.
+    """
+    r = _Reader(data)
+    stack, marks, memo = [], [], {}
+
+    def pop():
+        if not stack or stack[-1] is _MARK:
+            raise CheckpointError("torch pickle: stack underflow")
+        return stack.pop()
+
+    def pop_mark():
+        if not marks:
+            raise CheckpointError("torch pickle: no MARK on the stack")
+        start = marks.pop()
+        items = stack[start + 1:]
+        del stack[start:]
+        return items
+
+    def push(value):
+        if len(stack) >= MAX_STACK:
+            raise CheckpointError("torch pickle: stack too deep")
+        stack.append(value)
+
+    def put(index):
+        if not stack or stack[-1] is _MARK:
+            raise CheckpointError("torch pickle: nothing to memoize")
+        if len(memo) >= MAX_MEMO and index not in memo:
+            raise CheckpointError("torch pickle: memo too large")
+        memo[index] = stack[-1]
+
+    def get(index):
+        if index not in memo:
+            raise CheckpointError(f"torch pickle: memo entry {index} does not exist")
+        push(memo[index])
+
+    def check_key(key):
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise CheckpointError(f"torch pickle: dictionary key of type "
+                                  f"{type(key).__name__} is not allowed")
+        return key
+
+    while True:
+        op = r.take(1)
+        if op == b"\x80":                       # PROTO
+            if r.take(1)[0] > 5:
+                raise CheckpointError("torch pickle: unsupported pickle protocol")
+        elif op == b"\x95":                     # FRAME: a length hint only
+            r.take(8)
+        elif op == b"c":                        # GLOBAL module\nname\n
+            module, name = r.line(), r.line()
+            if (module, name) not in ALLOWED_GLOBALS:
+                raise CheckpointError(f"torch pickle: global {module}.{name} is not allowed "
+                                      f"(a state_dict needs only tensors and storages)")
+            push(_Global(module, name))
+        elif op == b"\x93":                     # STACK_GLOBAL
+            name, module = pop(), pop()
+            if not isinstance(module, str) or not isinstance(name, str) or \
+                    (module, name) not in ALLOWED_GLOBALS:
+                raise CheckpointError(f"torch pickle: global {module!r}.{name!r} is not "
+                                      f"allowed"[:200])
+            push(_Global(module, name))
+        elif op == b"q":                        # BINPUT
+            put(r.take(1)[0])
+        elif op == b"r":                        # LONG_BINPUT
+            put(struct.unpack("<I", r.take(4))[0])
+        elif op == b"\x94":                     # MEMOIZE
+            put(len(memo))
+        elif op == b"h":                        # BINGET
+            get(r.take(1)[0])
+        elif op == b"j":                        # LONG_BINGET
+            get(struct.unpack("<I", r.take(4))[0])
+        elif op == b"(":                        # MARK
+            marks.append(len(stack))
+            push(_MARK)
+        elif op == b")":                        # EMPTY_TUPLE
+            push(())
+        elif op == b"t":                        # TUPLE
+            push(tuple(pop_mark()))
+        elif op in (b"\x85", b"\x86", b"\x87"):  # TUPLE1/2/3
+            n = op[0] - 0x84
+            items = [pop() for _ in range(n)][::-1]
+            push(tuple(items))
+        elif op == b"]":                        # EMPTY_LIST
+            push([])
+        elif op == b"l":                        # LIST
+            push(pop_mark())
+        elif op == b"a":                        # APPEND
+            value = pop()
+            target = pop()
+            if not isinstance(target, list):
+                raise CheckpointError("torch pickle: APPEND to a non-list")
+            target.append(value)
+            push(target)
+        elif op == b"e":                        # APPENDS
+            items = pop_mark()
+            target = pop()
+            if not isinstance(target, list):
+                raise CheckpointError("torch pickle: APPENDS to a non-list")
+            target.extend(items)
+            push(target)
+        elif op == b"}":                        # EMPTY_DICT
+            push({})
+        elif op == b"d":                        # DICT
+            items = pop_mark()
+            if len(items) % 2:
+                raise CheckpointError("torch pickle: DICT with an odd number of items")
+            push({check_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+        elif op == b"s":                        # SETITEM
+            value, key = pop(), pop()
+            target = pop()
+            if not isinstance(target, dict):
+                raise CheckpointError("torch pickle: SETITEM on a non-dict")
+            target[check_key(key)] = value
+            push(target)
+        elif op == b"u":                        # SETITEMS
+            items = pop_mark()
+            target = pop()
+            if not isinstance(target, dict) or len(items) % 2:
+                raise CheckpointError("torch pickle: malformed SETITEMS")
+            for i in range(0, len(items), 2):
+                target[check_key(items[i])] = items[i + 1]
+            push(target)
+        elif op == b"X":                        # BINUNICODE
+            n = struct.unpack("<I", r.take(4))[0]
+            push(r.text(n))
+        elif op == b"\x8c":                     # SHORT_BINUNICODE
+            push(r.text(r.take(1)[0]))
+        elif op == b"\x8d":                     # BINUNICODE8
+            push(r.text(struct.unpack("<Q", r.take(8))[0]))
+        elif op == b"K":                        # BININT1
+            push(r.take(1)[0])
+        elif op == b"M":                        # BININT2
+            push(struct.unpack("<H", r.take(2))[0])
+        elif op == b"J":                        # BININT
+            push(struct.unpack("<i", r.take(4))[0])
+        elif op == b"\x8a":                     # LONG1
+            push(int.from_bytes(r.take(r.take(1)[0]), "little", signed=True))
+        elif op == b"G":                        # BINFLOAT
+            push(struct.unpack(">d", r.take(8))[0])
+        elif op == b"N":                        # NONE
+            push(None)
+        elif op == b"\x88":                     # NEWTRUE
+            push(True)
+        elif op == b"\x89":                     # NEWFALSE
+            push(False)
+        elif op == b"0":                        # POP
+            if stack and stack[-1] is _MARK:
+                pop_mark()
+            else:
+                pop()
+        elif op == b"1":                        # POP_MARK
+            pop_mark()
+        elif op == b"2":                        # DUP
+            push(stack[-1] if stack and stack[-1] is not _MARK else pop())
+        elif op == b"Q":                        # BINPERSID
+            push(persistent_load(pop()))
+        elif op == b"R":                        # REDUCE
+            args, func = pop(), pop()
+            if not isinstance(func, _Global):
+                raise CheckpointError("torch pickle: REDUCE of something that is not an "
+                                      "allowed global")
+            push(_call(func, args))
+        elif op == b"b":                        # BUILD: only OrderedDict's _metadata, ignored
+            state = pop()
+            target = pop()
+            if not isinstance(target, dict) or not isinstance(state, dict):
+                raise CheckpointError("torch pickle: BUILD is only allowed on the state_dict")
+            push(target)
+        elif op == b".":                        # STOP
+            if len(stack) != 1 or stack[0] is _MARK:
+                raise CheckpointError("torch pickle: STOP with a malformed stack")
+            return stack[0]
+        else:
+            name = _OPNAMES.get(op, "unknown")
+            raise CheckpointError(f"torch pickle: opcode {op!r} ({name}) at offset {r.pos - 1} "
+                                  f"is not allowed in a state_dict")
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: int, limit: int) -> bytes:
+    """Read exactly ``expected`` bytes of a zip entry, refusing entries that lie about it."""
+    if info.file_size != expected:
+        raise CheckpointError(f"zip entry {info.filename!r} holds {info.file_size} bytes, "
+                              f"expected {expected}")
+    if expected > limit:
+        raise CheckpointError(f"zip entry {info.filename!r} declares {expected} bytes, more "
+                              f"than a file of this size can hold (zip bomb?)")
+    with zf.open(info) as f:
+        data = f.read(expected)
+    if len(data) != expected:
+        raise CheckpointError(f"zip entry {info.filename!r} is truncated: {len(data)} of "
+                              f"{expected} bytes")
+    return data
+
+
+def read_torch_zip(path) -> dict:
+    """Read a ``torch.save(state_dict)`` zip into NumPy arrays, without torch.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, a file written by ``torch.save`` (PyTorch >= 1.6).
+
+    Returns
+    -------
+    dict name -> ndarray, in the pickle's order. Float/int/bool storages keep their dtype
+    (native byte order); bfloat16 becomes float32.
+
+    Raises
+    ------
+    CheckpointError
+        Not a zip, a zip that lies about its entries, a pickle global or opcode outside the
+        allow-list, a missing storage, a view outside its storage, non-tensor values.
+    """
+    try:
+        return _read_torch_zip(path)
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, struct.error,
+            UnicodeDecodeError, NotImplementedError, RuntimeError, OverflowError,
+            ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+        raise CheckpointError(f"{os.fspath(path)}: malformed PyTorch zip file: "
+                              f"{type(exc).__name__}: {exc}"[:400]) from None
+
+
+def _read_torch_zip(path) -> dict:
+    file_size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as zf:
+        infos = {}
+        for info in zf.infolist():
+            infos[info.filename] = info
+        pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise CheckpointError(f"{os.fspath(path)}: a PyTorch zip has exactly one "
+                                  f"<folder>/data.pkl, found {len(pickles)}")
+        prefix = pickles[0][:-len("data.pkl")]
+        # Everything read (data.pkl + storages) must fit in a few times the file's size:
+        # this bounds memory even for deflated entries or entries overlapping in the zip.
+        limit = MAX_EXPANSION * file_size + (1 << 20)
+        pkl_info = infos[pickles[0]]
+        if pkl_info.file_size > min(MAX_PICKLE_BYTES, limit):
+            raise CheckpointError(f"{os.fspath(path)}: data.pkl declares {pkl_info.file_size} "
+                                  f"bytes, above the limit")
+        pkl = _read_entry(zf, pkl_info, pkl_info.file_size, limit)
+        limit -= len(pkl)
+
+        byteorder = "little"
+        if prefix + "byteorder" in infos:
+            info = infos[prefix + "byteorder"]
+            raw = _read_entry(zf, info, info.file_size, 16) if info.file_size <= 16 else b""
+            byteorder = raw.decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise CheckpointError(f"{os.fspath(path)}: byteorder must be 'little' or "
+                                      f"'big', got {raw[:16]!r}")
+        order = "<" if byteorder == "little" else ">"
+
+        storages = {}
+
+        def persistent_load(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+                raise CheckpointError(f"torch pickle: unexpected persistent id {pid!r}"[:200])
+            _, kind, key, location, numel = pid
+            if not isinstance(kind, _Global) or kind.name not in STORAGE_DTYPES:
+                raise CheckpointError(f"torch pickle: {kind!r} is not a storage class"[:200])
+            if not isinstance(key, str) or not _KEY_RE.match(key):
+                raise CheckpointError(f"torch pickle: bad storage key {key!r}"[:200])
+            if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+                raise CheckpointError(f"torch pickle: bad storage size {numel!r}"[:200])
+            if not isinstance(location, str):
+                raise CheckpointError("torch pickle: storage location must be a string")
+            if key in storages:
+                old = storages[key]
+                if old.kind != kind.name or old.numel != numel:
+                    raise CheckpointError(f"torch pickle: storage {key} is described twice, "
+                                          f"differently")
+                return old
+            storages[key] = _Storage(key, kind.name, numel)
+            return storages[key]
+
+        state = unpickle_state_dict(pkl, persistent_load)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{os.fspath(path)}: data.pkl holds a "
+                                  f"{type(state).__name__}, not a state_dict")
+        for name, value in state.items():
+            if not isinstance(name, str) or not isinstance(value, _Tensor):
+                raise CheckpointError(f"{os.fspath(path)}: entry {name!r} is not a tensor "
+                                      f"(only a plain state_dict is supported)"[:300])
+
+        flat = {}
+        for key, storage in storages.items():
+            entry = prefix + "data/" + key
+            if entry not in infos:
+                raise CheckpointError(f"{os.fspath(path)}: storage {key!r} is missing "
+                                      f"(no zip entry {entry!r})")
+            code, itemsize = STORAGE_DTYPES[storage.kind]
+            raw = _read_entry(zf, infos[entry], storage.numel * itemsize, limit)
+            limit -= len(raw)
+            dtype = np.dtype(code).newbyteorder(order) if itemsize > 1 else np.dtype(code)
+            flat[key] = np.frombuffer(raw, dtype=dtype)
+
+    budget = MAX_EXPANSION * file_size + (1 << 20)
+    out = {}
+    for name, t in state.items():
+        out[name] = _materialise(name, t, flat[t.storage.key], budget)
+        budget -= out[name].nbytes
+    return out
+
+
+def _materialise(name, t: _Tensor, storage: np.ndarray, budget: int) -> np.ndarray:
+    """storage[offset + Σ i_k s_k] for every index of ``size``, as a fresh contiguous array."""
+    numel = 1
+    for s in t.size:
+        numel *= s
+    if numel * storage.itemsize > budget:
+        raise CheckpointError(f"tensor {name!r}: its views would need more memory than the "
+                              f"file's size justifies")
+    if numel == 0:
+        values = np.zeros(t.size, dtype=storage.dtype)
+    else:
+        last = t.offset + sum((s - 1) * st for s, st in zip(t.size, t.stride))
+        if last >= storage.size:
+            raise CheckpointError(f"tensor {name!r}: size {t.size}, stride {t.stride} and "
+                                  f"offset {t.offset} reach element {last} of a storage "
+                                  f"with {storage.size}")
+        view = np.lib.stride_tricks.as_strided(
+            storage[t.offset:], shape=t.size,
+            strides=[st * storage.itemsize for st in t.stride], writeable=False)
+        values = np.array(view, order="C")
+    if not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    if t.storage.kind == "BFloat16Storage":
+        values = bfloat16_to_float32(values)
+    return values

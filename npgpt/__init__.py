@@ -1,12 +1,22 @@
 """npgpt: a GPT language model and every common decoding strategy, in NumPy.
 
-The forward pass is explicit, the parameters are keyed like the seed tutorial's PyTorch
-``GPTModel``, and NumPy is the only dependency.
+The forward pass is explicit (``npgpt.nn``: one pure function per layer, each backward beside
+its forward), the parameters are keyed like the seed tutorial's PyTorch ``GPTModel``, and
+NumPy is the only dependency.
+
+    import npgpt
+    model = npgpt.load("shakespeare-char")
+    out = npgpt.generate(model, model.tokenizer.encode("ROMEO:"), max_new_tokens=100,
+                         do_sample=True, temperature=0.8, top_p=0.9, seed=0)
+    print(model.tokenizer.decode(out.sequences[0]))
 """
 
 from .config import GPTConfig
+from .io import CheckpointError, load
 from .model import GPT, KVCache
+from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
 
 __version__ = "0.1.0"
 
-__all__ = ["GPTConfig", "GPT", "KVCache", "__version__"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "load", "CheckpointError", "WordTokenizer",
+           "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "__version__"]

@@ -168,3 +168,36 @@ def test_checkpoint_is_not_a_pickle_and_bad_files_are_refused(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot read training checkpoint"):
         load_checkpoint(str(tmp_path / "bad.npz"))
+
+
+def test_train_writes_a_model_that_npgpt_load_reads_with_its_tokenizer(tmp_path):
+    from npgpt.tokenizers import CharTokenizer
+
+    text = "to be or not to be, that is the question. " * 20
+    tok = CharTokenizer.from_text(text)
+    cfg = npgpt.GPTConfig(vocab_size=tok.vocab_size, context_length=8, d_model=8, num_heads=2, num_layers=1)
+    model = npgpt.GPT(cfg, seed=0)
+    model.tokenizer = tok
+    tr, va = split_corpus(np.array(tok.encode(text)))
+    out = tmp_path / "new" / "folder"                      # created on demand
+    state = train(TrainState.new(model, TrainConfig(batch_size=2, steps=4, eval_interval=2, eval_iters=1)),
+                  tr, va, out_dir=str(out))
+    loaded = npgpt.load(str(out / "model.safetensors"))
+    assert loaded.tokenizer == tok
+    assert [r["step"] for r in state.history] == [2, 4]
+    assert (out / "ckpt.npz").exists()
+    resumed = load_checkpoint(str(out / "ckpt.npz"))
+    assert resumed.step == 4 and resumed.model.tokenizer == tok
+
+
+def test_keyboard_interrupt_saves_the_checkpoint_before_it_propagates(tmp_path):
+    data = np.random.default_rng(0).integers(0, 17, 400)
+    tr, va = split_corpus(data)
+
+    def interrupt(info):
+        if info["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_run(), tr, va, out_dir=str(tmp_path), on_step=interrupt)
+    assert load_checkpoint(str(tmp_path / "ckpt.npz")).step == 2

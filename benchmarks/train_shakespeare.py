@@ -27,7 +27,7 @@ RUNS = {
              "--grad-clip", "1.0", "--eval-interval", "250", "--eval-iters", "100"],
     # the bundled model (npgpt/data/shakespeare-char.safetensors)
     "bundled": ["--layers", "4", "--heads", "4", "--d-model", "192", "--context", "128",
-                "--batch-size", "16", "--steps", "8000", "--lr", "2e-3", "--min-lr", "2e-4",
+                "--batch-size", "16", "--steps", "5000", "--lr", "2e-3", "--min-lr", "2e-4",
                 "--warmup", "200", "--dropout", "0.1", "--beta2", "0.99", "--weight-decay", "0.1",
                 "--grad-clip", "1.0", "--eval-interval", "500", "--eval-iters", "50"],
 }

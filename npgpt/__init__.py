@@ -12,11 +12,12 @@ NumPy is the only dependency.
 """
 
 from .config import GPTConfig
+from .generate import GenerateOutput, generate
 from .io import CheckpointError, load
 from .model import GPT, KVCache
 from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
 
 __version__ = "0.1.0"
 
-__all__ = ["GPTConfig", "GPT", "KVCache", "load", "CheckpointError", "WordTokenizer",
+__all__ = ["GPTConfig", "GPT", "KVCache", "generate", "GenerateOutput", "load", "CheckpointError", "WordTokenizer",
            "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "__version__"]

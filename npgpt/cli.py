@@ -1,7 +1,12 @@
 """The ``npgpt`` command line (it prints; the library never does).
 
-    npgpt generate ...     continue a prompt
+    npgpt generate ...     continue a prompt (the bundled Shakespeare model by default)
+    npgpt inspect ...      the next-token distribution and what each strategy keeps
+    npgpt plot ...         the seed's embedding heatmaps, attention maps
     npgpt train ...        train a character-level model on a text file
+    npgpt bench            time npgpt on this machine
+
+Every command answers --help with examples. User errors print one line and exit with 2.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (and exit code 2), not usage plus a line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     h, rem = divmod(seconds, 3600)
@@ -25,22 +37,161 @@ def _format_seconds(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-# ----------------------------------------------------------------------------- generate
-def _generate(args) -> int:
-    from . import GPT, GPTConfig
+# ----------------------------------------------------------------------------- models
+DEFAULT_MODEL = "shakespeare-char"
 
-    cfg = GPTConfig(vocab_size=65, context_length=256, d_model=128, num_heads=4, num_layers=4,
-                    residual="seed")
-    model = GPT(cfg, seed=args.seed, init="torch")
-    ids = np.array(args.prompt_ids, dtype=np.int64)
-    cache = model.new_cache(1)
-    logits = model(ids[None, :], cache=cache, last_only=True)
-    out = list(ids)
-    for _ in range(args.max_new_tokens):
-        token = int(np.argmax(logits[0]))
-        out.append(token)
-        logits = model(np.array([[token]]), cache=cache, last_only=True)
-    print(" ".join(map(str, out)))
+
+def _load_model(name_or_path: str):
+    from .io import CheckpointError, load
+
+    try:
+        model = load(name_or_path)
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        raise CLIError(str(err).splitlines()[0]) from None
+    if model.tokenizer is None:
+        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be encoded")
+    return model
+
+
+def _encode(model, text: str):
+    try:
+        ids = model.tokenizer.encode(text)
+    except ValueError as err:
+        raise CLIError(f"cannot encode the prompt: {err}") from None
+    if len(ids) == 0:
+        raise CLIError("the prompt encodes to no tokens; give a non-empty --prompt")
+    return np.array(ids, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- generate
+_SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+
+
+def _decoding_options(args) -> dict:
+    """generate() keyword arguments from the command line, refusing combinations that would
+    silently do nothing."""
+    given = {name: getattr(args, name) for name in _SAMPLING_ONLY if getattr(args, name) is not None}
+    if given and not args.do_sample:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise CLIError(f"{flag} only changes sampling; add --do-sample (greedy and beam search ignore it)")
+    if args.num_return_sequences > 1 and not args.do_sample and args.num_beams < args.num_return_sequences:
+        raise CLIError("--num-return-sequences > 1 needs --do-sample, or --num-beams at least as large")
+    early = {"true": True, "false": False, "never": "never"}[args.early_stopping]
+    options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, seed=args.seed,
+                   repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
+                   frequency_penalty=args.frequency_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                   num_beams=args.num_beams, length_penalty=args.length_penalty, early_stopping=early,
+                   num_return_sequences=args.num_return_sequences, min_new_tokens=args.min_new_tokens,
+                   eos_token_id=args.eos_token_id)
+    options.update(given)
+    return options
+
+
+def _generate(args) -> int:
+    from .generate import generate, stream
+
+    model = _load_model(args.model)
+    prompt = _encode(model, args.prompt)
+    options = _decoding_options(args)
+    tok = model.tokenizer
+    out = sys.stdout
+    try:
+        if options["num_beams"] == 1 and options["num_return_sequences"] == 1:
+            # stream: print each token as it comes (decode the whole text, print what is new,
+            # so that multi-byte characters split across tokens come out whole)
+            out.write(args.prompt)
+            out.flush()
+            new, shown = [], ""
+            for tokens in stream(model, prompt, **options):
+                new.append(int(tokens[0]))
+                text = tok.decode(new)
+                if text.endswith("\ufffd"):
+                    continue                      # an incomplete character: wait for the rest
+                out.write(text[len(shown):])
+                out.flush()
+                shown = text
+            out.write(tok.decode(new)[len(shown):] + "\n")
+            return 0
+        result = generate(model, prompt, **options)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    n_prompt = len(prompt)
+    if options["num_beams"] > 1:
+        out.write(f"beam search, {options['num_beams']} beams: the candidates, best first "
+                  f"(score = sum log p / new_tokens ** {options['length_penalty']})\n")
+        for rank, (seq, score) in enumerate(zip(result.beam_sequences[0], result.beam_scores[0])):
+            out.write(f"--- candidate {rank + 1}  score {score:.4f}\n")
+            out.write(args.prompt + tok.decode(seq[n_prompt:].tolist()) + "\n")
+        return 0
+    for i, (seq, score) in enumerate(zip(result.sequences, result.scores)):
+        n_new = int(result.num_new_tokens[i])
+        out.write(f"--- sample {i + 1}  log p = {score:.2f} over {n_new} tokens\n")
+        out.write(args.prompt + tok.decode(seq[n_prompt:n_prompt + n_new].tolist()) + "\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------- inspect
+def _inspect(args) -> int:
+    from . import viz
+
+    model = _load_model(args.model)
+    ids = _encode(model, args.prompt)
+    window = ids[-model.config.context_length:]
+    logits = model(window, last_only=True)
+    try:
+        report = viz.strategy_report(logits, seed=args.seed, temperature=args.temperature,
+                                     top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                                     typical_p=args.typical_p)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(f"next token after {args.prompt!r} ({len(ids)} tokens):")
+    print(viz.inspect_text(report, labels=model.tokenizer, top=args.top))
+    if args.png:
+        try:
+            viz.plot_strategies(report, labels=model.tokenizer, path=args.png)
+        except ImportError as err:
+            raise CLIError(str(err)) from None
+        print(f"wrote {args.png}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- plot
+def _plot(args) -> int:
+    from . import viz
+
+    model = _load_model(args.model)
+    if args.what == "attention" and args.prompt is None:
+        raise CLIError("plot attention needs --prompt TEXT")
+    text = args.prompt if args.prompt is not None else "ROMEO:\nBut soft, what light"
+    try:
+        ids = _encode(model, text)[: model.config.context_length]
+    except CLIError:
+        if args.prompt is not None:
+            raise
+        ids = np.arange(min(20, model.config.vocab_size, model.config.context_length))
+    try:
+        if args.what == "embeddings":
+            viz.plot_embeddings(model, ids, path=args.png, labels=model.tokenizer)
+        else:
+            viz.plot_attention(model, ids, labels=model.tokenizer, path=args.png)
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    print(f"wrote {args.png}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+def _bench(args) -> int:
+    from .bench import format_table, run
+
+    def progress(name):
+        sys.stderr.write(f"running: {name}\n")
+        sys.stderr.flush()
+
+    rows = run(repeats=args.repeats, progress=progress)
+    print(format_table(rows))
+    print("(npgpt alone; the comparisons against PyTorch, transformers and tiktoken are the "
+          "scripts in the repository's benchmarks/ folder)")
     return 0
 
 
@@ -115,6 +266,13 @@ def _train(args) -> int:
             raise CLIError(f"--resume: no checkpoint at {ckpt_path!r}")
         state = load_checkpoint(ckpt_path)
         tokenizer = state.model.tokenizer
+        if args.steps is not None:          # the one setting a resumed run may change
+            import dataclasses
+
+            try:
+                state.train_config = dataclasses.replace(state.train_config, steps=args.steps)
+            except ValueError as err:
+                raise CLIError(str(err)) from None
     else:
         from .tokenizers import CharTokenizer
 
@@ -124,7 +282,7 @@ def _train(args) -> int:
                             d_model=args.d_model, num_heads=args.heads, num_layers=args.layers,
                             dropout=args.dropout, gelu=args.gelu, residual=args.residual,
                             tie_embeddings=args.tie_embeddings)
-            tc = TrainConfig(batch_size=args.batch_size, steps=args.steps, lr=args.lr,
+            tc = TrainConfig(batch_size=args.batch_size, steps=args.steps or 2000, lr=args.lr,
                              min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
                              beta2=args.beta2, grad_clip=args.grad_clip,
                              eval_interval=args.eval_interval, eval_iters=args.eval_iters,
@@ -176,16 +334,92 @@ def _train(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="npgpt", description="A GPT language model in NumPy.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="npgpt", description="A GPT language model and every common decoding strategy, in NumPy.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  npgpt generate --prompt 'ROMEO:' --do-sample --temperature 0.8 --top-p 0.9\n"
+               "  npgpt inspect --prompt 'ROMEO: I'\n"
+               "  npgpt train --data input.txt --out run1\n"
+               "  npgpt bench\n"
+               "run 'npgpt COMMAND --help' for each command's options")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="greedy continuation of token ids on a fresh model")
-    gen.add_argument("--prompt-ids", type=int, nargs="+", default=[0, 1, 2])
-    gen.add_argument("--max-new-tokens", type=int, default=20)
-    gen.add_argument("--seed", type=int, default=0)
+    model_help = f"a bundled model's name or a checkpoint path (default: {DEFAULT_MODEL})"
+    gen = sub.add_parser(
+        "generate", help="continue a prompt (streams as it goes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Continue a prompt with greedy decoding, sampling or beam search.",
+        epilog="examples:\n"
+               "  npgpt generate --prompt 'ROMEO:' --max-new-tokens 200 --do-sample --temperature 0.8 --top-p 0.9\n"
+               "  npgpt generate --prompt 'JULIET:' --do-sample --min-p 0.1 --seed 3 --num-return-sequences 3\n"
+               "  npgpt generate --prompt 'To be' --num-beams 4 --max-new-tokens 30\n"
+               "  npgpt generate --model out/model.safetensors --prompt 'Hello'")
+    gen.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    gen.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
+    gen.add_argument("--max-new-tokens", type=int, default=200)
+    gen.add_argument("--min-new-tokens", type=int, default=0)
+    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=float)
+    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--min-p", type=float)
+    gen.add_argument("--typical-p", type=float)
+    gen.add_argument("--epsilon-cutoff", type=float)
+    gen.add_argument("--eta-cutoff", type=float)
+    gen.add_argument("--repetition-penalty", type=float, default=1.0)
+    gen.add_argument("--presence-penalty", type=float, default=0.0)
+    gen.add_argument("--frequency-penalty", type=float, default=0.0)
+    gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    gen.add_argument("--num-beams", type=int, default=1)
+    gen.add_argument("--length-penalty", type=float, default=1.0)
+    gen.add_argument("--early-stopping", choices=["true", "false", "never"], default="false")
+    gen.add_argument("--num-return-sequences", type=int, default=1)
+    gen.add_argument("--eos-token-id", type=int, nargs="+")
+    gen.add_argument("--seed", type=int, default=None)
     gen.set_defaults(func=_generate)
+
+    ins = sub.add_parser(
+        "inspect", help="the next-token distribution and what each strategy does with it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="For the next token: the model's distribution, what greedy, temperature, "
+                    "top-k, top-p, min-p and typical sampling keep, and what each would choose.",
+        epilog="examples:\n"
+               "  npgpt inspect --prompt 'ROMEO: I'\n"
+               "  npgpt inspect --prompt 'To be or not to b' --top-k 3 --top-p 0.5 --png strategies.png")
+    ins.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    ins.add_argument("--prompt", required=True)
+    ins.add_argument("--temperature", type=float, default=0.8)
+    ins.add_argument("--top-k", type=int, default=5)
+    ins.add_argument("--top-p", type=float, default=0.9)
+    ins.add_argument("--min-p", type=float, default=0.1)
+    ins.add_argument("--typical-p", type=float, default=0.9)
+    ins.add_argument("--seed", type=int, default=0)
+    ins.add_argument("--top", type=int, default=10, help="rows in the chart (default 10)")
+    ins.add_argument("--png", help="also write the seed's heatmaps, one row per strategy")
+    ins.set_defaults(func=_inspect)
+
+    plo = sub.add_parser(
+        "plot", help="the seed's pictures: embeddings or attention maps",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Draw the seed tutorial's embedding heatmaps, or the attention maps of "
+                    "every layer and head (needs the plot extra: pip install \"npgpt[plot]\").",
+        epilog="examples:\n"
+               "  npgpt plot embeddings --png embeddings.png\n"
+               "  npgpt plot attention --prompt 'ROMEO: But soft' --png attention.png")
+    plo.add_argument("what", choices=["embeddings", "attention"])
+    plo.add_argument("--png", required=True)
+    plo.add_argument("--prompt")
+    plo.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    plo.set_defaults(func=_plot)
+
+    ben = sub.add_parser(
+        "bench", help="time npgpt on this machine (NumPy only)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the benchmarks that need no optional package and print a table.",
+        epilog="examples:\n  npgpt bench\n  npgpt bench --repeats 9")
+    ben.add_argument("--repeats", type=int, default=5)
+    ben.set_defaults(func=_bench)
 
     tr = sub.add_parser(
         "train", help="train a character-level model on a text file",
@@ -207,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tie-embeddings", action="store_true")
     tr.add_argument("--dropout", type=float, default=0.0)
     tr.add_argument("--batch-size", type=int, default=12)
-    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument("--steps", type=int, default=None,
+                    help="optimiser steps in all (default 2000; with --resume: a new total)")
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--min-lr", type=float, default=1e-4)
     tr.add_argument("--warmup", type=int, default=100)
@@ -217,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-interval", type=int, default=250)
     tr.add_argument("--eval-iters", type=int, default=20)
     tr.add_argument("--seed", type=int, default=1337)
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.npz")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from OUT/ckpt.npz (its settings; only --steps may change)")
     tr.set_defaults(func=_train)
     return parser
 

@@ -1,0 +1,86 @@
+"""``npgpt bench``: the benchmarks that need nothing but NumPy, as one table.
+
+The comparisons against PyTorch, transformers and tiktoken live in the repository's
+``benchmarks/`` scripts (they need those packages); this module times npgpt alone, with the
+same shapes, so that any machine can see its own figures. Every figure is a median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+SEED_SHAPE = dict(vocab_size=65, context_length=256, d_model=128, num_heads=4, num_layers=4)
+BABY_SHAPE = dict(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list:
+    """Run every NumPy-only benchmark; returns rows (name, shape, median, unit figure)."""
+    from . import GPT, GPTConfig, generate
+    from . import sampling
+    from .train import TrainConfig, TrainState, get_batch, train_step
+
+    rows = []
+
+    def note(name):
+        if progress is not None:
+            progress(name)
+
+    seed_model = GPT(GPTConfig(**SEED_SHAPE, residual="seed"), seed=0)
+    prompt = np.arange(8) % 65
+
+    note("greedy generation")
+    t = median_seconds(lambda: generate(seed_model, prompt, max_new_tokens=200), repeats)
+    rows.append(("greedy generate, KV cache", "seed-size model, batch 1, 200 tokens", t, f"{200 / t:,.0f} tokens/s"))
+
+    note("sampling")
+    t = median_seconds(lambda: generate(seed_model, prompt, max_new_tokens=200, do_sample=True,
+                                        temperature=0.8, top_p=0.9, seed=0), repeats)
+    rows.append(("sampling T=0.8, top-p 0.9", "seed-size model, batch 1, 200 tokens", t, f"{200 / t:,.0f} tokens/s"))
+
+    note("beam search")
+    t = median_seconds(lambda: generate(seed_model, prompt, max_new_tokens=100, num_beams=4), repeats)
+    rows.append(("beam search, 4 beams", "seed-size model, 100 tokens", t, f"{100 / t:,.0f} steps/s"))
+
+    note("training step")
+    baby = GPT(GPTConfig(**BABY_SHAPE), seed=0)
+    state = TrainState.new(baby, TrainConfig())
+    data = np.random.default_rng(0).integers(0, 65, 20_000)
+    x, y = get_batch(data, 12, 64, np.random.default_rng(1))
+    t = median_seconds(lambda: train_step(state, x, y), max(repeats, 5), warmup=2)
+    rows.append(("training step (fwd+bwd+AdamW)", "baby GPT, batch 12 x 64", t, f"{12 * 64 / t:,.0f} tokens/s"))
+
+    logits = np.random.default_rng(0).standard_normal((32, 50257)).astype(np.float32) * 3
+    for name, fn in (("top-p 0.9", lambda: sampling.top_p(logits, 0.9)),
+                     ("top-k 50", lambda: sampling.top_k(logits, 50)),
+                     ("min-p 0.05", lambda: sampling.min_p(logits, 0.05))):
+        note(name)
+        t = median_seconds(fn, repeats)
+        rows.append((name, "logits (32, 50257) float32", t, f"{32 / t:,.0f} rows/s"))
+    return rows
+
+
+def format_table(rows) -> str:
+    """Rows as a Markdown table."""
+    headers = ("benchmark", "shape", "median", "throughput")
+    cells = [(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,788 @@
+"""Pictures: what the model predicts and what each decoding strategy does with it.
+
+Shapes: V = vocabulary size, T = sequence length, C = d_model, L = layers, H = heads.
+probs (V,) float -- one next-token distribution; logits (V,) float; ids (T,) int;
+attention: L arrays (H, T, T).
+
+Two kinds of pictures:
+
+- **Terminal pictures** (plain strings, NumPy only): :func:`bar_chart` draws the most
+  probable tokens with bars, marking removed tokens and the chosen one;
+  :func:`strategy_table` compares strategies side by side. :func:`strategy_report` is the
+  data behind both: for one next-token distribution, what greedy, temperature, top-k, top-p,
+  min-p and typical sampling keep, the probabilities after each rule, and the token each
+  would choose.
+- **matplotlib pictures** (the seed tutorial's heatmaps): :func:`plot_heatmap` (exactly as
+  the seed calls it: ``plot_heatmap(probs, title, selected_idx)``), :func:`plot_strategies`
+  (one heatmap row per strategy), :func:`plot_embeddings` (token embedding, position
+  embedding, their sum) and :func:`plot_attention` (one map per layer and head).
+  matplotlib is imported only inside these functions; without it they raise ImportError
+  naming the ``plot`` extra (``pip install "npgpt[plot]"``). They build
+  ``matplotlib.figure.Figure`` objects directly (no pyplot state, no ``show()``), so they work
+  with any backend, including Agg on servers; each returns its Figure and, given ``path``,
+  saves it as an image (PNG by the file name's extension).
+
+Labels name tokens in pictures. Wherever ``labels`` is accepted it may be None (token ids
+are shown), a sequence of V strings (``labels[i]`` names token ``i``), a tokenizer (anything
+with ``decode(ids)``; each token is decoded alone), or a callable ``id -> str``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from . import sampling
+
+__all__ = ["STRATEGIES", "strategy_report", "bar_chart", "strategy_table", "inspect_text",
+           "plot_heatmap", "plot_strategies", "plot_embeddings", "plot_attention", "token_label"]
+
+#: The strategies :func:`strategy_report` knows, in the order it reports them.
+STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p", "typical")
+
+_PLOT_EXTRA_MESSAGE = ('npgpt.viz plotting needs matplotlib, which is not installed; '
+                       'install the plot extra: pip install "npgpt[plot]"')
+_MAX_LABEL = 14          # characters of a token label shown in tables and tick labels
+_ALL_COLUMNS_UP_TO = 32  # heatmaps show every token up to this vocabulary size
+_TOP_COLUMNS = 40        # ... and otherwise this many of the most probable tokens
+_ANNOTATE_UP_TO = 20     # cells are annotated with their probability up to this many columns
+
+
+# ------------------------------------------------------------------------------ helpers
+def _matplotlib():
+    """The Figure class and a Rectangle patch class, or ImportError naming the extra."""
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+    except ImportError:
+        raise ImportError(_PLOT_EXTRA_MESSAGE) from None
+    return Figure, Rectangle
+
+
+def _index(value, name, size):
+    """An int in [0, size), else ValueError naming the value."""
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be an integer token id, got {value!r}")
+    try:
+        value = operator.index(value)          # ints, NumPy ints, 0-d integer tensors
+    except TypeError:
+        raise ValueError(f"{name} must be an integer token id, got {value!r}") from None
+    if not 0 <= value < size:
+        raise ValueError(f"{name} must be in [0, {size}) for a vocabulary of size {size}, got {value}")
+    return value
+
+
+def _vector(x, name):
+    """A 1-D float64 array from (V,) or (1, V) input (e.g. the seed's ``logits[:, -1, :]``)."""
+    if hasattr(x, "detach"):                      # a torch tensor, as in the seed
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]                                              # (1, V) -> (V,)
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (V,) or (1, V) with V >= 1, got shape {np.shape(x)}")
+    if arr.dtype.kind not in "fiu" or arr.dtype == bool:
+        raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _probs(x, name="probs"):
+    """Validated probabilities (V,): finite, >= 0, summing to 1 within 1e-3."""
+    p = _vector(x, name)
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} contain NaN or inf")
+    if (p < 0).any():
+        raise ValueError(f"{name} must be >= 0, got minimum {p.min():g}")
+    if abs(p.sum() - 1.0) > 1e-3:
+        raise ValueError(f"{name} must sum to 1, got sum {p.sum():.6g}")
+    return p
+
+
+def _mask(x, name, V):
+    m = np.asarray(x)
+    if m.shape != (V,):
+        raise ValueError(f"{name} must have shape ({V},), got shape {m.shape}")
+    return m.astype(bool)
+
+
+def _short(text, limit=_MAX_LABEL):
+    """Show whitespace and control characters visibly and cut long labels."""
+    if text == "" or text.strip() != text or not text.isprintable():
+        text = repr(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _labeler(labels, V):
+    """A function id -> display string for ``labels`` (see the module docstring)."""
+    if labels is None:
+        return lambda i: str(i)
+    if hasattr(labels, "decode") and not isinstance(labels, (str, bytes)):
+        def decode(i, tok=labels):
+            try:
+                return _short(tok.decode([i]))
+            except (ValueError, KeyError, IndexError, UnicodeDecodeError):
+                return f"<{i}>"
+        return decode
+    if callable(labels):
+        return lambda i: _short(str(labels(i)))
+    if isinstance(labels, str):
+        raise ValueError("labels must be a sequence of strings (one per token), not one str")
+    labels = list(labels)
+    if len(labels) != V:
+        raise ValueError(f"labels has {len(labels)} entries but the vocabulary has {V} tokens")
+    return lambda i: _short(str(labels[i]))
+
+
+def token_label(labels, token_id, vocab_size):
+    """The display string of one token (how every picture in this module names it).
+
+    >>> token_label(["hello", "world"], 1, 2)
+    'world'
+    >>> token_label(None, 7, 10)
+    '7'
+    """
+    return _labeler(labels, vocab_size)(_index(token_id, "token_id", vocab_size))
+
+
+def _save(fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ---------------------------------------------------------------------- strategy report
+def strategy_report(logits, seed=None, rng=None, *, temperature=0.8, top_k=5, top_p=0.9,
+                    min_p=0.1, typical_p=0.9, strategies=STRATEGIES):
+    """For one next-token distribution: what each strategy keeps, its probabilities, its pick.
+
+    Each strategy is applied on its own to the raw logits (temperature 1 except in the
+    "temperature" row), so the rows compare the rules themselves:
+
+    ===========  ===============================================================
+    greedy       keep argmax(logits) (temperature 0)
+    temperature  p ∝ exp(logits / t): nothing removed, the shape changes
+    top-k        keep logits >= the k-th largest (ties kept)
+    top-p        keep the smallest most-probable set with mass >= p
+    min-p        keep p_i >= min_p · max_j p_j
+    typical      keep tokens whose surprisal -log p_i is closest to the entropy, mass >= p
+    ===========  ===============================================================
+
+    The choice is drawn by :func:`npgpt.sampling.sample` from ``probs_after``. Every row
+    draws with the *same* random number (one Generator seeded identically per row), so
+    differences between rows come from the rules alone, and a row's choice does not depend
+    on which other rows are present. Greedy uses no randomness.
+
+    Parameters
+    ----------
+    logits : float array (V,) (or (1, V))
+        Next-token logits.
+    seed : int, optional
+        Seed for the draw; ignored if ``rng`` is given. None: fresh entropy.
+    rng : numpy.random.Generator, optional
+        The draw's seed is taken from it (one integer).
+    temperature, top_k, top_p, min_p, typical_p : the strategies' parameters
+        ``None`` leaves that strategy out (``temperature=None`` drops the temperature row).
+    strategies : sequence of str
+        Which of :data:`STRATEGIES` to report, in this order.
+
+    Returns
+    -------
+    list of dict, one per strategy, with keys
+        ``name`` (e.g. "top-k"), ``label`` (e.g. "top-k (k=5)"), ``params`` (dict),
+        ``probs_before`` float64 (V,) (softmax of the logits), ``probs_after`` float64 (V,)
+        (zeros where removed), ``kept`` bool (V,), ``chosen`` int.
+
+    Examples
+    --------
+    >>> rows = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0, top_k=2)
+    >>> [r["name"] for r in rows]
+    ['greedy', 'temperature', 'top-k', 'top-p', 'min-p', 'typical']
+    >>> rows[2]["kept"].tolist(), rows[0]["chosen"]
+    ([True, True, False], 0)
+    """
+    x = _vector(logits, "logits")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or isinstance(strategies, str):
+        raise ValueError(f"strategies must be names from {STRATEGIES}, got {strategies!r}")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        draw_seed = int(rng.integers(2**63))
+    elif seed is None:
+        draw_seed = int(np.random.default_rng().integers(2**63))
+    else:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        draw_seed = int(seed)
+
+    settings = {
+        "greedy": ({"temperature": 0.0}, "greedy"),
+        "temperature": ({"temperature": temperature}, f"temperature (T={temperature:g})"
+                        if temperature is not None else ""),
+        "top-k": ({"top_k": top_k}, f"top-k (k={top_k})"),
+        "top-p": ({"top_p": top_p}, f"top-p (p={top_p:g})" if top_p is not None else ""),
+        "min-p": ({"min_p": min_p}, f"min-p (p={min_p:g})" if min_p is not None else ""),
+        "typical": ({"typical_p": typical_p}, f"typical (p={typical_p:g})"
+                    if typical_p is not None else ""),
+    }
+    before = sampling.softmax(x)
+    rows = []
+    for name in strategies:
+        params, label = settings[name]
+        if any(v is None for v in params.values()):
+            continue
+        after = sampling.distribution(x, **params)                              # (V,)
+        chosen = int(sampling.sample(x, np.random.default_rng(draw_seed), **params))
+        rows.append({"name": name, "label": label, "params": dict(params),
+                     "probs_before": before, "probs_after": after, "kept": after > 0,
+                     "chosen": chosen})
+    return rows
+
+
+def _check_report(report):
+    if isinstance(report, dict) or not hasattr(report, "__len__") or len(report) == 0:
+        raise ValueError("report must be a non-empty list of dicts from strategy_report()")
+    for row in report:
+        if not isinstance(row, dict) or not {"label", "probs_before", "probs_after", "kept",
+                                             "chosen"} <= set(row):
+            raise ValueError("report rows must be dicts from strategy_report() with keys "
+                             "label, probs_before, probs_after, kept, chosen")
+    return [row for row in report]
+
+
+def _columns(before, chosen_ids, top):
+    """Token ids to show: the ``top`` most probable (descending), plus any chosen ones."""
+    order = np.argsort(-before, kind="stable")
+    shown = list(order[:top])
+    shown += [c for c in dict.fromkeys(chosen_ids) if c not in shown]
+    return [int(i) for i in shown]
+
+
+# ---------------------------------------------------------------------- terminal pictures
+def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, before=None,
+              title=None, ascii=False):
+    """A terminal bar chart of the most probable tokens.
+
+    One line per token, most probable first (ranked by ``before`` when given, so the model's
+    ranking stays fixed while a strategy changes the numbers). The first column marks the
+    token: ``>`` the chosen one, ``x`` a removed one (``kept`` False), blank otherwise.
+    Bars are proportional to the probability (the largest shown fills ``width``); removed
+    tokens are drawn with a light bar of their ``before`` probability (or their own) and
+    the word "removed".
+
+    Parameters
+    ----------
+    probs : float array (V,)
+        Probabilities to draw (e.g. after a strategy). Must sum to 1.
+    labels : None, sequence of V str, tokenizer or callable
+    top : int >= 1
+        How many tokens to list (the chosen token is always listed, after the others if it
+        ranks lower).
+    kept : bool array (V,), optional
+        Which tokens a strategy keeps; default: ``probs > 0``.
+    chosen : int, optional
+        The chosen token id.
+    width : int >= 1
+        Characters of the longest bar.
+    before : float array (V,), optional
+        Probabilities before the strategy; each line then reads ``before -> after``.
+    title : str, optional
+        A first line.
+    ascii : bool
+        Draw bars with ``#`` and ``.`` instead of block characters.
+
+    Returns
+    -------
+    str (no trailing newline)
+
+    Examples
+    --------
+    >>> print(bar_chart(np.array([0.75, 0.25]), labels=["yes", "no"], chosen=0, width=8, ascii=True))
+    > yes  ########  0.750  chosen
+      no   ###       0.250
+    """
+    p = _probs(probs)
+    V = p.shape[0]
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    b = None if before is None else _probs(before, "before")
+    if b is not None and b.shape != p.shape:
+        raise ValueError(f"before has shape {b.shape} but probs has shape {p.shape}")
+    keep = p > 0 if kept is None else _mask(kept, "kept", V)
+    if chosen is not None:
+        chosen = _index(chosen, "chosen", V)
+    name = _labeler(labels, V)
+    rank = p if b is None else b
+    ids = _columns(rank, [] if chosen is None else [chosen], int(top))
+    full, light = ("#", ".") if ascii else ("█", "░")
+    scale = max(float(np.max(np.r_[p[ids], rank[ids]])), 1e-12)
+    names = [name(i) for i in ids]
+    name_w = max(len(s) for s in names)
+    lines = [] if title is None else [title]
+    for i, s in zip(ids, names):
+        mark = ">" if i == chosen else ("x" if not keep[i] else " ")
+        shown = p[i] if keep[i] else rank[i]
+        n = int(round(width * shown / scale))
+        if shown > 0 and n == 0:
+            n = 1
+        bar = (full if keep[i] else light) * n
+        if b is None:
+            nums = f"{p[i]:.3f}" if keep[i] else f"{p[i]:.3f}  removed"
+        else:
+            nums = f"{b[i]:.3f} -> " + (f"{p[i]:.3f}" if keep[i] else "removed")
+        tail = "  chosen" if i == chosen else ""
+        lines.append(f"{mark} {s:<{name_w}}  {bar:<{width}}  {nums}{tail}".rstrip())
+    return "\n".join(lines)
+
+
+def strategy_table(report, labels=None, top=10):
+    """A table comparing strategies: one column per strategy, one line per token.
+
+    The first column is the model's probability (softmax of the logits); each strategy
+    column shows its probability after the rule, ``-`` where the rule removed the token and
+    a ``*`` after the token it chose. The last lines say how many tokens each strategy keeps
+    and which it chose.
+
+    Parameters
+    ----------
+    report : list of dict from :func:`strategy_report`
+    labels : None, sequence of V str, tokenizer or callable
+    top : int >= 1
+        Tokens listed (most probable first), plus every chosen token.
+
+    Returns
+    -------
+    str (no trailing newline)
+
+    Examples
+    --------
+    >>> rows = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0, strategies=("greedy", "top-k"), top_k=2)
+    >>> print(strategy_table(rows, labels=["a", "b", "c"]))
+    token   model  greedy  top-k (k=2)
+    a       0.500  1.000*        0.625
+    b       0.300       -       0.375*
+    c       0.200       -            -
+    kept                1            2
+    chosen              a            b
+    """
+    rows = _check_report(report)
+    before = _probs(rows[0]["probs_before"], "probs_before")
+    V = before.shape[0]
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    name = _labeler(labels, V)
+    chosen = [_index(r["chosen"], "chosen", V) for r in rows]
+    ids = _columns(before, chosen, int(top))
+    header = ["token", "model"] + [r["label"] for r in rows]
+    body = []
+    for i in ids:
+        line = [name(i), f"{before[i]:.3f}"]
+        for r, c in zip(rows, chosen):
+            after = np.asarray(r["probs_after"])
+            cell = f"{after[i]:.3f}" if r["kept"][i] else "-"
+            line.append(cell + ("*" if i == c else ""))
+        body.append(line)
+    body.append(["kept", ""] + [str(int(np.sum(r["kept"]))) for r in rows])
+    body.append(["chosen", ""] + [name(c) for c in chosen])
+    table = [header] + body
+    widths = [max(len(line[j]) for line in table) for j in range(len(header))]
+    out = []
+    for line in table:
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def inspect_text(report, labels=None, top=10, width=30):
+    """The terminal picture of ``npgpt inspect``: the model's distribution as a bar chart,
+    then :func:`strategy_table` (probabilities after each strategy, its choice).
+
+    Parameters
+    ----------
+    report : list of dict from :func:`strategy_report`
+    labels : None, sequence of V str, tokenizer or callable
+    top : int >= 1, tokens listed
+    width : int >= 1, characters of the longest bar
+
+    Returns
+    -------
+    str (no trailing newline)
+
+    Examples
+    --------
+    >>> rows = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0, strategies=("greedy",))
+    >>> print(inspect_text(rows, labels=["a", "b", "c"], width=10))
+    next-token distribution (top 3 of 3):
+      a  ██████████  0.500
+      b  ██████      0.300
+      c  ████        0.200
+    <BLANKLINE>
+    token   model  greedy
+    a       0.500  1.000*
+    b       0.300       -
+    c       0.200       -
+    kept                1
+    chosen              a
+    """
+    rows = _check_report(report)
+    before = _probs(rows[0]["probs_before"], "probs_before")
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    shown = min(int(top), before.shape[0])
+    chart = bar_chart(before, labels=labels, top=shown, width=width,
+                      title=f"next-token distribution (top {shown} of {before.shape[0]}):")
+    return chart + "\n\n" + strategy_table(rows, labels=labels, top=top)
+
+
+# -------------------------------------------------------------------- matplotlib pictures
+def _tick_labels(ax, columns, name, chosen=None, axis="x", fontsize=None):
+    texts = [name(i) for i in columns]
+    n = len(columns)
+    if fontsize is None:
+        fontsize = 10 if n <= 12 else (9 if n <= 45 else 7)
+    longest = max(len(t) for t in texts)
+    if axis == "x":
+        ax.set_xticks(range(n))
+        if longest <= 4:
+            ax.set_xticklabels(texts, fontsize=fontsize)
+        elif n > 20:
+            ax.set_xticklabels(texts, rotation=90, fontsize=fontsize)
+        elif longest > 5:
+            ax.set_xticklabels(texts, rotation=45, ha="right", rotation_mode="anchor",
+                               fontsize=fontsize)
+        else:
+            ax.set_xticklabels(texts, fontsize=fontsize)
+        ticks = ax.get_xticklabels()
+    else:
+        ax.set_yticks(range(n))
+        ax.set_yticklabels(texts, fontsize=fontsize)
+        ticks = ax.get_yticklabels()
+    if chosen is not None and chosen in columns:
+        tick = ticks[columns.index(chosen)]
+        tick.set_color("red")
+        tick.set_fontweight("bold")
+
+
+def _mark(ax, col, Rectangle, row=0):
+    """A red box around the cell (row, col) of an imshow grid."""
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red",
+                           linewidth=3, zorder=3, clip_on=False))
+
+
+def _annotate(ax, values, vmax, row=0):
+    for j, v in enumerate(values):
+        if np.isnan(v):
+            continue
+        color = "white" if v > 0.6 * vmax else "black"
+        ax.text(j, row, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
+
+
+def _columns_for(V, before, chosen_ids, top):
+    """Heatmap columns: all tokens in id order for small V, else the most probable."""
+    if top is None:
+        top = V if V <= _ALL_COLUMNS_UP_TO else _TOP_COLUMNS
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"top must be a positive integer or None, got {top!r}")
+    if top >= V:
+        return list(range(V))
+    return _columns(before, chosen_ids, int(top))
+
+
+def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, path=None,
+                 vmax=None):
+    """The seed's picture: next-token probabilities as a 1 x V heatmap, the choice boxed.
+
+    Called exactly as in the seed tutorial::
+
+        plot_heatmap(probs, title="Greedy Decoding - Softmax Probabilities", selected_idx=greedy_idx)
+
+    Every token is a cell coloured by its probability (tokens in id order; for V > 32 only
+    the 40 most probable, most probable first; probability 0, i.e. removed by a sampling
+    rule, is grey); the selected token gets a red box and a red
+    tick label, and the title says which token it is. Up to 20 cells are annotated with
+    their probability.
+
+    Parameters
+    ----------
+    probs : float array (V,) or (1, V)
+        Probabilities (a torch tensor works too).
+    title : str
+    selected_idx : int in [0, V)
+        The chosen token id.
+    labels : None, sequence of V str, tokenizer or callable
+    ax : matplotlib Axes, optional
+        Draw into it (no colorbar is added then); default: a new Figure.
+    top : int, optional
+        Show only the ``top`` most probable tokens (plus the selected one).
+    path : str, optional
+        Save the figure there.
+    vmax : float, optional
+        Probability drawn in the darkest colour (default: the largest in ``probs``); give
+        several heatmaps the same ``vmax`` to compare them.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        probs not a distribution, selected_idx out of range, labels of the wrong length.
+    ImportError
+        matplotlib is not installed (``pip install "npgpt[plot]"``).
+
+    Examples
+    --------
+    >>> fig = plot_heatmap(np.array([0.1, 0.6, 0.3]), "Greedy", 1, labels=["a", "b", "c"])  # doctest: +SKIP
+    """
+    p = _probs(probs)
+    V = p.shape[0]
+    selected_idx = _index(selected_idx, "selected_idx", V)
+    name = _labeler(labels, V)
+    columns = _columns_for(V, p, [selected_idx], top)
+    Figure, Rectangle = _matplotlib()
+    if ax is None:
+        fig = Figure(figsize=(min(max(6.0, 0.5 * len(columns) + 2.5), 20.0), 2.6),
+                     layout="constrained")
+        ax = fig.add_subplot(1, 1, 1)
+        own = True
+    else:
+        fig = ax.figure
+        own = False
+    if vmax is None:
+        vmax = float(p.max())
+    elif isinstance(vmax, (bool, np.bool_)) or not isinstance(vmax, numbers.Real) or not vmax > 0:
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
+    vmax = max(float(vmax), 1e-12)
+    import matplotlib
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")   # probability 0: removed
+    row = np.where(p[columns] > 0, p[columns], np.nan)[None, :]     # (1, n)
+    im = ax.imshow(np.ma.masked_invalid(row), cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    _tick_labels(ax, columns, name, chosen=selected_idx)
+    ax.set_yticks([])
+    if len(columns) <= _ANNOTATE_UP_TO:
+        _annotate(ax, row[0], vmax)
+    if selected_idx in columns:
+        _mark(ax, columns.index(selected_idx), Rectangle)
+    ax.set_title(f"{title}\nchosen: {name(selected_idx)} (p = {p[selected_idx]:.3f})", fontsize=11)
+    ax.set_xlabel("token")
+    if own:
+        fig.colorbar(im, ax=ax, label="probability", fraction=0.05, pad=0.02)
+    return _save(fig, path)
+
+
+def plot_strategies(report, labels=None, path=None, top=None):
+    """One heatmap row per strategy: the model's distribution, then each rule's, choice boxed.
+
+    The first row is the model's distribution (softmax of the logits); each further row is a
+    strategy's distribution after its rule, removed tokens grey, its chosen token in a red
+    box. All rows share one colour scale (probability), so sharpening and renormalisation
+    are visible. This is the ``npgpt inspect --png FILE`` picture.
+
+    Parameters
+    ----------
+    report : list of dict from :func:`strategy_report`
+    labels : None, sequence of V str, tokenizer or callable
+    path : str, optional
+        Save the figure there.
+    top : int, optional
+        Show only the ``top`` most probable tokens (plus every chosen token); by default all
+        tokens for V <= 32, else the 40 most probable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure with ``1 + len(report)`` heatmap axes and one colorbar axes.
+
+    Examples
+    --------
+    >>> fig = plot_strategies(strategy_report(logits, seed=0), labels=tok)  # doctest: +SKIP
+    """
+    rows = _check_report(report)
+    before = _probs(rows[0]["probs_before"], "probs_before")
+    V = before.shape[0]
+    name = _labeler(labels, V)
+    chosen = [_index(r["chosen"], "chosen", V) for r in rows]
+    afters = [_probs(r["probs_after"], f"probs_after of {r['label']}") for r in rows]
+    columns = _columns_for(V, before, chosen, top)
+    Figure, Rectangle = _matplotlib()
+    import matplotlib
+
+    n_rows = 1 + len(rows)
+    n_cols = len(columns)
+    fig = Figure(figsize=(min(max(7.0, 0.42 * n_cols + 3.5), 22.0), 0.75 * n_rows + 1.6),
+                 layout="constrained")
+    axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")     # removed: grey
+    # one colour scale for every row; one-token rows (greedy: probability 1) are left out
+    # of it (drawn in the darkest colour) so the other rows stay readable
+    spread = [a for a, r in zip(afters, rows) if int(np.sum(r["kept"])) > 1] + [before]
+    vmax = max(float(max(a.max() for a in spread)), 1e-12)
+    data = [("model (T=1)", before, np.ones(V, bool), None)] + [
+        (r["label"], a, np.asarray(r["kept"], bool), c) for r, a, c in zip(rows, afters, chosen)]
+    im = None
+    for ax, (label, values, kept, pick) in zip(axes, data):
+        shown = np.where(kept[columns], values[columns], np.nan)[None, :]   # (1, n)
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=vmax,
+                       aspect="auto", interpolation="nearest")
+        ax.set_yticks([0])
+        suffix = "" if pick is None else f"\n→ {name(pick)}"
+        ax.set_yticklabels([label + suffix], fontsize=9)
+        ax.tick_params(axis="x", length=0)
+        if n_cols <= _ANNOTATE_UP_TO:
+            _annotate(ax, shown[0], vmax)
+        if pick is not None and pick in columns:
+            _mark(ax, columns.index(pick), Rectangle)
+    _tick_labels(axes[-1], columns, name)
+    axes[-1].set_xlabel("token (grey: removed by the rule; red box: chosen)")
+    fig.suptitle("Next-token probabilities before and after each decoding strategy", fontsize=12)
+    fig.colorbar(im, ax=list(axes), label="probability", fraction=0.03, pad=0.01,
+                 extend="max" if vmax < 1.0 else "neither")
+    return _save(fig, path)
+
+
+def _ids_1d(model, ids):
+    arr = np.asarray(ids)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]                                                       # (1, T) -> (T,)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"ids must have shape (T,) or (1, T) with T >= 1, got shape {np.shape(ids)}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+    V, ctx = model.config.vocab_size, model.config.context_length
+    bad = arr[(arr < 0) | (arr >= V)]
+    if bad.size:
+        raise ValueError(f"ids out of range [0, {V}): {int(bad[0])}")
+    if arr.size > ctx:
+        raise ValueError(f"ids has {arr.size} tokens but context_length is {ctx}")
+    return arr.astype(np.int64)
+
+
+def _position_labels(labels, ids, V):
+    """Tick labels for positions: None -> ids; a sequence of T strings; else vocab labels."""
+    if labels is not None and not callable(labels) and not hasattr(labels, "decode"):
+        labels = list(labels)
+        if len(labels) == len(ids) and len(ids) != V:
+            return [_short(str(s)) for s in labels]
+        if len(labels) != V:
+            raise ValueError(f"labels has {len(labels)} entries; give one per position "
+                             f"({len(ids)}) or one per vocabulary token ({V})")
+    name = _labeler(labels, V)
+    return [name(int(i)) for i in ids]
+
+
+def plot_embeddings(model, ids, path=None, labels=None):
+    """The seed's three panels: token embedding, position embedding, their sum.
+
+    ``token = W_te[ids]`` (T, C), ``position = W_pe[:T]`` (T, C) and ``token + position``,
+    the input of the first transformer block, each as a heatmap (rows = positions,
+    columns = embedding dimensions), ``coolwarm`` colours centred on 0, with a colorbar.
+
+    Parameters
+    ----------
+    model : npgpt.GPT
+    ids : int array (T,) or (1, T), T <= context_length
+    path : str, optional
+        Save the figure there.
+    labels : optional
+        Row labels: a sequence of T strings, or vocabulary labels (see the module
+        docstring; a sequence of length V is read as vocabulary labels). Default: token ids.
+
+    Returns
+    -------
+    matplotlib.figure.Figure with 3 heatmap axes and 3 colorbar axes.
+
+    Examples
+    --------
+    >>> fig = plot_embeddings(model, np.arange(20), path="embeddings.png")  # doctest: +SKIP
+    """
+    ids = _ids_1d(model, ids)
+    T = ids.shape[0]
+    token = np.asarray(model.params["token_embedding.weight"])[ids]        # (T, C)
+    position = np.asarray(model.params["position_encoding.weight"])[:T]   # (T, C)
+    panels = [("Token Embedding", token), ("Positional Encoding", position),
+              ("Token + Positional Encoding", token + position)]
+    rows = [f"{t}: {s}" for t, s in enumerate(_position_labels(labels, ids, model.config.vocab_size))]
+    Figure, _ = _matplotlib()
+    fig = Figure(figsize=(18, 5), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, (title, values) in zip(axes, panels):
+        lim = max(float(np.abs(values).max()), 1e-12)
+        im = ax.imshow(values, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto",
+                       interpolation="nearest")
+        ax.set_title(f"{title}  ({values.shape[0]} × {values.shape[1]})")
+        ax.set_xlabel("embedding dimension")
+        if T <= 40:
+            ax.set_yticks(range(T))
+            ax.set_yticklabels(rows, fontsize=7 if T > 20 else 8)
+        ax.set_ylabel("position: token id" if labels is None else "position: token")
+        fig.colorbar(im, ax=ax)
+    return _save(fig, path)
+
+
+def plot_attention(model, ids, labels=None, path=None):
+    """Attention maps, one per layer (rows) and head (columns).
+
+    Cell (query i, key j) of a map is how much position i attends to position j
+    (softmax over j <= i; the causal mask leaves the upper triangle at 0).
+
+    Parameters
+    ----------
+    model : npgpt.GPT
+    ids : int array (T,) or (1, T), T <= context_length
+    labels : optional
+        Tick labels: a sequence of T strings (the tokens at each position), or vocabulary
+        labels (see the module docstring; a sequence of length V is read as vocabulary
+        labels). Default: token ids.
+    path : str, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure with ``L * H`` map axes and one colorbar axes.
+
+    Examples
+    --------
+    >>> fig = plot_attention(model, tok.encode("hello world"), labels=tok)  # doctest: +SKIP
+    """
+    ids = _ids_1d(model, ids)
+    T = ids.shape[0]
+    ticks = _position_labels(labels, ids, model.config.vocab_size)
+    _, attention = model.forward(ids, return_attention=True)   # L arrays (H, T, T)
+    L, H = len(attention), attention[0].shape[0]
+    Figure, _ = _matplotlib()
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")  # future: grey
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)        # (T, T) key j > query i
+    side = 2.2 if T <= 12 else 2.8
+    fig = Figure(figsize=(side * H + 1.2, side * L + 0.8), layout="constrained")
+    axes = fig.subplots(L, H, squeeze=False)
+    im = None
+    show_ticks = T <= 24
+    fontsize = 8 if T <= 12 else 6
+    for layer in range(L):
+        for head in range(H):
+            ax = axes[layer, head]
+            weights = np.ma.masked_where(future, np.asarray(attention[layer][head], np.float64))
+            im = ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            if show_ticks:
+                ax.set_xticks(range(T))
+                ax.set_yticks(range(T))
+                ax.set_xticklabels(ticks if layer == L - 1 else [], rotation=90, fontsize=fontsize)
+                ax.set_yticklabels(ticks if head == 0 else [], fontsize=fontsize)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if head == 0:
+                ax.set_ylabel("query")
+            if layer == L - 1:
+                ax.set_xlabel("key")
+    fig.suptitle(f"Attention probabilities ({L} layers × {H} heads; grey: future positions, "
+                 "masked)", fontsize=12)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="attention weight", fraction=0.03, pad=0.01)
+    return _save(fig, path)

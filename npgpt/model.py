@@ -150,10 +150,21 @@ class KVCache:
         return self.k.shape[3]
 
     def reorder(self, index) -> None:
-        """Keep rows ``index`` (B_new,) of the batch, in that order (beam search)."""
+        """Keep rows ``index`` (B_new,) of the batch, in that order (beam search).
+
+        Only the ``length`` filled slots are moved; with as many rows as before (a beam
+        search step) they are moved in place, without reallocating the buffers."""
         index = np.asarray(index, dtype=np.int64)
-        self.k = self.k[:, index]
-        self.v = self.v[:, index]
+        n = self.length
+        if len(index) == self.batch_size:
+            self.k[:, :, :, :n] = self.k[:, index, :, :n]             # (L, B, H, n, D), rows permuted
+            self.v[:, :, :, :n] = self.v[:, index, :, :n]
+        else:
+            k = np.zeros((self.k.shape[0], len(index)) + self.k.shape[2:], dtype=self.k.dtype)
+            v = np.zeros_like(k)
+            k[:, :, :, :n] = self.k[:, index, :, :n]
+            v[:, :, :, :n] = self.v[:, index, :, :n]
+            self.k, self.v = k, v
         self.next_position = self.next_position[index]
         if self.key_valid is not None:
             self.key_valid = self.key_valid[index]

@@ -147,3 +147,16 @@ def test_import_needs_only_numpy():
             "'safetensors', 'hypothesis') if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("index", [[1, 0, 0], [2, 1], [0, 0, 0, 1, 2]])
+def test_cache_reorder_moves_rows_like_running_them_in_that_order(index):
+    model = npgpt.GPT(tiny_config(), seed=3, dtype=np.float64)
+    ids = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    cache = model.new_cache(3)
+    model(ids, cache=cache)
+    cache.reorder(index)
+    nxt = np.arange(len(index))[:, None] + 10
+    step = model(nxt, cache=cache)
+    expected = model(np.concatenate([ids[index], nxt], axis=1))[:, -1:]
+    np.testing.assert_allclose(step, expected, atol=1e-12)

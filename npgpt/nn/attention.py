@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linear import linear_backward, linear_forward
 from .softmax import softmax_backward, softmax_forward
 
 
@@ -75,8 +76,7 @@ def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
     B, T, C = x.shape
     H = num_heads
     D = C // H
-    qkv = x @ in_weight.T                                             # (B, T, C) -> (B, T, 3C)
-    qkv += in_bias
+    qkv, in_cache = linear_forward(x, in_weight, in_bias)             # (B, T, C) -> (B, T, 3C)
     q, k, v = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)     # (B, T, 3C) -> 3 x (B, H, T, D)
     if kv is not None:
         k_buffer, v_buffer, start = kv
@@ -96,10 +96,9 @@ def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
         attended = probs * keep
     y = attended @ v                                                  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
     y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                      # (B, H, T, D) -> (B, T, C)
-    out = y @ out_weight.T                                            # (B, T, C) -> (B, T, C)
-    out += out_bias
-    cache = {"x": x, "q": q, "k": k, "v": v, "probs": probs, "keep": keep, "y": y,
-             "in_weight": in_weight, "out_weight": out_weight}
+    out, out_cache = linear_forward(y, out_weight, out_bias)          # (B, T, C) -> (B, T, C)
+    cache = {"q": q, "k": k, "v": v, "probs": probs, "keep": keep,
+             "in": in_cache, "out": out_cache}
     return out, cache
 
 
@@ -107,12 +106,12 @@ def attention_backward(dout, cache):
     """Gradients of causal self-attention (no KV cache: training runs whole sequences).
 
     Restating the forward lines from the end:
-    out = y @ Woᵀ + bo          ⇒ dy = dout @ Wo,  dWo = Σ doutᵀ y,  dbo = Σ dout
+    out = y @ Woᵀ + bo          ⇒ dy = dout @ Wo,  dWo = Σ doutᵀ y,  dbo = Σ dout  (linear_backward)
     y_h = A_h v_h (A = probs · keep)  ⇒ dA = dy_h v_hᵀ,  dv_h = A_hᵀ dy_h
     probs = softmax(s)          ⇒ ds = probs · (dprobs - Σ dprobs · probs)
     s = q kᵀ / √D + mask        ⇒ dq = ds k / √D,  dk = dsᵀ q / √D  (masked entries have
                                    probs = 0, so they pass no gradient)
-    [q k v] = x @ Winᵀ + bin    ⇒ dx = dqkv @ Win,  dWin = Σ dqkvᵀ x,  dbin = Σ dqkv
+    [q k v] = x @ Winᵀ + bin    ⇒ dx = dqkv @ Win,  dWin = Σ dqkvᵀ x,  dbin = Σ dqkv  (linear_backward)
 
     Parameters
     ----------
@@ -124,27 +123,21 @@ def attention_backward(dout, cache):
     dx : ndarray (B, T, C); d_in_weight (3C, C); d_in_bias (3C,); d_out_weight (C, C);
     d_out_bias (C,).
     """
-    x, q, k, v = cache["x"], cache["q"], cache["k"], cache["v"]
-    probs, keep, y = cache["probs"], cache["keep"], cache["y"]
+    q, k, v, probs, keep = cache["q"], cache["k"], cache["v"], cache["probs"], cache["keep"]
     B, H, T, D = q.shape
     C = H * D
-    dout2 = dout.reshape(-1, C)                                       # (B, T, C) -> (BT, C)
-    d_out_weight = dout2.T @ y.reshape(-1, C)                         # (C, BT) @ (BT, C) -> (C, C)
-    d_out_bias = dout2.sum(axis=0)
-    dy = (dout @ cache["out_weight"]).reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, H, T, D)
+    dy, d_out_weight, d_out_bias = linear_backward(dout, cache["out"])        # (B, T, C)
+    dy = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)                 # (B, T, C) -> (B, H, T, D)
     attended = probs if keep is None else probs * keep
     dv = attended.swapaxes(-1, -2) @ dy                               # (B, H, Tk, T) @ (B, H, T, D) -> (B, H, Tk, D)
     dprobs = dy @ v.swapaxes(-1, -2)                                  # (B, H, T, D) @ (B, H, D, Tk) -> (B, H, T, Tk)
     if keep is not None:
         dprobs *= keep
     dscores = softmax_backward(dprobs, probs)                         # (B, H, T, Tk)
-    dscores *= x.dtype.type(1.0 / np.sqrt(D))
+    dscores *= dscores.dtype.type(1.0 / np.sqrt(D))
     dq = dscores @ k                                                  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
     dk = dscores.swapaxes(-1, -2) @ q                                 # (B, H, Tk, T) @ (B, H, T, D) -> (B, H, Tk, D)
     dqkv = np.stack([dq, dk, dv], axis=2)                             # 3 x (B, H, T, D) -> (B, H, 3, T, D)
     dqkv = dqkv.transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * C)         # -> (B, T, 3, H, D) -> (B, T, 3C)
-    dx = dqkv @ cache["in_weight"]                                    # (B, T, 3C) @ (3C, C) -> (B, T, C)
-    dqkv2 = dqkv.reshape(-1, 3 * C)
-    d_in_weight = dqkv2.T @ x.reshape(-1, C)                          # (3C, BT) @ (BT, C) -> (3C, C)
-    d_in_bias = dqkv2.sum(axis=0)
+    dx, d_in_weight, d_in_bias = linear_backward(dqkv, cache["in"])   # (B, T, 3C) -> (B, T, C)
     return dx, d_in_weight, d_in_bias, d_out_weight, d_out_bias

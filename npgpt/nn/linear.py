@@ -26,10 +26,12 @@ def linear_forward(x, weight, bias=None):
     >>> linear_forward(np.ones((1, 2)), np.array([[1.0, 2.0]]), np.array([0.5]))[0].tolist()
     [[3.5]]
     """
-    y = x @ weight.T                                      # (..., IN) -> (..., OUT)
+    # one 2-D matrix product over every leading position (a stacked (B, T, IN) product would
+    # run B separate small products)
+    y = x.reshape(-1, x.shape[-1]) @ weight.T             # (N, IN) @ (IN, OUT) -> (N, OUT)
     if bias is not None:
         y += bias
-    return y, (x, weight, bias is not None)
+    return y.reshape(*x.shape[:-1], weight.shape[0]), (x, weight, bias is not None)
 
 
 def linear_backward(dy, cache):
@@ -48,8 +50,8 @@ def linear_backward(dy, cache):
     dx : ndarray (..., IN); dweight : ndarray (OUT, IN); dbias : ndarray (OUT,) or None.
     """
     x, weight, has_bias = cache
-    dx = dy @ weight                                      # (..., OUT) @ (OUT, IN) -> (..., IN)
     dy2 = dy.reshape(-1, dy.shape[-1])                    # (..., OUT) -> (N, OUT)
+    dx = (dy2 @ weight).reshape(x.shape)                  # (N, OUT) @ (OUT, IN) -> (N, IN) -> (..., IN)
     dweight = dy2.T @ x.reshape(-1, x.shape[-1])          # (OUT, N) @ (N, IN) -> (OUT, IN)
     dbias = dy2.sum(axis=0) if has_bias else None         # (N, OUT) -> (OUT,)
     return dx, dweight, dbias

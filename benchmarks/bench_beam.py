@@ -5,7 +5,7 @@
 The seed-size model (V=65, d_model 128, 4 heads, 4 layers, context 256) in GPT-2 form
 (pre-norm, tanh GELU, tied embeddings), batch 1, an 8-token prompt, no EOS so every run
 generates exactly ``--new-tokens`` tokens. transformers runs a GPT2LMHeadModel holding the
-same weights (its own KV cache, one torch thread by default, like NumPy here); the best
+same weights (its own KV cache; each library with its default threads unless told otherwise); the best
 sequences are checked equal first. npgpt decodes the beams as one batch of 4 rows and
 reorders its KV cache rows each step.
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import npgpt  # noqa: E402
 from npgpt.generate import generate  # noqa: E402
-from common import has, interleaved_medians, print_table  # noqa: E402
+from common import has, interleaved_medians, print_table, thread_note  # noqa: E402
 
 SHAPE = dict(vocab_size=65, context_length=256, d_model=128, num_heads=4, num_layers=4,
              gelu="tanh", residual="pre_norm", tie_embeddings=True, output_bias=False)
@@ -33,7 +33,8 @@ def main(argv=None):
     parser.add_argument("--new-tokens", type=int, default=100)
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own default)")
     args = parser.parse_args(argv)
     n, beams = args.new_tokens, args.beams
 
@@ -49,7 +50,9 @@ def main(argv=None):
         sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
         from make_decoding_fixtures import to_hf_gpt2
 
-        torch.set_num_threads(args.torch_threads)
+        if args.torch_threads is not None:
+            torch.set_num_threads(args.torch_threads)
+        print(thread_note())
         hf = to_hf_gpt2(model)
         hf.generation_config.eos_token_id = None
         hf.generation_config.pad_token_id = 0

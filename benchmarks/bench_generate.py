@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import npgpt  # noqa: E402
-from common import has, interleaved_medians, print_table  # noqa: E402
+from common import has, interleaved_medians, print_table, thread_note  # noqa: E402
 
 SHAPE = dict(vocab_size=65, context_length=256, d_model=128, num_heads=4, num_layers=4)
 
@@ -65,7 +65,6 @@ def main(argv=None):
         print(f"npgpt and the seed's loop agree on the first 20 greedy tokens: {same}")
 
     if has("transformers") and has("torch"):
-        import torch
         from transformers import GPT2Config, GPT2LMHeadModel
 
         hf = GPT2LMHeadModel(GPT2Config(vocab_size=65, n_positions=256, n_embd=128, n_layer=4,
@@ -81,6 +80,7 @@ def main(argv=None):
 
         runs["transformers generate"] = hf_generate
 
+    print(thread_note())
     times = interleaved_medians(runs, repeats=args.repeats)
     base = times["npgpt (KV cache)"]
     rows = [[name, f"{n / t:,.0f}", f"{t * 1000:,.1f}", f"{t / base:.1f}x"] for name, t in times.items()]

@@ -6,8 +6,8 @@ Logits: float32 (rows, vocab) drawn N(0, 3^2) (a GPT-2-sized vocabulary and a ba
 npgpt avoids full sorts: top-k bounds the k-th largest by chunk maxima and partially sorts
 the few candidates; top-p bins the logits into 1024 buckets, finds the bucket where the mass
 crosses p and sorts only that bucket; min-p is one comparison in logit space. transformers
-runs its warpers on the same values as a torch tensor (one thread by default, like
-NumPy here; ``--torch-threads`` changes it). Both are
+runs its warpers on the same values as a torch tensor (torch's default threads;
+``--torch-threads`` changes it). Both are
 timed in the same run, alternately; the kept sets are checked equal first.
 """
 
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from npgpt import sampling  # noqa: E402
-from common import has, interleaved_medians, print_table  # noqa: E402
+from common import has, interleaved_medians, print_table, thread_note  # noqa: E402
 
 CASES = [("top_p", 0.9, "TopPLogitsWarper"), ("top_k", 50, "TopKLogitsWarper"),
          ("min_p", 0.1, "MinPLogitsWarper")]
@@ -32,12 +32,14 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=50257)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch.set_num_threads (npgpt is single-threaded NumPy; default 1)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own default)")
     args = parser.parse_args(argv)
     if has("torch"):
         import torch
-        torch.set_num_threads(args.torch_threads)
+        if args.torch_threads is not None:
+            torch.set_num_threads(args.torch_threads)
+        print(thread_note())
     logits = (np.random.default_rng(0).normal(size=(args.rows, args.vocab)) * 3).astype(np.float32)
 
     rows = []

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import npgpt  # noqa: E402
-from common import has, interleaved_medians, print_table  # noqa: E402
+from common import has, interleaved_medians, print_table, thread_note  # noqa: E402
 from npgpt.train import TrainConfig, TrainState, get_batch, train_step  # noqa: E402
 
 SHAPE = dict(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4,
@@ -62,7 +62,7 @@ def main(argv=None):
             opt.step()
 
         runs["PyTorch eager"] = torch_step
-        print(f"torch threads: {torch.get_num_threads()}")
+        print(thread_note())
 
     times = interleaved_medians(runs, repeats=args.repeats, warmup=3)
     base = times["npgpt"]

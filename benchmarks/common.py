@@ -5,24 +5,28 @@ reference are timed in the same run, alternately, so that the ratio is what to q
 """
 
 import importlib.util
+import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from npgpt.bench import markdown_table  # noqa: E402
 
 
 def has(module):
     return importlib.util.find_spec(module) is not None
 
 
-def median_time(fn, repeats=5, warmup=1):
-    """Median wall time of fn() in seconds over ``repeats`` runs, after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def thread_note():
+    """One line saying how many threads each side may use (run with OMP_NUM_THREADS=1
+    OPENBLAS_NUM_THREADS=1 for a single-threaded comparison)."""
+    blas = os.environ.get("OPENBLAS_NUM_THREADS") or f"default ({os.cpu_count()} cores)"
+    note = f"threads: NumPy's BLAS {blas}"
+    if "torch" in sys.modules:
+        note += f", torch {sys.modules['torch'].get_num_threads()}"
+    return note
 
 
 def interleaved_medians(fns, repeats=5, warmup=1):
@@ -41,10 +45,4 @@ def interleaved_medians(fns, repeats=5, warmup=1):
 
 def print_table(rows, headers):
     """Print rows (lists of cells) as a Markdown table."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in cells:
-        print(line(r))
+    print(markdown_table(rows, headers))

@@ -2,6 +2,7 @@
 
     python benchmarks/train_shakespeare.py baby      # nanoGPT's CPU run: target val loss <= 1.88
     python benchmarks/train_shakespeare.py bundled   # the model shipped as "shakespeare-char"
+    python benchmarks/train_shakespeare.py bundle    # runs/bundled -> npgpt/data (float16)
 
 Each runs ``npgpt train`` on tiny Shakespeare (../shared/data/tinyshakespeare.txt next to the
 repository, or --data), first 90% train / last 10% validation, prints the exact command, the
@@ -33,14 +34,38 @@ RUNS = {
 }
 
 
+def bundle(run_dir, data_path):
+    """Store the best model of the bundled run in npgpt/data as float16 and report its loss
+    on the whole validation split, before and after the rounding."""
+    import numpy as np
+
+    sys.path.insert(0, REPO)
+    import npgpt
+    from npgpt.train import split_corpus, split_loss
+
+    model = npgpt.load(os.path.join(run_dir, "model.safetensors"))
+    text = open(data_path, encoding="utf-8").read()
+    _, val = split_corpus(np.array(model.tokenizer.encode(text)))
+    target = os.path.join(REPO, "npgpt", "data", "shakespeare-char.safetensors")
+    model.save(target, dtype=np.float16)
+    shipped = npgpt.load(target)
+    print(f"validation loss over the whole split: float32 {split_loss(model, val):.4f}, "
+          f"as shipped (float16) {split_loss(shipped, val):.4f}")
+    print(f"wrote {target} ({os.path.getsize(target) / 1e6:.2f} MB, "
+          f"{model.num_parameters():,} parameters)")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", choices=sorted(RUNS))
+    parser.add_argument("run", choices=sorted(RUNS) + ["bundle"])
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--out", default=None, help="output folder (default: runs/<run>)")
     args = parser.parse_args(argv)
     if not os.path.exists(args.data):
         sys.exit(f"tiny Shakespeare not found at {args.data}; pass --data")
+    if args.run == "bundle":
+        return bundle(args.out or os.path.join("runs", "bundled"), args.data)
     out = args.out or os.path.join("runs", args.run)
     cmd = [sys.executable, "-m", "npgpt.cli", "train", "--data", args.data, "--out", out] + RUNS[args.run]
     print("command: npgpt " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)

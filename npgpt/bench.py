@@ -75,12 +75,17 @@ def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list
     return rows
 
 
-def format_table(rows) -> str:
-    """Rows as a Markdown table."""
-    headers = ("benchmark", "shape", "median", "throughput")
-    cells = [(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows]
+def markdown_table(rows, headers) -> str:
+    """Rows (sequences of cells) under headers, as an aligned Markdown table."""
+    cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
     return "\n".join(lines)
+
+
+def format_table(rows) -> str:
+    """The rows of :func:`run` as a Markdown table."""
+    return markdown_table([(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows],
+                          ("benchmark", "shape", "median", "throughput"))

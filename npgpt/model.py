@@ -372,11 +372,12 @@ class GPT:
         from .generate import generate
         return generate(self, ids, **kwargs)
 
-    def save(self, path) -> None:
+    def save(self, path, dtype=None) -> None:
         """Write npgpt's own safetensors file (config and tokenizer in its metadata),
-        atomically; ``npgpt.load(path)`` reads it back bit-exactly. See :mod:`npgpt.io`."""
+        atomically; ``npgpt.load(path)`` reads it back bit-exactly. ``dtype=np.float16``
+        stores half the bytes (loaded back as float32). See :mod:`npgpt.io`."""
         from .io import save_npgpt
-        save_npgpt(self, path)
+        save_npgpt(self, path, dtype=dtype)
 
     def save_gpt2(self, folder) -> None:
         """Write a Hugging Face GPT-2 folder (config.json + model.safetensors) that

@@ -220,6 +220,23 @@ def estimate_loss(model: GPT, data, batch_size: int, context: int, iters: int, s
     return float(np.mean(losses))
 
 
+def split_loss(model: GPT, data, batch_size: int = 32) -> float:
+    """The mean loss over the whole of ``data``, cut into consecutive windows of
+    ``context_length`` (each token predicted once, from up to a window of context) — a
+    deterministic figure, unlike the random-batch estimate of :func:`estimate_loss`."""
+    T = model.config.context_length
+    n = (len(data) - 1) // T                                              # whole windows
+    if n == 0:
+        raise ValueError(f"the data has {len(data)} tokens; a window needs {T + 1}")
+    starts = np.arange(n) * T
+    total = 0.0
+    for i in range(0, n, batch_size):
+        index = starts[i:i + batch_size, None] + np.arange(T)             # (b, T)
+        x, y = data[index].astype(np.int64), data[index + 1].astype(np.int64)
+        total += cross_entropy_forward(model(x), y)[0] * len(index)
+    return total / n
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def _atomic_savez(path: str, arrays: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))

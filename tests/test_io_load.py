@@ -206,3 +206,22 @@ def test_readme_recipe_npgpt_file_loads_into_the_seed_torch_model(tmp_path):
     with torch.no_grad():
         want = torch_model(torch.from_numpy(ids)).numpy()
     np.testing.assert_allclose(model(ids), want, atol=1e-5, rtol=0)
+
+
+def test_save_in_float16_halves_the_file_and_loads_as_float32(tmp_path):
+    import numpy as np
+
+    import npgpt
+
+    cfg = npgpt.GPTConfig(vocab_size=11, context_length=8, d_model=16, num_heads=2, num_layers=1)
+    model = npgpt.GPT(cfg, seed=0)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    model.save(str(full))
+    model.save(str(half), dtype=np.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = npgpt.load(str(half))
+    assert loaded.dtype == np.float32
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], value.astype(np.float16).astype(np.float32))
+    with pytest.raises(ValueError, match="dtype must be float16, float32 or float64, got int32"):
+        model.save(str(tmp_path / "x.safetensors"), dtype=np.int32)

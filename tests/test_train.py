@@ -201,3 +201,16 @@ def test_keyboard_interrupt_saves_the_checkpoint_before_it_propagates(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(_run(), tr, va, out_dir=str(tmp_path), on_step=interrupt)
     assert load_checkpoint(str(tmp_path / "ckpt.npz")).step == 2
+
+
+def test_split_loss_covers_the_data_in_whole_windows():
+    from npgpt.nn.crossentropy import cross_entropy_forward
+    from npgpt.train import split_loss
+
+    model = npgpt.GPT(tiny_config(context_length=4), seed=0, dtype=np.float64)
+    data = np.arange(14) % 17
+    x = np.stack([data[0:4], data[4:8], data[8:12]])
+    expected = cross_entropy_forward(model(x), x + 1)[0]        # data is 0..13: target = id + 1
+    assert split_loss(model, data, batch_size=2) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="a window needs 5"):
+        split_loss(model, np.arange(3))

@@ -197,10 +197,12 @@ def _load_safetensors_file(path, overrides: dict):
     if overrides:
         config = _make_config(config.to_dict(), overrides, source, _SHAPE_FIELDS)
     kinds = {np.dtype(v.dtype) for v in tensors.values()}
-    if len(kinds) > 1 or not kinds <= {np.dtype(np.float32), np.dtype(np.float64)}:
-        raise CheckpointError(f"{source}: an npgpt file holds only F32 or only F64 tensors, "
-                              f"found {', '.join(sorted(k.name for k in kinds))}")
-    model = _build_model(config, tensors, kinds.pop() if kinds else np.float32, source)
+    floats = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+    if len(kinds) > 1 or not kinds <= floats:
+        raise CheckpointError(f"{source}: an npgpt file holds only F16, only F32 or only F64 "
+                              f"tensors, found {', '.join(sorted(k.name for k in kinds))}")
+    dtype = kinds.pop() if kinds else np.dtype(np.float32)
+    model = _build_model(config, tensors, np.float64 if dtype == np.float64 else np.float32, source)
     if "tokenizer" in metadata:
         _attach_tokenizer_from_dict(model, metadata["tokenizer"], source)
     return model
@@ -318,11 +320,12 @@ def load(path, **config_overrides):
 
 
 # --------------------------------------------------------------------------- savers
-def save_npgpt(model, path) -> None:
+def save_npgpt(model, path, dtype=None) -> None:
     """Write npgpt's own file: safetensors with the config and tokenizer in the metadata.
 
     Keys and shapes are ``model.state_dict()``'s (the seed's PyTorch names), dtype F32 or
-    F64 as the model's; ``__metadata__`` = {"format": "npgpt", "config": GPTConfig JSON,
+    F64 as the model's — or ``dtype=np.float16`` to store half the bytes (rounded to float16;
+    ``load`` gives a float32 model back); ``__metadata__`` = {"format": "npgpt", "config": GPTConfig JSON,
     "tokenizer": ``json.dumps(model.tokenizer.to_dict())`` (when there is one),
     "npgpt_version": ...}. The file is written to a temporary file in the same folder and
     renamed, so a crash never leaves half a checkpoint. ``load(path)`` gives back the same
@@ -336,6 +339,10 @@ def save_npgpt(model, path) -> None:
     """
     from .. import __version__
     params = model.state_dict()
+    if dtype is not None:
+        if np.dtype(dtype) not in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float16, float32 or float64, got {np.dtype(dtype).name}")
+        params = {k: v.astype(dtype) for k, v in params.items()}
     metadata = {"format": FORMAT_NAME, "config": model.config.to_json(),
                 "npgpt_version": __version__}
     tokenizer = getattr(model, "tokenizer", None)

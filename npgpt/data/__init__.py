@@ -1,0 +1,1 @@
+"""Bundled models: ``npgpt.load("shakespeare-char")`` reads shakespeare-char.safetensors here."""

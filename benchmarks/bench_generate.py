@@ -2,11 +2,13 @@
 
     python benchmarks/bench_generate.py [--new-tokens 200] [--repeats 5]
 
-The seed-size model: V=65, d_model 128, 4 heads, 4 layers, context 256, batch 1. npgpt
-runs the seed's GPTModel weights (residual "seed", exact GELU) with ``npgpt.generate``
-(KV cache); the seed's loop re-runs the whole sequence every step, as the tutorial does;
-transformers runs ``GPT2LMHeadModel.generate`` on a GPT-2 of the same shape (its own KV
-cache). Prints tokens/s (median of the repeats) and npgpt's speed-up over each.
+The seed-size model: V=65, d_model 128, 4 heads, 4 layers, context 256, batch 1, with
+``npgpt.generate`` (KV cache) in two forms, each against the reference that computes the
+same thing: the seed's GPTModel (residual "seed", exact GELU) against the seed's own PyTorch
+loop, which re-runs the whole sequence every step as the tutorial does; and the GPT-2 form
+(pre-norm, tanh GELU, tied embeddings) against ``GPT2LMHeadModel.generate`` holding the
+same weights (its own KV cache) — the generated tokens are checked equal first. Prints
+tokens/s (median of the repeats) and npgpt's speed-up over each.
 """
 
 import argparse
@@ -15,7 +17,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import npgpt  # noqa: E402
@@ -37,18 +40,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     n = args.new_tokens
 
-    cfg = npgpt.GPTConfig(**SHAPE, residual="seed", gelu="exact")
-    model = npgpt.GPT(cfg, seed=0)
-    prompt = np.random.default_rng(0).integers(0, cfg.vocab_size, args.prompt_tokens)
-    runs = {"npgpt (KV cache)": lambda: npgpt_greedy(model, prompt, n)}
+    seed_cfg = npgpt.GPTConfig(**SHAPE, residual="seed", gelu="exact")
+    seed_np = npgpt.GPT(seed_cfg, seed=0)
+    gpt2_cfg = npgpt.GPTConfig(**SHAPE, residual="pre_norm", gelu="tanh", tie_embeddings=True,
+                               output_bias=False)
+    gpt2_np = npgpt.GPT(gpt2_cfg, seed=0, init="torch")
+    gpt2_np.params["token_embedding.weight"] *= np.float32(0.3)   # not too peaked
+    prompt = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], args.prompt_tokens)
+    runs = {"npgpt, the seed's model": lambda: npgpt_greedy(seed_np, prompt, n),
+            "npgpt, GPT-2 form": lambda: npgpt_greedy(gpt2_np, prompt, n)}
 
     if has("torch"):
         import torch
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+        sys.path.insert(0, os.path.join(REPO, "tests"))
         from torch_reference import seed_model, state_dict_numpy
 
-        seed = seed_model(cfg)
-        model.load_state_dict(state_dict_numpy(seed))
+        seed = seed_model(seed_cfg)
+        seed_np.load_state_dict(state_dict_numpy(seed))
 
         def seed_loop():
             ids = torch.from_numpy(prompt)[None, :]
@@ -59,16 +67,16 @@ def main(argv=None):
                     ids = torch.cat([ids, nxt], dim=1)
             return ids
 
-        runs["seed PyTorch loop"] = seed_loop
-        # same tokens from both (sanity check that we time the same computation)
-        same = np.array_equal(np.array(npgpt_greedy(model, prompt, 20)), seed_loop().numpy()[0][:len(prompt) + 20])
+        runs["the seed's PyTorch loop"] = seed_loop
+        same = npgpt_greedy(seed_np, prompt, 20) == seed_loop().numpy()[0][:len(prompt) + 20].tolist()
         print(f"npgpt and the seed's loop agree on the first 20 greedy tokens: {same}")
 
     if has("transformers") and has("torch"):
-        from transformers import GPT2Config, GPT2LMHeadModel
+        import torch
+        sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
+        from make_decoding_fixtures import to_hf_gpt2
 
-        hf = GPT2LMHeadModel(GPT2Config(vocab_size=65, n_positions=256, n_embd=128, n_layer=4,
-                                        n_head=4, bos_token_id=0, eos_token_id=0)).eval()
+        hf = to_hf_gpt2(gpt2_np)                 # the same weights as "npgpt, GPT-2 form"
         hf.generation_config.eos_token_id = None
         hf.generation_config.pad_token_id = 0
         hf_ids = torch.from_numpy(prompt)[None, :]
@@ -79,11 +87,18 @@ def main(argv=None):
                                    min_new_tokens=n, do_sample=False)
 
         runs["transformers generate"] = hf_generate
+        same = npgpt_greedy(gpt2_np, prompt, n) == hf_generate().numpy()[0].tolist()
+        print(f"npgpt (GPT-2 form) and transformers generate the same {n} tokens: {same}")
 
     print(thread_note())
     times = interleaved_medians(runs, repeats=args.repeats)
-    base = times["npgpt (KV cache)"]
-    rows = [[name, f"{n / t:,.0f}", f"{t * 1000:,.1f}", f"{t / base:.1f}x"] for name, t in times.items()]
+    pairs = {"the seed's PyTorch loop": "npgpt, the seed's model",
+             "transformers generate": "npgpt, GPT-2 form"}
+    rows = []
+    for name, t in times.items():
+        ours = pairs.get(name)
+        ratio = f"{t / times[ours]:.1f}x (vs {ours})" if ours else ""
+        rows.append([name, f"{n / t:,.0f}", f"{t * 1000:,.1f}", ratio])
     print(f"greedy, batch 1, {args.prompt_tokens}-token prompt, {n} new tokens, "
           f"median of {args.repeats}:")
     print_table(rows, ["implementation", "tokens/s", "ms per run", "npgpt speed-up"])

@@ -465,6 +465,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except CLIError as err:
         parser.exit(2, f"npgpt {args.command}: error: {err}\n")
+    except KeyboardInterrupt:                 # Ctrl-C in generate / inspect / bench: no traceback
+        sys.stderr.write("\ninterrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

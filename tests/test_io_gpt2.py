@@ -222,3 +222,23 @@ def test_real_bpe_tokenizer_is_attached_from_vocab_and_merges(tmp_path):
     assert isinstance(model.tokenizer, tokenizers.BPETokenizer)
     assert model.tokenizer.encode("hi") == [256]
     assert model.tokenizer.decode([256, ord("!")]) == "hi!"
+
+
+def test_save_gpt2_writes_the_bpe_tokenizer_and_load_brings_it_back(tmp_path):
+    import numpy as np
+
+    import npgpt
+
+    text = "the quick brown fox jumps over the lazy dog. " * 20
+    tok = npgpt.BPETokenizer.train(text, vocab_size=300)
+    cfg = npgpt.GPTConfig(vocab_size=tok.vocab_size, context_length=8, d_model=8, num_heads=2,
+                          num_layers=1, residual="pre_norm", gelu="tanh", tie_embeddings=True,
+                          output_bias=False)
+    model = npgpt.GPT(cfg, seed=0)
+    model.tokenizer = tok
+    model.save_gpt2(str(tmp_path / "gpt2"))
+    assert (tmp_path / "gpt2" / "vocab.json").exists() and (tmp_path / "gpt2" / "merges.txt").exists()
+    loaded = npgpt.load(str(tmp_path / "gpt2"))
+    sample = "the lazy fox"
+    assert loaded.tokenizer.encode(sample) == tok.encode(sample)
+    np.testing.assert_allclose(loaded(tok.encode(sample)), model(tok.encode(sample)), atol=1e-6)

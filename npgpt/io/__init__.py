@@ -355,7 +355,8 @@ def save_npgpt(model, path, dtype=None) -> None:
 
 
 def save_gpt2(model, folder) -> None:
-    """Write a Hugging Face GPT-2 folder: ``config.json`` + ``model.safetensors``.
+    """Write a Hugging Face GPT-2 folder: ``config.json`` + ``model.safetensors`` (and
+    ``vocab.json`` + ``merges.txt`` when the model carries a BPETokenizer).
 
     ``transformers.GPT2LMHeadModel.from_pretrained(folder)`` then computes the same logits.
     Only configs GPT-2 can express are accepted: ``residual="pre_norm"``, ``gelu="tanh"``,
@@ -380,3 +381,6 @@ def save_gpt2(model, folder) -> None:
     text = json.dumps(_gpt2.hf_config(cfg, dtype_name), indent=2, sort_keys=True) + "\n"
     from .safetensors import _atomic_write
     _atomic_write(os.path.join(folder, "config.json"), [text.encode("utf-8")])
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "save_gpt2"):     # a BPETokenizer
+        tokenizer.save_gpt2(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"))

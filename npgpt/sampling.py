@@ -108,10 +108,14 @@ def _kth_largest(x, k):
     chunk = V // k
     bound = flat[:, :k * chunk].reshape(N, k, chunk).max(axis=2).min(axis=1)   # (N,)
     idx = np.flatnonzero(flat >= bound[:, None])       # (much faster than 2-D nonzero)
-    rows, vals = idx // V, flat.ravel()[idx]
-    order = np.lexsort((-vals, rows))                  # by row, then value descending
-    starts = np.cumsum(np.bincount(rows, minlength=N)) - np.bincount(rows, minlength=N)
-    return vals[order][starts + k - 1].reshape(x.shape[:-1] + (1,))
+    rows, vals = idx // V, flat.ravel()[idx]           # rows ascending: idx is sorted
+    counts = np.bincount(rows, minlength=N)            # >= k each: every chunk max >= bound
+    width = int(counts.max())
+    starts = np.cumsum(counts) - counts
+    padded = np.full((N, width), -np.inf, dtype=flat.dtype)   # each row's candidates, -inf after
+    padded[rows, np.arange(idx.size) - starts[rows]] = vals
+    kth = np.partition(padded, width - k, axis=1)[:, width - k]   # k-th largest of the candidates
+    return kth.reshape(x.shape[:-1] + (1,))
 
 
 # ------------------------------------------------------------------------------ softmax

@@ -146,3 +146,18 @@ def test_bucketed_top_p_equals_the_sorted_reference(x, p):
     big = np.tile(x, (1, 4096 // x.shape[1] + 1))[:, :4100]       # ties across the tiles
     xx, m = S._as_logits(big)
     np.testing.assert_array_equal(S._top_p_threshold_bucketed(xx, m, p), S._top_p_threshold_sorted(xx, m, p))
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(2048, 5000), st.integers(1, 4), st.booleans())
+def test_kth_largest_fast_path_equals_a_full_partition(seed, V, N, ties):
+    from npgpt.sampling import _kth_largest
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((N, V)) * rng.uniform(0.1, 10)).astype(np.float32)
+    if ties:
+        x = np.round(x)
+    x[:, rng.integers(0, V, 50)] = -np.inf
+    for k in (2, int(rng.integers(2, V // 8 + 1)), V // 8):
+        expected = np.partition(x, V - k, axis=-1)[:, V - k][:, None]
+        np.testing.assert_array_equal(_kth_largest(x, k), expected)

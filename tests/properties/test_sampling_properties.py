@@ -161,3 +161,17 @@ def test_kth_largest_fast_path_equals_a_full_partition(seed, V, N, ties):
     for k in (2, int(rng.integers(2, V // 8 + 1)), V // 8):
         expected = np.partition(x, V - k, axis=-1)[:, V - k][:, None]
         np.testing.assert_array_equal(_kth_largest(x, k), expected)
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 12.0), st.floats(0.01, 0.9999), st.booleans())
+def test_top_p_bucketed_threshold_equals_the_full_sort_for_any_spread_and_p(seed, scale, p, ties):
+    from npgpt.sampling import _as_logits, _top_p_threshold_bucketed, _top_p_threshold_sorted
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((3, 5000)) * scale).astype(np.float32)
+    if ties:
+        x = np.round(x * 4) / 4
+    x[:, rng.integers(0, 5000, 40)] = -np.inf
+    xx, m = _as_logits(x)
+    np.testing.assert_array_equal(_top_p_threshold_bucketed(xx, m, p), _top_p_threshold_sorted(xx, m, p))

@@ -11,13 +11,18 @@ import json
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 GELU_KINDS = ("exact", "tanh")
 RESIDUAL_KINDS = ("pre_norm", "seed")
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+def positive_int(value, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1 (not a bool), else a ValueError naming it.
+    The one check behind every size, count and k in npgpt."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "num_heads", "num_layers"):
-            _positive_int(name, getattr(self, name))
+            positive_int(getattr(self, name), name)
         if self.d_model % self.num_heads != 0:
             raise ValueError(
                 f"d_model must be divisible by num_heads, got d_model={self.d_model} "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import sampling
+from .model import _as_ids, _as_mask
 from .sampling import _banned_ngram_mask, _chain, _check_chain, _real
 
 __all__ = ["GenerateOutput", "generate", "stream"]
@@ -81,30 +82,15 @@ def _token_ids(value, name, V):
 
 
 def _prompts(model, ids, attention_mask):
-    """ids (T,) or (B, T) -> (B, P) int64 and a (B, P) bool mask (None without padding)."""
-    V = model.config.vocab_size
-    arr = np.asarray(ids)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+    """ids (T,) or (B, T) -> (B, P) int64 and a (B, P) bool mask (None without padding),
+    checked as the model checks its input, and the mask as left padding."""
+    arr = _as_ids(ids, model.config.vocab_size)
     if arr.ndim == 1:
         arr = arr[None, :]
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"ids must be a non-empty (T,) or (B, T) array, got shape {np.shape(ids)}")
-    bad = arr[(arr < 0) | (arr >= V)]
-    if bad.size:
-        raise ValueError(f"token id {int(bad.flat[0])} is out of range [0, {V})")
-    arr = arr.astype(np.int64)
     if attention_mask is None:
         return arr, None
     mask = np.asarray(attention_mask)
-    if mask.ndim == 1:
-        mask = mask[None, :]
-    if mask.shape != arr.shape:
-        raise ValueError(f"attention_mask must have the shape of ids {arr.shape}, got {mask.shape}")
-    if mask.dtype != bool:
-        if mask.dtype.kind not in "iuf" or not np.isin(mask, (0, 1)).all():
-            raise ValueError("attention_mask must hold only 0 and 1 (or booleans)")
-        mask = mask.astype(bool)
+    mask = _as_mask(mask[None, :] if mask.ndim == 1 else mask, arr.shape)
     if not mask[:, -1].all() or (np.diff(mask.astype(np.int8), axis=1) < 0).any():
         raise ValueError("attention_mask must be left padding: each row 0...0 1...1 with a real last token")
     return arr, (None if mask.all() else mask)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import GPTConfig
+from .config import GPTConfig, positive_int
 from .nn.attention import causal_bias
 from .nn.block import block_backward, block_forward
 from .nn.crossentropy import cross_entropy_backward, cross_entropy_forward
@@ -262,12 +262,9 @@ class GPT:
         """An empty KV cache for ``batch_size`` rows and ``capacity`` token slots
         (default: ``context_length``; padding slots count, so left-padded batches may
         want ``context_length`` plus the padding)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        capacity = self.config.context_length if capacity is None else capacity
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-        return KVCache(self.config, int(batch_size), int(capacity), self.dtype)
+        batch_size = positive_int(batch_size, "batch_size")
+        capacity = positive_int(self.config.context_length if capacity is None else capacity, "capacity")
+        return KVCache(self.config, batch_size, capacity, self.dtype)
 
     # ---------------------------------------------------------------- forward
     def __call__(self, ids, attention_mask=None, cache: KVCache | None = None,
@@ -360,11 +357,12 @@ class GPT:
         if cache is not None:
             cache.length = start + T
             cache.next_position = next_position
-        attention = [c["attn"]["probs"] for c in caches["blocks"]]
         if squeeze:
             logits = logits[0]
-            attention = [a[0] for a in attention]
-        return (logits, attention) if return_attention else logits
+        if not return_attention:
+            return logits
+        attention = [c["attn"]["probs"] for c in caches["blocks"]]
+        return logits, [a[0] for a in attention] if squeeze else attention
 
     # ------------------------------------------------------- delegations
     def generate(self, ids, **kwargs):

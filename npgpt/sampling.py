@@ -28,6 +28,8 @@ import numbers
 
 import numpy as np
 
+from .config import positive_int
+
 __all__ = ["softmax", "log_softmax", "temperature", "top_k", "top_p", "min_p", "typical",
            "epsilon", "eta", "repetition_penalty", "presence_frequency_penalty",
            "no_repeat_ngram", "process", "distribution", "sample"]
@@ -78,12 +80,6 @@ def _real(value, name, low=None, high=None, low_open=False, high_open=False):
         interval = f"{left}{lo}, {hi}{right}"
         raise ValueError(f"{name} must be in {interval}, got {value}")
     return value
-
-
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _remove_below(x, threshold):
@@ -189,7 +185,7 @@ def top_k(logits, k, min_tokens_to_keep=1):
     >>> top_k(np.array([3.0, 1.0, 2.0, 2.0]), 2)
     array([  3., -inf,   2.,   2.])
     """
-    k = max(_positive_int(k, "top_k"), _positive_int(min_tokens_to_keep, "min_tokens_to_keep"))
+    k = max(positive_int(k, "top_k"), positive_int(min_tokens_to_keep, "min_tokens_to_keep"))
     x, _ = _as_logits(logits)
     if k >= x.shape[-1]:
         return x.copy()
@@ -264,7 +260,7 @@ def top_p(logits, p, min_tokens_to_keep=1):
     array([-0.69314718, -1.38629436,        -inf,        -inf])
     """
     p = _real(p, "top_p", low=0.0, high=1.0, low_open=True)
-    min_keep = _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
     x, m = _as_logits(logits)
     if p == 1.0:
         return x.copy()
@@ -292,7 +288,7 @@ def min_p(logits, p, min_tokens_to_keep=1):
     array([-0.69314718, -1.2039728 ,        -inf])
     """
     p = _real(p, "min_p", low=0.0, high=1.0)
-    min_keep = _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
     x, m = _as_logits(logits)
     if p == 0.0:
         return x.copy()
@@ -327,7 +323,7 @@ def typical(logits, p, min_tokens_to_keep=1):
     array([-0.35667494,        -inf,        -inf])
     """
     p = _real(p, "typical_p", low=0.0, high=1.0, low_open=True)
-    min_keep = _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
     x, m = _as_logits(logits)
     if p == 1.0:
         return x.copy()
@@ -363,7 +359,7 @@ def epsilon(logits, eps, min_tokens_to_keep=1):
     array([-0.51082562, -0.94160854,        -inf])
     """
     eps = _real(eps, "epsilon_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    min_keep = _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
     x, m = _as_logits(logits)
     e = np.exp(x - m)
     prob = e / e.sum(axis=-1, keepdims=True)
@@ -383,7 +379,7 @@ def eta(logits, eps, min_tokens_to_keep=1):
     array([-0.51082562, -0.94160854,        -inf])
     """
     eps = _real(eps, "eta_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    min_keep = _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
     x, m = _as_logits(logits)
     H, logp = _entropy(x, m)
     cut = np.minimum(eps, np.sqrt(eps) * np.exp(-H))
@@ -502,7 +498,7 @@ def no_repeat_ngram(logits, ids, n):
     >>> no_repeat_ngram(np.zeros(4), [1, 2, 3, 1], 2)
     array([  0.,   0., -inf,   0.])
     """
-    n = _positive_int(n, "no_repeat_ngram_size")
+    n = positive_int(n, "no_repeat_ngram_size")
     x, _ = _as_logits(logits)
     V = x.shape[-1]
     banned = _banned_ngram_mask(_history(ids, x.shape[:-1], V), V, n).reshape(x.shape)
@@ -516,7 +512,7 @@ def _check_chain(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, et
     """Validate every chain parameter up front (so errors name the value before any work)."""
     _real(temperature, "temperature", low=0.0)
     if top_k is not None and top_k != 0:
-        _positive_int(top_k, "top_k")
+        positive_int(top_k, "top_k")
     if top_p is not None:
         _real(top_p, "top_p", low=0.0, high=1.0, low_open=True)
     if min_p is not None:
@@ -533,7 +529,7 @@ def _check_chain(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, et
     if isinstance(no_repeat_ngram_size, (bool, np.bool_)) or not isinstance(
             no_repeat_ngram_size, numbers.Integral) or no_repeat_ngram_size < 0:
         raise ValueError(f"no_repeat_ngram_size must be a non-negative integer, got {no_repeat_ngram_size!r}")
-    _positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+    positive_int(min_tokens_to_keep, "min_tokens_to_keep")
 
 
 def _chain(x, hist, counts, *, temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,

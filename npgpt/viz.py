@@ -35,6 +35,7 @@ import operator
 import numpy as np
 
 from . import sampling
+from .config import positive_int
 
 __all__ = ["STRATEGIES", "strategy_report", "bar_chart", "strategy_table", "inspect_text",
            "plot_heatmap", "plot_strategies", "plot_embeddings", "plot_attention", "token_label"]
@@ -305,10 +306,8 @@ def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, befo
     """
     p = _probs(probs)
     V = p.shape[0]
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+    positive_int(top, "top")
+    positive_int(width, "width")
     b = None if before is None else _probs(before, "before")
     if b is not None and b.shape != p.shape:
         raise ValueError(f"before has shape {b.shape} but probs has shape {p.shape}")
@@ -372,8 +371,7 @@ def strategy_table(report, labels=None, top=10):
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
     V = before.shape[0]
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
+    positive_int(top, "top")
     name = _labeler(labels, V)
     chosen = [_index(r["chosen"], "chosen", V) for r in rows]
     ids = _columns(before, chosen, int(top))
@@ -430,8 +428,7 @@ def inspect_text(report, labels=None, top=10, width=30):
     """
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
+    positive_int(top, "top")
     shown = min(int(top), before.shape[0])
     chart = bar_chart(before, labels=labels, top=shown, width=width,
                       title=f"next-token distribution (top {shown} of {before.shape[0]}):")

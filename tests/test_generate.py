@@ -213,7 +213,7 @@ def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message):
 
 def test_bad_ids_and_stream_with_beams_raise():
     model = npgpt.GPT(tiny_config(), seed=0)
-    with pytest.raises(ValueError, match="token id 40 is out of range \\[0, 17\\)"):
+    with pytest.raises(ValueError, match="token ids out of range \\[0, 17\\): 40"):
         generate(model, [1, 40])
     with pytest.raises(ValueError, match="beam search"):
         next(stream(model, [1, 2], num_beams=2))

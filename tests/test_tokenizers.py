@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt.tokenizers import (GPT2_PATTERN, GPT2_SPECIAL_TOKENS, BPETokenizer, CharTokenizer,
-                              WordTokenizer, _byte_pair_merge, _byte_pair_merge_heap,
-                              bytes_to_unicode, gpt2_pattern, load_tokenizer,
+                              WordTokenizer, bytes_to_unicode, gpt2_pattern, load_tokenizer,
                               tokenizer_from_dict)
+from npgpt.tokenizers.bpe import _byte_pair_merge, _byte_pair_merge_heap
 
 from helpers import FIXTURES, has_module
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from npgpt.tokenizers import (BPETokenizer, CharTokenizer, WordTokenizer, _byte_pair_merge,
-                              _byte_pair_merge_heap, gpt2_pattern, gpt2_split,
-                              tokenizer_from_dict)
+from npgpt.tokenizers import (BPETokenizer, CharTokenizer, WordTokenizer, gpt2_pattern,
+                              gpt2_split, tokenizer_from_dict)
+from npgpt.tokenizers.bpe import _byte_pair_merge, _byte_pair_merge_heap
 
 from helpers import FIXTURES
 

@@ -1,25 +1,19 @@
-"""Tokenizers: text -> token ids -> text.
+"""Byte-level byte-pair encoding, exactly as GPT-2 and tiktoken do it.
 
-Shapes: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode`` returns a
-``list[int]``, ``decode`` also accepts a 1-D NumPy integer array.
+Shapes and types: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode``
+returns a ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array; a token is a
+``bytes`` string; ``ranks`` maps token bytes -> rank (lower merges first).
 
-Three tokenizers, from the seed tutorial's toy to GPT-2's:
+Read in this order:
 
-- :class:`WordTokenizer` -- the seed's word vocabulary: split on whitespace, one id per word.
-- :class:`CharTokenizer` -- one id per character (what small character-level models train on).
-- :class:`BPETokenizer` -- byte-level byte-pair encoding exactly as GPT-2 (and tiktoken) do it:
-  text -> UTF-8 bytes -> pre-tokens (GPT-2's regex) -> merges applied by rank.
-
-Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
-``to_dict()`` (a JSON-serialisable dict with a ``"type"`` key), ``save(path)`` / ``load(path)``
-(JSON files), and :func:`tokenizer_from_dict` rebuilds any of them -- that is how tokenizers
-travel inside npgpt checkpoints.
-
-Errors are ``ValueError`` naming the bad input: unknown words or characters (all of them),
-ids out of range (all of them), lone surrogates (with their position; such a string has no
-UTF-8 form).
-
-Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
+- :func:`bytes_to_unicode` -- how GPT-2's ``vocab.json``/``merges.txt`` spell bytes as
+  printable characters;
+- ``_byte_pair_merge`` -- the merge rule that encodes one pre-token: merge the adjacent pair
+  of lowest rank until none is a token (the plain quadratic scan), and beside it
+  ``_byte_pair_merge_heap``, the same rule with a heap, which it uses for long pieces;
+- :class:`BPETokenizer` -- text -> special tokens -> pre-tokens (:mod:`.patterns`) -> UTF-8
+  bytes -> merges by rank, with a cache per pre-token; built from merges, a tiktoken rank
+  file, GPT-2's files, or trained (:mod:`.bpe_train`).
 """
 
 from __future__ import annotations
@@ -28,300 +22,15 @@ import base64
 import heapq
 import json
 import re
-import unicodedata
-from collections import Counter
 
-__all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict",
-           "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
-           "GPT2_SPECIAL_TOKENS"]
-
-#: GPT-2's pre-tokenisation pattern as written for the third-party ``regex`` module (and for
-#: tiktoken). :func:`gpt2_pattern` is the same pattern for the standard-library ``re``.
-GPT2_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
-                r"""|\s+(?!\S)|\s+""")
+from .base import _as_id_list, _check_text, _check_type, _raise_bad_ids, _Tokenizer
+from .bpe_train import train_bpe
+from .patterns import _compile_pattern
 
 #: GPT-2's only special token and its id.
 GPT2_SPECIAL_TOKENS = {"<|endoftext|>": 50256}
-
-# Unicode's White_Space property (PropList.txt), the meaning of \s in tiktoken's Rust regex.
-# Python's own \s also matches U+001C..U+001F (str.isspace), which GPT-2 does not treat as
-# whitespace, so the pattern below spells whitespace out instead of using \s.
-_WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
-                 (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
-                 (0x3000, 0x3000)])
-
 _MAX_CACHE = 100_000     # cached pre-tokens per BPETokenizer before the cache is cleared
 
-
-# ----------------------------------------------------------------------------------------
-# shared helpers
-# ----------------------------------------------------------------------------------------
-
-def _check_text(text, what="text"):
-    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate."""
-    if not isinstance(text, str):
-        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"{what} contains a lone surrogate U+{ord(text[e.start]):04X} at position {e.start}; "
-            "such a string has no UTF-8 form (decode bytes with errors='replace' or "
-            "'surrogateescape' handling before tokenizing)") from None
-
-
-def _as_id_list(ids):
-    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise)."""
-    if hasattr(ids, "ndim"):                       # NumPy array (or array-like with ndim)
-        if ids.ndim != 1:
-            raise ValueError(f"ids must be 1-D, got an array of shape {tuple(ids.shape)}")
-        if ids.dtype.kind not in "iu":
-            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-        return ids.tolist()
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
-    out = list(ids)
-    for i in out:
-        if isinstance(i, bool) or not hasattr(i, "__index__"):
-            raise ValueError(f"ids must be integers, got {i!r}")
-    return [i.__index__() for i in out]
-
-
-def _raise_bad_ids(ids, is_valid, vocab_size):
-    bad = sorted({i for i in ids if not is_valid(i)})
-    shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
-    raise ValueError(f"token ids out of range for a vocabulary of size {vocab_size}: {shown}")
-
-
-def _list_unknown(items, what):
-    unique = list(dict.fromkeys(items))
-    shown = ", ".join(repr(u) for u in unique[:50]) + (", ..." if len(unique) > 50 else "")
-    return f"{len(unique)} unknown {what}: {shown}"
-
-
-class _Tokenizer:
-    """Shared behaviour: ``save``/``load`` as JSON, ``len(tok) == tok.vocab_size``."""
-
-    type_name = None
-
-    def __len__(self):
-        return self.vocab_size
-
-    def save(self, path):
-        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-
-    @classmethod
-    def load(cls, path):
-        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class)."""
-        tok = load_tokenizer(path)
-        if not isinstance(tok, cls):
-            raise ValueError(f"{path} holds a {type(tok).__name__}, not a {cls.__name__}")
-        return tok
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
-
-    __hash__ = None
-
-
-# ----------------------------------------------------------------------------------------
-# WordTokenizer: the seed's vocabulary
-# ----------------------------------------------------------------------------------------
-
-class WordTokenizer(_Tokenizer):
-    """The seed tutorial's tokenizer: one id per whitespace-separated word.
-
-    ``encode(text)`` is ``[vocabulary.index(w) for w in text.split()]`` and ``decode(ids)`` is
-    ``" ".join(vocabulary[i] for i in ids)``. Unlike the seed, which silently dropped unknown
-    words, an unknown word raises a ValueError listing every unknown word -- or maps to
-    ``unk_token`` when one is given. ``decode(encode(s)) == " ".join(s.split())``.
-
-    Parameters
-    ----------
-    vocabulary : sequence of str
-        The words; word ``vocabulary[i]`` has id ``i``. Words must be unique, non-empty and
-        contain no whitespace (``text.split()`` could never produce them).
-    unk_token : str, optional
-        A word of ``vocabulary`` that unknown words are mapped to.
-
-    Examples
-    --------
-    >>> tok = WordTokenizer(["hello", "world", "this", "is", "a", "test"])
-    >>> tok.encode("hello world this is")
-    [0, 1, 2, 3]
-    >>> tok.decode([0, 1])
-    'hello world'
-    >>> tok.encode("hello there")
-    Traceback (most recent call last):
-    ...
-    ValueError: 1 unknown word: 'there'
-    """
-
-    type_name = "word"
-
-    def __init__(self, vocabulary, unk_token=None):
-        if isinstance(vocabulary, str):
-            raise TypeError("vocabulary must be a sequence of words, not one str "
-                            "(use vocabulary.split())")
-        words = list(vocabulary)
-        for w in words:
-            if not isinstance(w, str):
-                raise TypeError(f"vocabulary entries must be str, got {w!r}")
-            _check_text(w, "a vocabulary word")
-            if not w or w.split() != [w]:
-                raise ValueError(f"vocabulary words must be non-empty and contain no "
-                                 f"whitespace, got {w!r}")
-        index = {}
-        for i, w in enumerate(words):
-            if w in index:
-                raise ValueError(f"duplicate vocabulary entry {w!r} at positions {index[w]} "
-                                 f"and {i}")
-            index[w] = i
-        if not words:
-            raise ValueError("vocabulary is empty")
-        if unk_token is not None and unk_token not in index:
-            raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary; add it to the "
-                             "vocabulary first")
-        self.vocabulary = tuple(words)
-        self.unk_token = unk_token
-        self._index = index
-
-    @property
-    def vocab_size(self):
-        """Number of words (ids are 0 .. vocab_size - 1)."""
-        return len(self.vocabulary)
-
-    def encode(self, text):
-        """Split ``text`` on whitespace and map each word to its id."""
-        _check_text(text)
-        words = text.split()
-        index = self._index
-        if self.unk_token is not None:
-            unk = index[self.unk_token]
-            return [index.get(w, unk) for w in words]
-        unknown = [w for w in words if w not in index]
-        if unknown:
-            raise ValueError(_list_unknown(unknown, "word" if len(set(unknown)) == 1 else "words"))
-        return [index[w] for w in words]
-
-    def decode(self, ids):
-        """Join the words of ``ids`` with single spaces."""
-        ids = _as_id_list(ids)
-        n = len(self.vocabulary)
-        if any(i < 0 or i >= n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
-        return " ".join(self.vocabulary[i] for i in ids)
-
-    def to_dict(self):
-        return {"type": self.type_name, "vocabulary": list(self.vocabulary),
-                "unk_token": self.unk_token}
-
-    @classmethod
-    def from_dict(cls, d):
-        _check_type(d, cls.type_name)
-        return cls(d["vocabulary"], unk_token=d.get("unk_token"))
-
-    def __repr__(self):
-        return f"WordTokenizer(vocab_size={self.vocab_size}, unk_token={self.unk_token!r})"
-
-
-# ----------------------------------------------------------------------------------------
-# CharTokenizer
-# ----------------------------------------------------------------------------------------
-
-class CharTokenizer(_Tokenizer):
-    """One id per character: id ``i`` is ``chars[i]``.
-
-    ``CharTokenizer.from_text(text)`` uses the sorted unique characters of ``text`` (the
-    convention of character-level training scripts such as nanoGPT's shakespeare_char).
-    ``decode(ids)`` is ``"".join(chars[i] for i in ids)``, so ``decode(encode(s)) == s``.
-
-    Parameters
-    ----------
-    chars : str or sequence of str
-        The characters, each a single code point, without duplicates.
-
-    Examples
-    --------
-    >>> tok = CharTokenizer.from_text("hello world")
-    >>> tok.chars
-    ' dehlorw'
-    >>> tok.encode("hold")
-    [3, 5, 4, 1]
-    >>> tok.decode([3, 5, 4, 1])
-    'hold'
-    >>> tok.vocab_size
-    8
-    """
-
-    type_name = "char"
-
-    def __init__(self, chars):
-        chars = list(chars)
-        for c in chars:
-            if not isinstance(c, str) or len(c) != 1:
-                raise ValueError(f"each entry of chars must be a single character, got {c!r}")
-        _check_text("".join(chars), "chars")
-        index = {}
-        for i, c in enumerate(chars):
-            if c in index:
-                raise ValueError(f"duplicate character {c!r} at positions {index[c]} and {i}")
-            index[c] = i
-        if not chars:
-            raise ValueError("chars is empty")
-        self.chars = "".join(chars)
-        self._index = index
-
-    @classmethod
-    def from_text(cls, text):
-        """The tokenizer of the sorted unique characters of ``text``."""
-        _check_text(text)
-        if not text:
-            raise ValueError("text is empty: no characters to build a vocabulary from")
-        return cls(sorted(set(text)))
-
-    @property
-    def vocab_size(self):
-        """Number of characters (ids are 0 .. vocab_size - 1)."""
-        return len(self.chars)
-
-    def encode(self, text):
-        """Map each character of ``text`` to its id; unknown characters raise, all listed."""
-        _check_text(text)
-        index = self._index
-        try:
-            return [index[c] for c in text]
-        except KeyError:
-            unknown = [c for c in text if c not in index]
-            raise ValueError(_list_unknown(unknown, "character" if len(set(unknown)) == 1
-                                           else "characters")) from None
-
-    def decode(self, ids):
-        """Concatenate the characters of ``ids``."""
-        ids = _as_id_list(ids)
-        n = len(self.chars)
-        if any(i < 0 or i >= n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
-        chars = self.chars
-        return "".join([chars[i] for i in ids])
-
-    def to_dict(self):
-        return {"type": self.type_name, "chars": self.chars}
-
-    @classmethod
-    def from_dict(cls, d):
-        _check_type(d, cls.type_name)
-        return cls(d["chars"])
-
-    def __repr__(self):
-        return f"CharTokenizer(vocab_size={self.vocab_size})"
-
-
-# ----------------------------------------------------------------------------------------
-# Byte-level BPE: the pieces
-# ----------------------------------------------------------------------------------------
 
 def bytes_to_unicode():
     """GPT-2's table byte -> printable character (how ``vocab.json``/``merges.txt`` spell bytes).
@@ -352,128 +61,9 @@ def bytes_to_unicode():
     return dict(sorted(table.items()))
 
 
-_CLASSES = None
-_PATTERNS = {}
-
-
-def _class_string(ranges):
-    """[(lo, hi), ...] -> the body of a regex character class, with \\u/\\U escapes."""
-    def esc(c):
-        return f"\\u{c:04X}" if c <= 0xFFFF else f"\\U{c:08X}"
-    return "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges)
-
-
-def _unicode_classes():
-    """Character-class bodies for \\p{L}, \\p{N} and White_Space, built once from unicodedata.
-
-    \\p{L} = every code point whose general category starts with "L" (Lu Ll Lt Lm Lo),
-    \\p{N} = category starts with "N" (Nd Nl No). They follow the running Python's Unicode
-    database (``unicodedata.unidata_version``).
-    """
-    global _CLASSES
-    if _CLASSES is None:
-        ranges = {"L": [], "N": []}
-        category = unicodedata.category
-        start = {"L": None, "N": None}
-        for cp in range(0x110001):
-            major = category(chr(cp))[0] if cp <= 0x10FFFF else ""
-            for key in ("L", "N"):
-                if major == key:
-                    if start[key] is None:
-                        start[key] = cp
-                elif start[key] is not None:
-                    ranges[key].append((start[key], cp - 1))
-                    start[key] = None
-        bmp = {k: [(lo, min(hi, 0xFFFF)) for lo, hi in r if lo <= 0xFFFF]
-               for k, r in ranges.items()}
-        _CLASSES = {"L": _class_string(ranges["L"]), "N": _class_string(ranges["N"]),
-                    "S": _class_string(_WHITE_SPACE),
-                    "L_bmp": _class_string(bmp["L"]), "N_bmp": _class_string(bmp["N"])}
-    return _CLASSES
-
-
-def _gpt2_source(L, N, S):
-    return (f"'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^{S}{L}{N}]+"
-            f"|[{S}]+(?![^{S}])|[{S}]+")
-
-
-def gpt2_pattern():
-    """GPT-2's pre-tokenisation regex compiled with the standard-library ``re``.
-
-    GPT-2's pattern (:data:`GPT2_PATTERN`) needs ``\\p{L}`` (letters) and ``\\p{N}`` (numbers),
-    which ``re`` lacks; here they are explicit character classes derived from
-    ``unicodedata`` (built once, on first use, in a fraction of a second). ``\\s`` is spelled
-    out as Unicode's White_Space set, as in tiktoken's Rust regex (Python's ``\\s`` would also
-    match U+001C..U+001F). The alternatives, in order::
-
-        's|'t|'re|'ve|'m|'ll|'d     English contractions
-         ?\\p{L}+                    a word, with its leading space
-         ?\\p{N}+                    a number, with its leading space
-         ?[^\\s\\p{L}\\p{N}]+          punctuation/symbols, with its leading space
-        \\s+(?!\\S)                   whitespace, leaving the last space to the next word
-        \\s+                         trailing whitespace
-
-    Examples
-    --------
-    >>> gpt2_pattern().findall("Hello world's  123!")
-    ['Hello', ' world', "'s", ' ', ' 123', '!']
-    """
-    if "gpt2" not in _PATTERNS:
-        c = _unicode_classes()
-        _PATTERNS["gpt2"] = re.compile(_gpt2_source(c["L"], c["N"], c["S"]))
-    return _PATTERNS["gpt2"]
-
-
-_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
-
-
-def _astral_stand_in(match):
-    major = unicodedata.category(match.group())[0]
-    return "A" if major == "L" else "0" if major == "N" else "!"
-
-
-def gpt2_split(text):
-    """``gpt2_pattern().findall(text)``, about five times faster.
-
-    ``re`` tests the astral (> U+FFFF) ranges of a character class one by one, and every
-    character that is not a letter pays for that scan. GPT-2's pattern sees a character only
-    through its class (letter, number, whitespace, other) and a few ASCII literals, so the
-    split runs a copy of the pattern whose classes stop at U+FFFF, on a copy of the text in
-    which each astral character is replaced by a BMP character of the same class ("A", "0"
-    or "!"); the spans found cut the original text. Same pieces, exactly.
-
-    Examples
-    --------
-    >>> gpt2_split("emoji 👍🏽 and 𝐀𝐁 ok")
-    ['emoji', ' 👍🏽', ' and', ' 𝐀𝐁', ' ok']
-    """
-    if "gpt2_bmp" not in _PATTERNS:
-        c = _unicode_classes()
-        _PATTERNS["gpt2_bmp"] = re.compile(_gpt2_source(c["L_bmp"], c["N_bmp"], c["S"]))
-    regex = _PATTERNS["gpt2_bmp"]
-    if text.isascii() or not _ASTRAL.search(text):
-        return regex.findall(text)
-    stand_in = _ASTRAL.sub(_astral_stand_in, text)
-    return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
-
-
-def _compile_pattern(pattern):
-    """The pre-tokenizer of ``pattern``: a function text -> list of pre-tokens."""
-    if pattern == "gpt2":
-        return gpt2_split
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be 'gpt2' or a regular-expression str, got {pattern!r}")
-    if pattern not in _PATTERNS:
-        try:
-            compiled = re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"pattern {pattern!r} is not a valid Python regular expression: {e}")
-        if compiled.groups:
-            raise ValueError(f"pattern {pattern!r} has capturing groups; use (?:...) so that "
-                             "findall returns whole pre-tokens")
-        _PATTERNS[pattern] = compiled
-    return _PATTERNS[pattern].findall
-
+# ----------------------------------------------------------------------------------------
+# The merge rule: one pre-token's bytes -> tokens
+# ----------------------------------------------------------------------------------------
 
 def _byte_pair_merge(piece, ranks, max_rank=None):
     """Split ``piece`` (bytes) into tokens by merging adjacent parts in rank order.
@@ -508,13 +98,20 @@ def _byte_pair_merge(piece, ranks, max_rank=None):
 
 
 def _byte_pair_merge_heap(piece, ranks, max_rank=None):
-    """The same merges as :func:`_byte_pair_merge`, with a heap of candidate pairs.
+    """The faster form of :func:`_byte_pair_merge` for long pieces: the same merges, O(n log n).
 
+    The quadratic scan looks at every adjacent pair again after each merge; here the
+    candidate pairs wait in a heap and only the two pairs next to a merge are looked up anew.
     Parts are spans ``piece[s:end[s]]``; a heap entry ``(rank, s, e)`` says "the part at s
     and the part after it together span s..e and have this rank". An entry is stale unless s
     is still a part start whose next part ends exactly at e (the rank depends only on the
     bytes piece[s:e], so a live entry is always current). Popping the smallest (rank, s) is
     "lowest rank, leftmost on ties".
+
+    Examples
+    --------
+    >>> _byte_pair_merge_heap(b"aaab", {b"aa": 0, b"ab": 1, b"aab": 2})
+    [b'aa', b'ab']
     """
     n = len(piece)
     get = ranks.get
@@ -700,10 +297,19 @@ class BPETokenizer(_Tokenizer):
 
         Examples
         --------
-        >>> tok = BPETokenizer.from_tiktoken("gpt2.tiktoken",
-        ...                                  special_tokens=GPT2_SPECIAL_TOKENS)  # doctest: +SKIP
-        >>> tok.encode("Hello world")                                         # doctest: +SKIP
-        [15496, 995]
+        A rank file with the 256 bytes, then ``ab`` (rank 256) and ``abc`` (rank 257):
+
+        >>> import base64
+        >>> tokens = [bytes([b]) for b in range(256)] + [b"ab", b"abc"]
+        >>> with open("tiny.tiktoken", "w") as f:
+        ...     for rank, token in enumerate(tokens):
+        ...         _ = f.write(f"{base64.b64encode(token).decode()} {rank}\\n")
+        >>> tok = BPETokenizer.from_tiktoken("tiny.tiktoken", special_tokens={"<|end|>": 258})
+        >>> tok.encode("abcab<|end|>", allowed_special="all")
+        [257, 256, 258]
+
+        With GPT-2's file, ``BPETokenizer.from_tiktoken("gpt2.tiktoken",
+        special_tokens=GPT2_SPECIAL_TOKENS).encode("Hello world")`` is ``[15496, 995]``.
         """
         ranks = {}
         with open(path, "rb") as f:
@@ -727,6 +333,24 @@ class BPETokenizer(_Tokenizer):
         line in rank order after a ``#version`` header. The ids are exactly those of the
         vocab file. Vocabulary entries that are neither a single byte nor the result of a
         merge are special tokens (for GPT-2: ``"<|endoftext|>"`` = 50256).
+
+        Examples
+        --------
+        A vocabulary of the 256 bytes, two merges and one special token:
+
+        >>> import json
+        >>> spell = bytes_to_unicode()
+        >>> vocab = {spell[b]: b for b in range(256)}
+        >>> vocab.update({"Ġt": 256, "Ġth": 257, "<|endoftext|>": 258})
+        >>> with open("vocab.json", "w", encoding="utf-8") as f:
+        ...     json.dump(vocab, f)
+        >>> with open("merges.txt", "w", encoding="utf-8") as f:
+        ...     _ = f.write("#version: 0.2\\nĠ t\\nĠt h\\n")
+        >>> tok = BPETokenizer.from_gpt2("vocab.json", "merges.txt")
+        >>> tok.special_tokens
+        {'<|endoftext|>': 258}
+        >>> tok.encode(" the")
+        [257, 101]
         """
         with open(vocab_json, encoding="utf-8") as f:
             vocab = json.load(f)
@@ -759,22 +383,19 @@ class BPETokenizer(_Tokenizer):
     def train(cls, text, vocab_size, pattern="gpt2", special_tokens=()):
         """Learn merges from ``text`` (minbpe's RegexTokenizer algorithm, deterministic).
 
-        Start from the 256 byte tokens (ids 0..255) and the pre-tokens of ``text``; then
-        repeatedly count adjacent pairs inside pre-tokens, merge the most frequent pair
-        everywhere (left to right, non-overlapping) into a new token with the next id, until
-        ``vocab_size`` is reached or no pair is left. Ties in frequency go to the smallest
-        pair ``(id_a, id_b)``. A pair whose bytes are already a token is skipped.
-        Special tokens get the ids after the merges.
+        The merges and the special tokens' ids are those of
+        :func:`~npgpt.tokenizers.bpe_train.train_bpe`, which explains the algorithm: start
+        from the 256 byte tokens and repeatedly merge the most frequent adjacent pair inside
+        pre-tokens (the smallest pair on ties) into a token with the next id, until
+        ``vocab_size`` is reached or no pair is left. Special tokens get the ids after the
+        merges.
 
         Parameters
         ----------
-        text : str
-        vocab_size : int
-            At least ``256 + len(special_tokens)``; the result never exceeds it (it is smaller
-            when the text runs out of pairs).
-        pattern : str
-            ``"gpt2"`` or a Python ``re`` pattern.
-        special_tokens : sequence of str
+        text, vocab_size, pattern, special_tokens
+            As for :func:`~npgpt.tokenizers.bpe_train.train_bpe`: ``vocab_size`` is at least
+            ``256 + len(special_tokens)`` and the result never exceeds it (it is smaller when
+            the text runs out of pairs); ``pattern`` is ``"gpt2"`` or a Python ``re`` pattern.
 
         Examples
         --------
@@ -782,66 +403,7 @@ class BPETokenizer(_Tokenizer):
         >>> [tok.token_bytes(i) for i in range(256, 258)]
         [b'aa', b'ab']
         """
-        _check_text(text)
-        special_tokens = list(special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
-        if vocab_size < 256 + len(special_tokens):
-            raise ValueError(f"vocab_size must be at least 256 + {len(special_tokens)} special "
-                             f"tokens = {256 + len(special_tokens)}, got {vocab_size}")
-        if len(set(special_tokens)) != len(special_tokens):
-            raise ValueError(f"duplicate special tokens: {special_tokens}")
-        counts = Counter(_compile_pattern(pattern)(text))
-        words = [list(w.encode("utf-8")) for w in counts]
-        freq = list(counts.values())
-        vocab = {i: bytes([i]) for i in range(256)}
-        known = set(vocab.values())
-        stats = Counter()                # pair -> weighted count
-        where = {}                       # pair -> indices of words containing it
-        for k, w in enumerate(words):
-            for pair in zip(w, w[1:]):
-                stats[pair] += freq[k]
-                where.setdefault(pair, set()).add(k)
-        merges = []
-        num_merges = vocab_size - 256 - len(special_tokens)
-        while len(merges) < num_merges:
-            best = None
-            for pair, c in stats.items():
-                if c <= 0:
-                    continue
-                if best is None or c > best[1] or (c == best[1] and pair < best[0]):
-                    best = (pair, c)
-            if best is None:
-                break
-            pair = best[0]
-            token = vocab[pair[0]] + vocab[pair[1]]
-            if token in known:           # same bytes as an existing token: never merge it
-                del stats[pair]
-                continue
-            new = 256 + len(merges)
-            merges.append(pair)
-            vocab[new] = token
-            known.add(token)
-            a, b = pair
-            for k in sorted(where.pop(pair, ())):
-                w, f = words[k], freq[k]
-                for p in zip(w, w[1:]):
-                    stats[p] -= f
-                merged, i = [], 0
-                while i < len(w):
-                    if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                        merged.append(new)
-                        i += 2
-                    else:
-                        merged.append(w[i])
-                        i += 1
-                words[k] = merged
-                for p in zip(merged, merged[1:]):
-                    stats[p] += f
-                    where.setdefault(p, set()).add(k)
-            stats = Counter({p: c for p, c in stats.items() if c > 0})
-        first = 256 + len(merges)
-        special = {t: first + i for i, t in enumerate(special_tokens)}
+        merges, special = train_bpe(text, vocab_size, pattern, special_tokens)
         return cls(merges, special_tokens=special, pattern=pattern)
 
     # -- properties ----------------------------------------------------------------------
@@ -852,7 +414,14 @@ class BPETokenizer(_Tokenizer):
         return self._vocab_size
 
     def token_bytes(self, token_id):
-        """The bytes of one token (special tokens: their UTF-8 text)."""
+        """The bytes of one token (special tokens: their UTF-8 text).
+
+        Examples
+        --------
+        >>> tok = BPETokenizer.train("aaab aaab", vocab_size=258, special_tokens=["<|end|>"])
+        >>> tok.token_bytes(97), tok.token_bytes(256), tok.token_bytes(257)
+        (b'a', b'aa', b'<|end|>')
+        """
         i = int(token_id)
         if i in self._decoder:
             return self._decoder[i]
@@ -900,7 +469,14 @@ class BPETokenizer(_Tokenizer):
         return out
 
     def encode_ordinary(self, text):
-        """``encode`` with every special-token string treated as ordinary text."""
+        """``encode`` with every special-token string treated as ordinary text.
+
+        Examples
+        --------
+        >>> tok = BPETokenizer([], special_tokens={"<|endoftext|>": 256})
+        >>> tok.encode_ordinary("<|endoftext|>") == list(b"<|endoftext|>")
+        True
+        """
         _check_text(text)
         return self._encode_ordinary(text)
 
@@ -978,7 +554,16 @@ class BPETokenizer(_Tokenizer):
     # -- decode --------------------------------------------------------------------------
 
     def decode_bytes(self, ids):
-        """The concatenated bytes of ``ids`` (special tokens as their UTF-8 text)."""
+        """The concatenated bytes of ``ids`` (special tokens as their UTF-8 text).
+
+        Examples
+        --------
+        >>> tok = BPETokenizer([], special_tokens={"<|end|>": 256})
+        >>> tok.encode("é")
+        [195, 169]
+        >>> tok.decode_bytes([104, 105, 195, 256])
+        b'hi\\xc3<|end|>'
+        """
         ids = _as_id_list(ids)
         decoder = self._decoder
         try:
@@ -996,6 +581,18 @@ class BPETokenizer(_Tokenizer):
         Byte sequences that are not valid UTF-8 (a multi-byte character cut between tokens
         or ids that never occur together) decode to U+FFFD, as in GPT-2 and tiktoken; pass
         ``errors="strict"`` to get a UnicodeDecodeError instead.
+
+        Examples
+        --------
+        >>> tok = BPETokenizer([])
+        >>> tok.decode([104, 195, 169])
+        'hé'
+        >>> tok.decode([104, 195])
+        'h�'
+        >>> tok.decode([104, 195], errors="strict")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        UnicodeDecodeError: 'utf-8' codec can't decode byte 0xc3 in position 1: ...
         """
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
@@ -1029,6 +626,11 @@ class BPETokenizer(_Tokenizer):
         pairs in rank order), and -- only when not the default -- ``byte_ids`` (id of each
         byte) and ``merge_ids`` (id of each merged token). A rank file that is not
         expressible as merges is stored as ``tokens`` (``[base64 bytes, id]`` in rank order).
+
+        Examples
+        --------
+        >>> BPETokenizer.train("aaab aaab", vocab_size=258).to_dict()
+        {'type': 'bpe', 'pattern': 'gpt2', 'special_tokens': {}, 'merges': [[97, 97], [97, 98]]}
         """
         d = {"type": self.type_name, "pattern": self.pattern,
              "special_tokens": dict(self.special_tokens)}
@@ -1049,6 +651,14 @@ class BPETokenizer(_Tokenizer):
 
     @classmethod
     def from_dict(cls, d):
+        """The tokenizer of ``d = tok.to_dict()``.
+
+        Examples
+        --------
+        >>> tok = BPETokenizer.from_dict({"type": "bpe", "merges": [[97, 97]]})
+        >>> tok.encode("aaa"), tok.vocab_size
+        ([256, 97], 257)
+        """
         _check_type(d, cls.type_name)
         special = d.get("special_tokens") or {}
         pattern = d.get("pattern", "gpt2")
@@ -1059,7 +669,20 @@ class BPETokenizer(_Tokenizer):
                    byte_ids=d.get("byte_ids"), merge_ids=d.get("merge_ids"))
 
     def save_gpt2(self, vocab_json, merges_txt):
-        """Write GPT-2-style ``vocab.json`` and ``merges.txt`` (read back by :meth:`from_gpt2`)."""
+        """Write GPT-2-style ``vocab.json`` and ``merges.txt`` (read back by :meth:`from_gpt2`).
+
+        Examples
+        --------
+        >>> tok = BPETokenizer.train("the theme then", vocab_size=259)
+        >>> tok.save_gpt2("vocab.json", "merges.txt")
+        >>> print(open("merges.txt", encoding="utf-8").read(), end="")
+        #version: 0.2
+        h e
+        t he
+        Ġ the
+        >>> BPETokenizer.from_gpt2("vocab.json", "merges.txt") == tok
+        True
+        """
         derived = self._derive_merges()
         if derived is None:
             raise ValueError("this tokenizer's ranks cannot be written as GPT-2 merges")
@@ -1078,37 +701,3 @@ class BPETokenizer(_Tokenizer):
         return (f"BPETokenizer(vocab_size={self.vocab_size}, "
                 f"special_tokens={self.special_tokens}, pattern={self.pattern!r})")
 
-
-# ----------------------------------------------------------------------------------------
-# (de)serialisation of any tokenizer
-# ----------------------------------------------------------------------------------------
-
-_TYPES = {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer}
-
-
-def _check_type(d, expected):
-    if not isinstance(d, dict) or d.get("type") != expected:
-        got = d.get("type") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got!r}")
-
-
-def tokenizer_from_dict(d):
-    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the three types).
-
-    Examples
-    --------
-    >>> tok = CharTokenizer.from_text("abc")
-    >>> tokenizer_from_dict(tok.to_dict()) == tok
-    True
-    """
-    if not isinstance(d, dict) or "type" not in d:
-        raise ValueError(f"a tokenizer dict needs a 'type' key, got {d!r:.80}")
-    if d["type"] not in _TYPES:
-        raise ValueError(f"unknown tokenizer type {d['type']!r}; expected one of {sorted(_TYPES)}")
-    return _TYPES[d["type"]].from_dict(d)
-
-
-def load_tokenizer(path):
-    """Read any tokenizer written by ``tok.save(path)``."""
-    with open(path, encoding="utf-8") as f:
-        return tokenizer_from_dict(json.load(f))

@@ -1,0 +1,44 @@
+"""Tokenizers: text -> token ids -> text.
+
+Shapes: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode`` returns a
+``list[int]``, ``decode`` also accepts a 1-D NumPy integer array.
+
+Three tokenizers, from the seed tutorial's toy to GPT-2's:
+
+- :class:`WordTokenizer` -- the seed's word vocabulary: split on whitespace, one id per word.
+- :class:`CharTokenizer` -- one id per character (what small character-level models train on).
+- :class:`BPETokenizer` -- byte-level byte-pair encoding exactly as GPT-2 (and tiktoken) do it:
+  text -> UTF-8 bytes -> pre-tokens (GPT-2's regex) -> merges applied by rank.
+
+Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
+``to_dict()`` (a JSON-serialisable dict with a ``"type"`` key), ``save(path)`` / ``load(path)``
+(JSON files), and :func:`tokenizer_from_dict` rebuilds any of them -- that is how tokenizers
+travel inside npgpt checkpoints.
+
+Errors are ``ValueError`` naming the bad input: unknown words or characters (all of them),
+ids out of range (all of them), lone surrogates (with their position; such a string has no
+UTF-8 form).
+
+One file per idea; read them in this order:
+
+1. ``base.py`` -- the base class (``save``/``load``, ``len``, ``==``), the input checks and
+   error messages every tokenizer shares, :func:`tokenizer_from_dict` and
+   :func:`load_tokenizer`;
+2. ``simple.py`` -- :class:`WordTokenizer` and :class:`CharTokenizer`;
+3. ``patterns.py`` -- GPT-2's pre-tokenisation regex (:data:`GPT2_PATTERN`,
+   :func:`gpt2_pattern`, :func:`gpt2_split`);
+4. ``bpe.py`` -- :func:`bytes_to_unicode`, the byte-pair merge rule and :class:`BPETokenizer`;
+5. ``bpe_train.py`` -- learning merges from text (:func:`~.bpe_train.train_bpe`, which
+   ``BPETokenizer.train`` calls).
+
+Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
+"""
+
+from .base import load_tokenizer, tokenizer_from_dict
+from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
+from .patterns import GPT2_PATTERN, gpt2_pattern, gpt2_split
+from .simple import CharTokenizer, WordTokenizer
+
+__all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict",
+           "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
+           "GPT2_SPECIAL_TOKENS"]

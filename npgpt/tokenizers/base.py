@@ -1,0 +1,150 @@
+"""What every tokenizer shares: input checks, error messages, JSON files, rebuilding from a dict.
+
+Shapes: text is a ``str``; ids is a 1-D sequence of ints (T,) -- a ``list[int]`` or a 1-D
+NumPy integer array (NumPy itself is not imported: an array is recognised by its ``ndim``).
+
+- :class:`_Tokenizer` -- the base class: ``save(path)`` / ``load(path)`` as JSON,
+  ``len(tok) == tok.vocab_size``, equality through ``to_dict()``.
+- :func:`tokenizer_from_dict` / :func:`load_tokenizer` -- rebuild any tokenizer from its
+  ``to_dict()`` (the ``"type"`` key picks the class); that is how tokenizers travel inside
+  npgpt checkpoints.
+- helpers that turn bad input into a ``ValueError`` naming it: lone surrogates (with their
+  position), ids out of range (all of them), unknown words or characters (all of them).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def _check_text(text, what="text"):
+    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} contains a lone surrogate U+{ord(text[e.start]):04X} at position {e.start}; "
+            "such a string has no UTF-8 form (decode bytes with errors='replace' or "
+            "'surrogateescape' handling before tokenizing)") from None
+
+
+def _as_id_list(ids):
+    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise)."""
+    if hasattr(ids, "ndim"):                       # NumPy array (or array-like with ndim)
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be 1-D, got an array of shape {tuple(ids.shape)}")
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        return ids.tolist()
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
+    out = list(ids)
+    for i in out:
+        if isinstance(i, bool) or not hasattr(i, "__index__"):
+            raise ValueError(f"ids must be integers, got {i!r}")
+    return [i.__index__() for i in out]
+
+
+def _raise_bad_ids(ids, is_valid, vocab_size):
+    """ValueError listing every id of ``ids`` for which ``is_valid(id)`` is false."""
+    bad = sorted({i for i in ids if not is_valid(i)})
+    shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
+    raise ValueError(f"token ids out of range for a vocabulary of size {vocab_size}: {shown}")
+
+
+def _list_unknown(items, what):
+    """The message for unknown ``items`` (words, characters): how many, then each once."""
+    unique = list(dict.fromkeys(items))
+    shown = ", ".join(repr(u) for u in unique[:50]) + (", ..." if len(unique) > 50 else "")
+    return f"{len(unique)} unknown {what}: {shown}"
+
+
+def _check_type(d, expected):
+    """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``)."""
+    if not isinstance(d, dict) or d.get("type") != expected:
+        got = d.get("type") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got!r}")
+
+
+class _Tokenizer:
+    """Shared behaviour: ``save``/``load`` as JSON, ``len(tok) == tok.vocab_size``.
+
+    Subclasses set ``type_name`` (the ``"type"`` of their ``to_dict()``) and define
+    ``vocab_size``, ``encode``, ``decode``, ``to_dict`` and ``from_dict``.
+    """
+
+    type_name = None
+
+    def __len__(self):
+        return self.vocab_size
+
+    def save(self, path):
+        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8)."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path):
+        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class)."""
+        tok = load_tokenizer(path)
+        if not isinstance(tok, cls):
+            raise ValueError(f"{path} holds a {type(tok).__name__}, not a {cls.__name__}")
+        return tok
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+
+def _tokenizer_types():
+    """``type_name`` -> class, for the three tokenizers.
+
+    Imported here rather than at the top: their modules import this one.
+    """
+    from .bpe import BPETokenizer
+    from .simple import CharTokenizer, WordTokenizer
+    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def tokenizer_from_dict(d):
+    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the three types).
+
+    Examples
+    --------
+    >>> from npgpt.tokenizers import CharTokenizer
+    >>> tok = CharTokenizer.from_text("abc")
+    >>> tok.to_dict()
+    {'type': 'char', 'chars': 'abc'}
+    >>> tokenizer_from_dict(tok.to_dict()) == tok
+    True
+    >>> tokenizer_from_dict({"type": "wordpiece"})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'word']
+    """
+    if not isinstance(d, dict) or "type" not in d:
+        raise ValueError(f"a tokenizer dict needs a 'type' key, got {d!r:.80}")
+    types = _tokenizer_types()
+    if d["type"] not in types:
+        raise ValueError(f"unknown tokenizer type {d['type']!r}; expected one of {sorted(types)}")
+    return types[d["type"]].from_dict(d)
+
+
+def load_tokenizer(path):
+    """Read any tokenizer written by ``tok.save(path)``.
+
+    Examples
+    --------
+    >>> from npgpt.tokenizers import WordTokenizer
+    >>> WordTokenizer(["hello", "world"]).save("words.json")
+    >>> tok = load_tokenizer("words.json")
+    >>> tok
+    WordTokenizer(vocab_size=2, unk_token=None)
+    >>> tok.encode("world hello")
+    [1, 0]
+    """
+    with open(path, encoding="utf-8") as f:
+        return tokenizer_from_dict(json.load(f))

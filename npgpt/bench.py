@@ -18,7 +18,15 @@ BABY_SHAPE = dict(vocab_size=65, context_length=64, d_model=128, num_heads=4, nu
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> seconds = median_seconds(lambda: calls.append(sum(range(1000))), repeats=3, warmup=1)
+    >>> len(calls), 0 < seconds < 1          # 1 warm-up run (not timed) + 3 timed runs
+    (4, True)
+    """
     for _ in range(warmup):
         fn()
     times = []
@@ -30,7 +38,24 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
 
 
 def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list:
-    """Run every NumPy-only benchmark; returns rows (name, shape, median, unit figure)."""
+    """Run every NumPy-only benchmark; returns rows (name, shape, median, unit figure).
+
+    The median is in seconds; :func:`format_table` shows the rows. ``progress(name)`` is
+    called as each benchmark starts (``npgpt bench`` prints the name).
+
+    Examples
+    --------
+    A whole run takes seconds; here ``progress`` stops it as the first benchmark starts:
+
+    >>> class Enough(Exception):
+    ...     pass
+    >>> def stop(name):
+    ...     raise Enough(f"about to time: {name}")
+    >>> run(progress=stop)
+    Traceback (most recent call last):
+        ...
+    npgpt.bench.Enough: about to time: greedy generation
+    """
     from . import GPT, GPTConfig, generate
     from . import sampling
     from .train import TrainConfig, TrainState, get_batch, train_step
@@ -76,7 +101,16 @@ def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list
 
 
 def markdown_table(rows, headers) -> str:
-    """Rows (sequences of cells) under headers, as an aligned Markdown table."""
+    """Rows (sequences of cells) under headers, as an aligned Markdown table.
+
+    Examples
+    --------
+    >>> print(markdown_table([("top-k", 1.5), ("top-p", 12)], ("rule", "ms")))
+    | rule  | ms  |
+    |-------|-----|
+    | top-k | 1.5 |
+    | top-p | 12  |
+    """
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
@@ -86,6 +120,14 @@ def markdown_table(rows, headers) -> str:
 
 
 def format_table(rows) -> str:
-    """The rows of :func:`run` as a Markdown table."""
+    """The rows of :func:`run` as a Markdown table (the median shown in milliseconds).
+
+    Examples
+    --------
+    >>> print(format_table([("top-k 50", "logits (32, 50257)", 0.00182, "17,616 rows/s")]))
+    | benchmark | shape              | median  | throughput    |
+    |-----------|--------------------|---------|---------------|
+    | top-k 50  | logits (32, 50257) | 1.82 ms | 17,616 rows/s |
+    """
     return markdown_table([(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows],
                           ("benchmark", "shape", "median", "throughput"))

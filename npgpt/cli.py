@@ -15,12 +15,24 @@ import argparse
 import os
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 
 class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
+    """A user error: printed as one line, exit code 2.
+
+    Examples
+    --------
+    >>> _read_data("missing.txt")
+    Traceback (most recent call last):
+        ...
+    npgpt.cli.CLIError: data file 'missing.txt' does not exist
+
+    ``npgpt train --data missing.txt`` prints it as
+    ``npgpt train: error: data file 'missing.txt' does not exist`` and exits with 2.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -198,7 +210,14 @@ def _bench(args) -> int:
 # ----------------------------------------------------------------------------- train
 def default_corpus() -> tuple[str, str]:
     """(name, text): English every Python install carries — the interpreter's own pydoc
-    topic texts (``pydoc_data.topics``), several hundred kilobytes."""
+    topic texts (``pydoc_data.topics``), several hundred kilobytes.
+
+    Examples
+    --------
+    >>> name, text = default_corpus()
+    >>> name, len(text) > 100_000
+    ('pydoc_data.topics', True)
+    """
     from pydoc_data.topics import topics
 
     return "pydoc_data.topics", "\n\n".join(topics[k] for k in sorted(topics))
@@ -333,132 +352,184 @@ def _train(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="npgpt", description="A GPT language model and every common decoding strategy, in NumPy.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  npgpt generate --prompt 'ROMEO:' --do-sample --temperature 0.8 --top-p 0.9\n"
-               "  npgpt inspect --prompt 'ROMEO: I'\n"
-               "  npgpt train --data input.txt --out run1\n"
-               "  npgpt bench\n"
-               "run 'npgpt COMMAND --help' for each command's options")
-    sub = parser.add_subparsers(dest="command", required=True)
+# Every sub-command is a row of _COMMANDS: its name, its one-line help (the command list of
+# ``npgpt --help``), its description and examples (``npgpt NAME --help``), its arguments
+# (exactly what argparse's add_argument takes) and the function that runs it.
+class _Command(NamedTuple):
+    name: str
+    help: str
+    description: str
+    examples: tuple           # command lines shown under "examples:" in --help
+    arguments: tuple          # (flags, add_argument keyword arguments) pairs, in --help order
+    handler: Callable[[argparse.Namespace], int]
+    footer: str = ""          # a last line of the --help epilog, after the examples
 
-    model_help = f"a bundled model's name or a checkpoint path (default: {DEFAULT_MODEL})"
-    gen = sub.add_parser(
-        "generate", help="continue a prompt (streams as it goes)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+
+def _arg(*flags, **options):
+    """One argument of a command: ``_arg("--top-k", type=int)`` ~ ``add_argument("--top-k", type=int)``."""
+    return flags, options
+
+
+def _epilog(examples, footer=""):
+    """The end of a --help: "examples:", the command lines indented, then ``footer``."""
+    lines = ["examples:"] + ["  " + example for example in examples]
+    if footer:
+        lines.append(footer)
+    return "\n".join(lines)
+
+
+_MODEL_ARG = _arg("--model", default=DEFAULT_MODEL,
+                  help=f"a bundled model's name or a checkpoint path (default: {DEFAULT_MODEL})")
+
+_COMMANDS = (
+    _Command(
+        name="generate", help="continue a prompt (streams as it goes)",
         description="Continue a prompt with greedy decoding, sampling or beam search.",
-        epilog="examples:\n"
-               "  npgpt generate --prompt 'ROMEO:' --max-new-tokens 200 --do-sample --temperature 0.8 --top-p 0.9\n"
-               "  npgpt generate --prompt 'JULIET:' --do-sample --min-p 0.1 --seed 3 --num-return-sequences 3\n"
-               "  npgpt generate --prompt 'To be' --num-beams 4 --max-new-tokens 30\n"
-               "  npgpt generate --model out/model.safetensors --prompt 'Hello'")
-    gen.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
-    gen.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
-    gen.add_argument("--max-new-tokens", type=int, default=200)
-    gen.add_argument("--min-new-tokens", type=int, default=0)
-    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    gen.add_argument("--temperature", type=float)
-    gen.add_argument("--top-k", type=int)
-    gen.add_argument("--top-p", type=float)
-    gen.add_argument("--min-p", type=float)
-    gen.add_argument("--typical-p", type=float)
-    gen.add_argument("--epsilon-cutoff", type=float)
-    gen.add_argument("--eta-cutoff", type=float)
-    gen.add_argument("--repetition-penalty", type=float, default=1.0)
-    gen.add_argument("--presence-penalty", type=float, default=0.0)
-    gen.add_argument("--frequency-penalty", type=float, default=0.0)
-    gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
-    gen.add_argument("--num-beams", type=int, default=1)
-    gen.add_argument("--length-penalty", type=float, default=1.0)
-    gen.add_argument("--early-stopping", choices=["true", "false", "never"], default="false")
-    gen.add_argument("--num-return-sequences", type=int, default=1)
-    gen.add_argument("--eos-token-id", type=int, nargs="+")
-    gen.add_argument("--seed", type=int, default=None)
-    gen.set_defaults(func=_generate)
-
-    ins = sub.add_parser(
-        "inspect", help="the next-token distribution and what each strategy does with it",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=("npgpt generate --prompt 'ROMEO:' --max-new-tokens 200 --do-sample --temperature 0.8 --top-p 0.9",
+                  "npgpt generate --prompt 'JULIET:' --do-sample --min-p 0.1 --seed 3 --num-return-sequences 3",
+                  "npgpt generate --prompt 'To be' --num-beams 4 --max-new-tokens 30",
+                  "npgpt generate --model out/model.safetensors --prompt 'Hello'"),
+        arguments=(
+            _MODEL_ARG,
+            _arg("--prompt", default="\n", help="the text to continue (default: a newline)"),
+            _arg("--max-new-tokens", type=int, default=200),
+            _arg("--min-new-tokens", type=int, default=0),
+            _arg("--do-sample", action="store_true", help="sample instead of greedy decoding"),
+            _arg("--temperature", type=float),
+            _arg("--top-k", type=int),
+            _arg("--top-p", type=float),
+            _arg("--min-p", type=float),
+            _arg("--typical-p", type=float),
+            _arg("--epsilon-cutoff", type=float),
+            _arg("--eta-cutoff", type=float),
+            _arg("--repetition-penalty", type=float, default=1.0),
+            _arg("--presence-penalty", type=float, default=0.0),
+            _arg("--frequency-penalty", type=float, default=0.0),
+            _arg("--no-repeat-ngram-size", type=int, default=0),
+            _arg("--num-beams", type=int, default=1),
+            _arg("--length-penalty", type=float, default=1.0),
+            _arg("--early-stopping", choices=["true", "false", "never"], default="false"),
+            _arg("--num-return-sequences", type=int, default=1),
+            _arg("--eos-token-id", type=int, nargs="+"),
+            _arg("--seed", type=int, default=None)),
+        handler=_generate),
+    _Command(
+        name="inspect", help="the next-token distribution and what each strategy does with it",
         description="For the next token: the model's distribution, what greedy, temperature, "
                     "top-k, top-p, min-p and typical sampling keep, and what each would choose.",
-        epilog="examples:\n"
-               "  npgpt inspect --prompt 'ROMEO: I'\n"
-               "  npgpt inspect --prompt 'To be or not to b' --top-k 3 --top-p 0.5 --png strategies.png")
-    ins.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
-    ins.add_argument("--prompt", required=True)
-    ins.add_argument("--temperature", type=float, default=0.8)
-    ins.add_argument("--top-k", type=int, default=5)
-    ins.add_argument("--top-p", type=float, default=0.9)
-    ins.add_argument("--min-p", type=float, default=0.1)
-    ins.add_argument("--typical-p", type=float, default=0.9)
-    ins.add_argument("--seed", type=int, default=0)
-    ins.add_argument("--top", type=int, default=10, help="rows in the chart (default 10)")
-    ins.add_argument("--png", help="also write the seed's heatmaps, one row per strategy")
-    ins.set_defaults(func=_inspect)
-
-    plo = sub.add_parser(
-        "plot", help="the seed's pictures: embeddings or attention maps",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=("npgpt inspect --prompt 'ROMEO: I'",
+                  "npgpt inspect --prompt 'To be or not to b' --top-k 3 --top-p 0.5 --png strategies.png"),
+        arguments=(
+            _MODEL_ARG,
+            _arg("--prompt", required=True),
+            _arg("--temperature", type=float, default=0.8),
+            _arg("--top-k", type=int, default=5),
+            _arg("--top-p", type=float, default=0.9),
+            _arg("--min-p", type=float, default=0.1),
+            _arg("--typical-p", type=float, default=0.9),
+            _arg("--seed", type=int, default=0),
+            _arg("--top", type=int, default=10, help="rows in the chart (default 10)"),
+            _arg("--png", help="also write the seed's heatmaps, one row per strategy")),
+        handler=_inspect),
+    _Command(
+        name="plot", help="the seed's pictures: embeddings or attention maps",
         description="Draw the seed tutorial's embedding heatmaps, or the attention maps of "
                     "every layer and head (needs the plot extra: pip install \"npgpt[plot]\").",
-        epilog="examples:\n"
-               "  npgpt plot embeddings --png embeddings.png\n"
-               "  npgpt plot attention --prompt 'ROMEO: But soft' --png attention.png")
-    plo.add_argument("what", choices=["embeddings", "attention"])
-    plo.add_argument("--png", required=True)
-    plo.add_argument("--prompt")
-    plo.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
-    plo.set_defaults(func=_plot)
-
-    ben = sub.add_parser(
-        "bench", help="time npgpt on this machine (NumPy only)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=("npgpt plot embeddings --png embeddings.png",
+                  "npgpt plot attention --prompt 'ROMEO: But soft' --png attention.png"),
+        arguments=(
+            _arg("what", choices=["embeddings", "attention"]),
+            _arg("--png", required=True),
+            _arg("--prompt"),
+            _MODEL_ARG),
+        handler=_plot),
+    _Command(
+        name="bench", help="time npgpt on this machine (NumPy only)",
         description="Run the benchmarks that need no optional package and print a table.",
-        epilog="examples:\n  npgpt bench\n  npgpt bench --repeats 9")
-    ben.add_argument("--repeats", type=int, default=5)
-    ben.set_defaults(func=_bench)
-
-    tr = sub.add_parser(
-        "train", help="train a character-level model on a text file",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=("npgpt bench", "npgpt bench --repeats 9"),
+        arguments=(_arg("--repeats", type=int, default=5),),
+        handler=_bench),
+    _Command(
+        name="train", help="train a character-level model on a text file",
         description="Train a character-level GPT (defaults: nanoGPT's CPU 'baby GPT').",
-        epilog="examples:\n"
-               "  npgpt train                                   # on Python's own pydoc texts\n"
-               "  npgpt train --data input.txt --out run1 --steps 2000\n"
-               "  npgpt train --data input.txt --out run1 --resume   # continue a run\n"
-               "then: npgpt.load('run1/model.safetensors')")
-    tr.add_argument("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)")
-    tr.add_argument("--out", default="out", help="output folder (default: out)")
-    tr.add_argument("--layers", type=int, default=4)
-    tr.add_argument("--heads", type=int, default=4)
-    tr.add_argument("--d-model", type=int, default=128)
-    tr.add_argument("--context", type=int, default=64)
-    tr.add_argument("--residual", choices=["pre_norm", "seed"], default="pre_norm")
-    tr.add_argument("--gelu", choices=["exact", "tanh"], default="exact")
-    tr.add_argument("--tie-embeddings", action="store_true")
-    tr.add_argument("--dropout", type=float, default=0.0)
-    tr.add_argument("--batch-size", type=int, default=12)
-    tr.add_argument("--steps", type=int, default=None,
-                    help="optimiser steps in all (default 2000; with --resume: a new total)")
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--min-lr", type=float, default=1e-4)
-    tr.add_argument("--warmup", type=int, default=100)
-    tr.add_argument("--weight-decay", type=float, default=0.1)
-    tr.add_argument("--beta2", type=float, default=0.99)
-    tr.add_argument("--grad-clip", type=float, default=1.0)
-    tr.add_argument("--eval-interval", type=int, default=250)
-    tr.add_argument("--eval-iters", type=int, default=20)
-    tr.add_argument("--seed", type=int, default=1337)
-    tr.add_argument("--resume", action="store_true",
-                    help="continue from OUT/ckpt.npz (its settings; only --steps may change)")
-    tr.set_defaults(func=_train)
+        examples=("npgpt train                                   # on Python's own pydoc texts",
+                  "npgpt train --data input.txt --out run1 --steps 2000",
+                  "npgpt train --data input.txt --out run1 --resume   # continue a run"),
+        footer="then: npgpt.load('run1/model.safetensors')",
+        arguments=(
+            _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),
+            _arg("--out", default="out", help="output folder (default: out)"),
+            _arg("--layers", type=int, default=4),
+            _arg("--heads", type=int, default=4),
+            _arg("--d-model", type=int, default=128),
+            _arg("--context", type=int, default=64),
+            _arg("--residual", choices=["pre_norm", "seed"], default="pre_norm"),
+            _arg("--gelu", choices=["exact", "tanh"], default="exact"),
+            _arg("--tie-embeddings", action="store_true"),
+            _arg("--dropout", type=float, default=0.0),
+            _arg("--batch-size", type=int, default=12),
+            _arg("--steps", type=int, default=None,
+                 help="optimiser steps in all (default 2000; with --resume: a new total)"),
+            _arg("--lr", type=float, default=1e-3),
+            _arg("--min-lr", type=float, default=1e-4),
+            _arg("--warmup", type=int, default=100),
+            _arg("--weight-decay", type=float, default=0.1),
+            _arg("--beta2", type=float, default=0.99),
+            _arg("--grad-clip", type=float, default=1.0),
+            _arg("--eval-interval", type=int, default=250),
+            _arg("--eval-iters", type=int, default=20),
+            _arg("--seed", type=int, default=1337),
+            _arg("--resume", action="store_true",
+                 help="continue from OUT/ckpt.npz (its settings; only --steps may change)")),
+        handler=_train),
+)
+
+_EXAMPLES = ("npgpt generate --prompt 'ROMEO:' --do-sample --temperature 0.8 --top-p 0.9",
+             "npgpt inspect --prompt 'ROMEO: I'",
+             "npgpt train --data input.txt --out run1",
+             "npgpt bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``npgpt`` argument parser: one sub-command per row of ``_COMMANDS``.
+
+    Parsing fills in every default, and ``args.func`` is the function that runs the command.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["generate", "--prompt", "hi", "--top-k", "5"])
+    >>> args.command, args.prompt, args.top_k, args.max_new_tokens, args.do_sample
+    ('generate', 'hi', 5, 200, False)
+    """
+    parser = _Parser(prog="npgpt", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="A GPT language model and every common decoding strategy, in NumPy.",
+                     epilog=_epilog(_EXAMPLES, "run 'npgpt COMMAND --help' for each command's options"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in _COMMANDS:
+        command_parser = sub.add_parser(command.name, help=command.help, description=command.description,
+                                        epilog=_epilog(command.examples, command.footer),
+                                        formatter_class=argparse.RawDescriptionHelpFormatter)
+        for flags, options in command.arguments:
+            command_parser.add_argument(*flags, **options)
+        command_parser.set_defaults(func=command.handler)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run ``npgpt ARGV...`` (default: the process's arguments) and return the exit code.
+
+    The command prints its results; a user error prints one line to stderr and exits with
+    2 (``SystemExit``), Ctrl-C returns 130.
+
+    Examples
+    --------
+    Greedy decoding with the bundled Shakespeare model, streamed as it goes:
+
+    >>> main(["generate", "--prompt", "ROMEO:", "--max-new-tokens", "40"])
+    ROMEO:
+    I will not so soon to the seat of the s
+    0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

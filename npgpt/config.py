@@ -19,7 +19,17 @@ RESIDUAL_KINDS = ("pre_norm", "seed")
 
 def positive_int(value, name: str) -> int:
     """``value`` as an int if it is an integer >= 1 (not a bool), else a ValueError naming it.
-    The one check behind every size, count and k in npgpt."""
+    The one check behind every size, count and k in npgpt.
+
+    Examples
+    --------
+    >>> positive_int(np.int64(4), "num_heads")
+    4
+    >>> positive_int(0, "num_heads")
+    Traceback (most recent call last):
+        ...
+    ValueError: num_heads must be a positive integer, got 0
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -104,12 +114,32 @@ class GPTConfig:
         return self.d_model // self.num_heads
 
     def to_dict(self) -> dict:
-        """The fields as a plain dict (JSON-serialisable)."""
+        """The fields as a plain dict (JSON-serialisable).
+
+        Examples
+        --------
+        >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
+        >>> fields = cfg.to_dict()
+        >>> fields["d_model"], fields["gelu"], fields["dropout"]
+        (128, 'exact', 0.0)
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, fields: dict) -> "GPTConfig":
-        """Build from a dict, refusing unknown field names (a ValueError listing them)."""
+        """Build from a dict, refusing unknown field names (a ValueError listing them).
+
+        Examples
+        --------
+        >>> cfg = GPTConfig.from_dict({"vocab_size": 65, "context_length": 64, "d_model": 128,
+        ...                            "num_heads": 4, "num_layers": 4})
+        >>> cfg.num_layers, cfg.residual
+        (4, 'pre_norm')
+        >>> GPTConfig.from_dict({**cfg.to_dict(), "n_embd": 768})
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown GPTConfig field(s): 'n_embd'
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(fields) - known)
         if unknown:
@@ -121,8 +151,29 @@ class GPTConfig:
         return cls(**fields)
 
     def to_json(self) -> str:
+        """The fields as a JSON object with sorted keys (how checkpoints store a config).
+
+        Examples
+        --------
+        >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
+        >>> cfg.to_json()[:53]
+        '{"context_length": 64, "d_model": 128, "dropout": 0.0'
+        >>> GPTConfig.from_dict(json.loads(cfg.to_json())) == cfg
+        True
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def replace(self, **changes) -> "GPTConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Examples
+        --------
+        >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
+        >>> cfg.replace(num_heads=8).head_size
+        16
+        >>> cfg.replace(num_heads=3)
+        Traceback (most recent call last):
+            ...
+        ValueError: d_model must be divisible by num_heads, got d_model=128 and num_heads=3
+        """
         return dataclasses.replace(self, **changes)

@@ -57,6 +57,16 @@ def logits(min_vocab=2, max_vocab=24, min_rows=1, max_rows=4, allow_neg_inf=True
 
     Values mix ordinary floats in [-20, 20], a small pool of repeated values (ties),
     ``-inf`` entries, huge (±1e4) and tiny (±1e-30) values; never NaN or +inf.
+
+    Examples
+    --------
+    >>> from hypothesis import find, given
+    >>> find(logits(), lambda x: np.isneginf(x).any())    # the simplest draw with a -inf
+    array([[  0., -inf]])
+    >>> @given(logits(max_vocab=8))
+    ... def test_every_row_keeps_a_finite_logit(x):
+    ...     assert x.ndim == 2 and np.isfinite(x).any(axis=-1).all()
+    >>> test_every_row_keeps_a_finite_logit()           # passes on every array drawn
     """
     _need_hypothesis()
     pool = [st.floats(-20, 20, allow_nan=False, allow_infinity=False)]
@@ -83,7 +93,14 @@ def logits(min_vocab=2, max_vocab=24, min_rows=1, max_rows=4, allow_neg_inf=True
 
 def batched_logits(max_dims=3, **kwargs):
     """Hypothesis strategy: logits with 0 to ``max_dims - 1`` extra leading batch dims,
-    i.e. shapes (V,), (B, V), (A, B, V)."""
+    i.e. shapes (V,), (B, V), (A, B, V).
+
+    Examples
+    --------
+    >>> from hypothesis import find
+    >>> find(batched_logits(), lambda x: x.ndim == 3).shape    # the smallest (A, B, V) draw
+    (2, 1, 2)
+    """
     _need_hypothesis()
 
     @st.composite
@@ -101,7 +118,15 @@ def batched_logits(max_dims=3, **kwargs):
 def dyadic_logits(max_vocab=12):
     """Hypothesis strategy: (logits (1, V) float64, probabilities (1, V)) where every
     probability is an exact power of two 2^-k and they sum to exactly 1, so top-p and
-    min-p boundaries (mass == p) can be hit exactly."""
+    min-p boundaries (mass == p) can be hit exactly.
+
+    Examples
+    --------
+    >>> from hypothesis import find
+    >>> x, probs = find(dyadic_logits(), lambda pair: pair[1].size == 3)
+    >>> probs, float(probs.sum())
+    (array([[0.5 , 0.25, 0.25]]), 1.0)
+    """
     _need_hypothesis()
 
     @st.composite
@@ -117,7 +142,16 @@ def dyadic_logits(max_vocab=12):
 
 
 def edge_case_logits(V=16, seed=0):
-    """A fixed list of (name, logits (B, V) float64) edge cases for :func:`survey`."""
+    """A fixed list of (name, logits (B, V) float64) edge cases for :func:`survey`.
+
+    Examples
+    --------
+    >>> cases = edge_case_logits(V=8)
+    >>> [name for name, x in cases]
+    ['random', 'ties', 'all_equal', 'neg_inf', 'huge', 'tiny_gaps', 'one_finite', 'dyadic', 'dyadic_ties']
+    >>> dict(cases)["one_finite"]
+    array([[-inf, -inf, -inf, -inf,   1., -inf, -inf, -inf]])
+    """
     rng = np.random.default_rng(seed)
     cases = [("random", rng.normal(size=(4, V)) * 3),
              ("ties", np.round(rng.normal(size=(4, V)))),
@@ -168,7 +202,21 @@ def _kept(out):
 def check_transform_contract(transform, x, param, keeps_values=True):
     """Output has the input's shape; the input is not modified; every row keeps at least
     one token; removed tokens are exactly ``-inf``; no NaN or +inf; with ``keeps_values``
-    (truncations) every kept token keeps its input logit exactly."""
+    (truncations) every kept token keeps its input logit exactly.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[2.0, 1.0, 0.5, -np.inf]])
+    >>> check_transform_contract(sampling.top_k, x, 2)          # holds: returns None
+    >>> def top_k_large_negative(x, k):                         # "removes" with -1e9, not -inf
+    ...     kth = np.sort(x, axis=-1)[..., -k, None]
+    ...     return np.where(x >= kth, x, -1e9)
+    >>> check_transform_contract(top_k_large_negative, x, 2)
+    Traceback (most recent call last):
+        ...
+    AssertionError: param=2: kept token [0, 2] changed from 0.5 to -1000000000.0
+    """
     x = np.asarray(x, dtype=np.float64)
     before = x.copy()
     out = _np(transform(x, param))
@@ -193,7 +241,20 @@ def check_transform_contract(transform, x, param, keeps_values=True):
 def check_shift_invariance(transform, x, param, shift=3.25):
     """Adding a constant to every logit of a row changes neither the kept set nor the
     resulting probabilities (softmax is shift invariant, so a transform should be too).
-    Choose ``shift`` so that ``x + shift`` is exact (no rounding), or ties may appear."""
+    Choose ``shift`` so that ``x + shift`` is exact (no rounding), or ties may appear.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[1.0, -1.0, -2.0]])
+    >>> check_shift_invariance(sampling.min_p, x, 0.2)
+    >>> def keep_positive(x, param):           # a threshold on logits, not on probabilities
+    ...     return np.where(x > 0, x, -np.inf)
+    >>> check_shift_invariance(keep_positive, x, None)
+    Traceback (most recent call last):
+        ...
+    AssertionError: param=None: kept set of row [0] changes when the logits shift by 3.25
+    """
     x = np.asarray(x, dtype=np.float64)
     a, b = _np(transform(x, param)), _np(transform(x + shift, param))
     if not np.array_equal(_kept(a), _kept(b)):
@@ -204,7 +265,20 @@ def check_shift_invariance(transform, x, param, shift=3.25):
 
 
 def check_permutation_equivariance(transform, x, param, seed=0):
-    """Permuting the vocabulary permutes the output the same way."""
+    """Permuting the vocabulary permutes the output the same way.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[0.0, 1.0, 2.0, 3.0]])
+    >>> check_permutation_equivariance(sampling.top_k, x, 2)
+    >>> def first_ids(x, k):                  # keeps token ids 0..k-1, whatever their logits
+    ...     return np.where(np.arange(x.shape[-1]) < k, x, -np.inf)
+    >>> check_permutation_equivariance(first_ids, x, 2)
+    Traceback (most recent call last):
+        ...
+    AssertionError: param=2: the kept set depends on token order (permutation [2, 0, 1, 3])
+    """
     x = np.asarray(x, dtype=np.float64)
     perm = np.random.default_rng(seed).permutation(x.shape[-1])
     a, b = _np(transform(x, param))[..., perm], _np(transform(x[..., perm], param))
@@ -215,7 +289,23 @@ def check_permutation_equivariance(transform, x, param, seed=0):
 
 
 def check_tie_symmetry(transform, x, param):
-    """Tokens with equal logits are kept or removed together."""
+    """Tokens with equal logits are kept or removed together.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[2.0, 1.0, 1.0]])
+    >>> check_tie_symmetry(sampling.top_k, x, 2)              # keeps both tokens tied at 1.0
+    >>> def top_k_by_rank(x, k):                              # exactly k tokens: splits the tie
+    ...     first = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    ...     out = np.full_like(x, -np.inf)
+    ...     np.put_along_axis(out, first, np.take_along_axis(x, first, axis=-1), axis=-1)
+    ...     return out
+    >>> check_tie_symmetry(top_k_by_rank, x, 2)
+    Traceback (most recent call last):
+        ...
+    AssertionError: param=2: row (0,) keeps only some of the tokens tied at 1.0
+    """
     x = np.asarray(x, dtype=np.float64)
     k = _kept(_np(transform(x, param)))
     for r in np.ndindex(x.shape[:-1]):
@@ -228,7 +318,19 @@ def check_tie_symmetry(transform, x, param):
 
 def check_monotone(transform, x, params, increasing=True):
     """Kept sets are nested along ``params`` (sorted ascending): growing when
-    ``increasing`` (top-k's k, top-p's p), shrinking otherwise (min-p, epsilon)."""
+    ``increasing`` (top-k's k, top-p's p), shrinking otherwise (min-p, epsilon).
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.log([[0.5, 0.3, 0.15, 0.05]])
+    >>> check_monotone(sampling.top_p, x, [0.5, 0.9, 0.99])
+    >>> check_monotone(sampling.min_p, x, [0.05, 0.2, 0.5], increasing=False)
+    >>> check_monotone(sampling.min_p, x, [0.05, 0.2, 0.5])   # min-p keeps fewer as p grows
+    Traceback (most recent call last):
+        ...
+    AssertionError: kept sets are not nested between param 0.05 and 0.2
+    """
     x = np.asarray(x, dtype=np.float64)
     params = sorted(params)
     sets = [_kept(_np(transform(x, p))) for p in params]
@@ -239,7 +341,21 @@ def check_monotone(transform, x, params, increasing=True):
 
 
 def check_top_k_rule(transform, x, k):
-    """Exactly the tokens with logit >= the k-th largest are kept (ties kept)."""
+    """Exactly the tokens with logit >= the k-th largest are kept (ties kept).
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[2.0, 1.0, 1.0, 0.0]])
+    >>> check_top_k_rule(sampling.top_k, x, 2)
+    >>> def top_k_strict(x, k):                     # ">" where the rule says ">="
+    ...     kth = np.sort(x, axis=-1)[..., -k, None]
+    ...     return np.where(x > kth, x, -np.inf)
+    >>> check_top_k_rule(top_k_strict, x, 2)
+    Traceback (most recent call last):
+        ...
+    AssertionError: k=2: row [0] keeps [0], the rule (logit >= k-th largest) keeps [0, 1, 2]
+    """
     x = np.asarray(x, dtype=np.float64)
     V = x.shape[-1]
     kth = -np.sort(-x, axis=-1)[..., min(k, V) - 1:min(k, V)]
@@ -255,7 +371,18 @@ def check_top_p_rule(transform, x, p, ties=True):
     """Top-p: the kept tokens are the most probable ones, their mass is >= p, and the set
     is minimal: dropping its least probable token (``ties=False``) -- or, with
     ``ties=True`` (npgpt's rule), the whole group tied with it -- leaves mass < p. With
-    ``ties=True`` a token tied with the least probable kept one must be kept too."""
+    ``ties=True`` a token tied with the least probable kept one must be kept too.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.log([[0.5, 0.25, 0.125, 0.125]])
+    >>> check_top_p_rule(sampling.top_p, x, 0.7)          # keeps 0.5 + 0.25 >= 0.7
+    >>> check_top_p_rule(lambda x, p: x, x, 0.7)          # keeping everything is not minimal
+    Traceback (most recent call last):
+        ...
+    AssertionError: p=0.7: row (0,) is not minimal: mass 0.75 >= p without its least probable kept tokens
+    """
     x = np.asarray(x, dtype=np.float64)
     q = _probs(x)
     got = _kept(_np(transform(x, p)))
@@ -281,7 +408,21 @@ def check_top_p_rule(transform, x, p, ties=True):
 
 def check_min_p_rule(transform, x, p):
     """Exactly the tokens with probability >= p * max probability are kept (compared in
-    log space, ``logit - max_logit >= log p``, with a 1e-9 slack at the boundary)."""
+    log space, ``logit - max_logit >= log p``, with a 1e-9 slack at the boundary).
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.log([[0.5, 0.3, 0.15, 0.05]])
+    >>> check_min_p_rule(sampling.min_p, x, 0.25)         # keeps p_i >= 0.25 * 0.5: three tokens
+    >>> def min_p_unscaled(x, p):                         # forgets to scale p by the top probability
+    ...     probs = np.exp(x - np.logaddexp.reduce(x, axis=-1, keepdims=True))
+    ...     return np.where(probs >= p, x, -np.inf)
+    >>> check_min_p_rule(min_p_unscaled, x, 0.25)
+    Traceback (most recent call last):
+        ...
+    AssertionError: min_p=0.25: row [0] keeps [0, 1], log ratio to the max [0.0, -0.510826, -1.203973, -2.302585]
+    """
     x = np.asarray(x, dtype=np.float64)
     log_ratio = x - x.max(axis=-1, keepdims=True)
     with np.errstate(divide="ignore"):
@@ -304,7 +445,18 @@ def _entropy(x):
 
 def check_temperature(transform, x, temperatures=(0.25, 0.5, 1.0, 2.0, 4.0)):
     """T = 1 is the identity; the argmax set never changes; entropy is non-decreasing in T;
-    as T -> 0 the distribution converges to the argmax (one-hot for a unique maximum)."""
+    as T -> 0 the distribution converges to the argmax (one-hot for a unique maximum).
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x = np.array([[2.0, 1.0, -1.0]])
+    >>> check_temperature(sampling.temperature, x)
+    >>> check_temperature(lambda x, t: x * t, x)          # multiplies by T instead of dividing
+    Traceback (most recent call last):
+        ...
+    AssertionError: entropy decreases from T=0.25 to T=0.5
+    """
     x = np.asarray(x, dtype=np.float64)
     if 1.0 in temperatures:
         out = _np(transform(x, 1.0))
@@ -335,7 +487,20 @@ def check_temperature(transform, x, temperatures=(0.25, 0.5, 1.0, 2.0, 4.0)):
 
 def check_repetition_penalty(transform, x, ids, penalty):
     """With penalty >= 1, a seen token's logit never rises (and with penalty > 1 strictly
-    falls unless it is 0 or -inf); unseen tokens are unchanged. Penalties < 1 mirror it."""
+    falls unless it is 0 or -inf); unseen tokens are unchanged. Penalties < 1 mirror it.
+
+    Examples
+    --------
+    >>> from npgpt import sampling
+    >>> x, ids = np.array([[2.0, -1.0, 0.5]]), np.array([[0, 1]])      # tokens 0 and 1 seen
+    >>> check_repetition_penalty(sampling.repetition_penalty, x, ids, 1.5)
+    >>> def divide_seen(x, ids, penalty):        # x / penalty raises a negative logit
+    ...     return np.where(np.isin(np.arange(x.shape[-1]), ids), x / penalty, x)
+    >>> check_repetition_penalty(divide_seen, x, ids, 1.5)
+    Traceback (most recent call last):
+        ...
+    AssertionError: penalty=1.5: a seen token moved the wrong way
+    """
     x = np.asarray(x, dtype=np.float64)
     ids = np.asarray(ids)
     out = _np(transform(x, ids, penalty))
@@ -354,7 +519,16 @@ def check_repetition_penalty(transform, x, ids, penalty):
 
 def check_distribution(probs, removed=None):
     """Probabilities are >= 0, each row sums to 1 (within 1e-9 relative), and tokens in
-    ``removed`` (a bool mask) have probability exactly 0."""
+    ``removed`` (a bool mask) have probability exactly 0.
+
+    Examples
+    --------
+    >>> check_distribution(np.array([[0.5, 0.5, 0.0]]), removed=np.array([[False, False, True]]))
+    >>> check_distribution(np.array([[0.5, 0.4]]))
+    Traceback (most recent call last):
+        ...
+    AssertionError: rows do not sum to 1: [0.9]
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if (probs < 0).any() or np.isnan(probs).any():
         _fail("negative or NaN probability")
@@ -369,7 +543,17 @@ def check_sample_frequencies(sampler, probs, n=4000, seed=0, alpha=1e-4):
     """Draws of ``sampler(rng, n) -> ids (n,)`` follow ``probs`` (V,): zero-probability
     tokens never drawn, and a chi-square goodness-of-fit test with significance ``alpha``
     (fixed seed, so the outcome is reproducible). The statistic is compared with the
-    Wilson–Hilferty approximation of the chi-square quantile."""
+    Wilson–Hilferty approximation of the chi-square quantile.
+
+    Examples
+    --------
+    >>> probs = np.array([0.5, 0.3, 0.2, 0.0])
+    >>> check_sample_frequencies(lambda rng, n: rng.choice(4, size=n, p=probs), probs)
+    >>> check_sample_frequencies(lambda rng, n: rng.choice(3, size=n), probs)   # uniform
+    Traceback (most recent call last):
+        ...
+    AssertionError: chi-square 628.4 > 19.3 (dof 2, alpha 0.0001): samples do not follow the distribution
+    """
     probs = np.asarray(probs, dtype=np.float64)
     draws = np.asarray(sampler(np.random.default_rng(seed), n))
     counts = np.bincount(draws, minlength=probs.size)
@@ -431,6 +615,18 @@ def survey(transform, kind, V=16, seed=0):
 
     kind : one of "top_k", "top_p", "min_p", "typical", "epsilon", "eta", "temperature"
     transform : f(logits (B, V) float64, param) -> logits (anything array-like)
+
+    Examples
+    --------
+    npgpt's top-p keeps tokens tied at the boundary together, so it is minimal only when
+    ties count as one (the extra "minimal_ignoring_ties" row of top-p says so):
+
+    >>> from npgpt import sampling
+    >>> result = survey(sampling.top_p, "top_p")
+    >>> [name for name, failure in result.items() if failure is None]
+    ['contract', 'shift_invariance', 'permutation_equivariance', 'tie_symmetry', 'monotone', 'exact_rule']
+    >>> result["minimal_ignoring_ties"][:49]
+    '[ties] p=0.1: row (0,) is not minimal: mass 0.360'
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")

@@ -154,6 +154,37 @@ def _save(fig, path):
 
 
 # ---------------------------------------------------------------------- strategy report
+def _draw_seed(seed, rng) -> int:
+    """The one seed every row of a report draws with: from ``rng``, else ``seed``, else fresh."""
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        return int(rng.integers(2**63))
+    if seed is None:
+        return int(np.random.default_rng().integers(2**63))
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _strategy_settings(temperature, top_k, top_p, min_p, typical_p) -> dict:
+    """Strategy name -> (keyword arguments of :func:`npgpt.sampling.distribution`, row label).
+
+    A parameter that is None leaves its strategy out (its label is then never used).
+    """
+    def label(text, value):
+        return "" if value is None else text.format(value)
+
+    return {
+        "greedy": ({"temperature": 0.0}, "greedy"),
+        "temperature": ({"temperature": temperature}, label("temperature (T={:g})", temperature)),
+        "top-k": ({"top_k": top_k}, f"top-k (k={top_k})"),
+        "top-p": ({"top_p": top_p}, label("top-p (p={:g})", top_p)),
+        "min-p": ({"min_p": min_p}, label("min-p (p={:g})", min_p)),
+        "typical": ({"typical_p": typical_p}, label("typical (p={:g})", typical_p)),
+    }
+
+
 def strategy_report(logits, seed=None, rng=None, *, temperature=0.8, top_k=5, top_p=0.9,
                     min_p=0.1, typical_p=0.9, strategies=STRATEGIES):
     """For one next-token distribution: what each strategy keeps, its probabilities, its pick.
@@ -207,27 +238,8 @@ def strategy_report(logits, seed=None, rng=None, *, temperature=0.8, top_k=5, to
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or isinstance(strategies, str):
         raise ValueError(f"strategies must be names from {STRATEGIES}, got {strategies!r}")
-    if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        draw_seed = int(rng.integers(2**63))
-    elif seed is None:
-        draw_seed = int(np.random.default_rng().integers(2**63))
-    else:
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        draw_seed = int(seed)
-
-    settings = {
-        "greedy": ({"temperature": 0.0}, "greedy"),
-        "temperature": ({"temperature": temperature}, f"temperature (T={temperature:g})"
-                        if temperature is not None else ""),
-        "top-k": ({"top_k": top_k}, f"top-k (k={top_k})"),
-        "top-p": ({"top_p": top_p}, f"top-p (p={top_p:g})" if top_p is not None else ""),
-        "min-p": ({"min_p": min_p}, f"min-p (p={min_p:g})" if min_p is not None else ""),
-        "typical": ({"typical_p": typical_p}, f"typical (p={typical_p:g})"
-                    if typical_p is not None else ""),
-    }
+    draw_seed = _draw_seed(seed, rng)
+    settings = _strategy_settings(temperature, top_k, top_p, min_p, typical_p)
     before = sampling.softmax(x)
     rows = []
     for name in strategies:
@@ -478,6 +490,29 @@ def _annotate(ax, values, vmax, row=0):
         ax.text(j, row, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
 
 
+def _darkest(vmax, probs):
+    """The probability drawn in the darkest colour: ``vmax`` (a positive number) or the largest."""
+    if vmax is None:
+        vmax = float(probs.max())
+    elif isinstance(vmax, (bool, np.bool_)) or not isinstance(vmax, numbers.Real) or not vmax > 0:
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
+    return max(float(vmax), 1e-12)
+
+
+def _probability_row(ax, values, vmax, columns, chosen, Rectangle):
+    """Draw ``values`` (n,) as a 1 x n heatmap row (NaN: removed, grey), each cell annotated
+    when there are few, ``chosen`` boxed in red; returns the image (for a colorbar)."""
+    import matplotlib
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")
+    im = ax.imshow(np.ma.masked_invalid(values[None, :]), cmap=cmap, vmin=0.0, vmax=vmax,
+                   aspect="auto", interpolation="nearest")
+    if len(columns) <= _ANNOTATE_UP_TO:
+        _annotate(ax, values, vmax)
+    if chosen is not None and chosen in columns:
+        _mark(ax, columns.index(chosen), Rectangle)
+    return im
+
+
 def _columns_for(V, before, chosen_ids, top):
     """Heatmap columns: all tokens in id order for small V, else the most probable."""
     if top is None:
@@ -534,7 +569,10 @@ def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, pat
 
     Examples
     --------
-    >>> fig = plot_heatmap(np.array([0.1, 0.6, 0.3]), "Greedy", 1, labels=["a", "b", "c"])  # doctest: +SKIP
+    >>> fig = plot_heatmap(np.array([0.1, 0.6, 0.3]), "Greedy", 1, labels=["a", "b", "c"],
+    ...                    path="greedy.png")
+    >>> len(fig.axes), fig.axes[0].get_title()          # the heatmap and its colorbar
+    (2, 'Greedy\\nchosen: b (p = 0.600)')
     """
     p = _probs(probs)
     V = p.shape[0]
@@ -542,30 +580,18 @@ def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, pat
     name = _labeler(labels, V)
     columns = _columns_for(V, p, [selected_idx], top)
     Figure, Rectangle = _matplotlib()
-    if ax is None:
+    own = ax is None
+    if own:
         fig = Figure(figsize=(min(max(6.0, 0.5 * len(columns) + 2.5), 20.0), 2.6),
                      layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
-        own = True
     else:
         fig = ax.figure
-        own = False
-    if vmax is None:
-        vmax = float(p.max())
-    elif isinstance(vmax, (bool, np.bool_)) or not isinstance(vmax, numbers.Real) or not vmax > 0:
-        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
-    vmax = max(float(vmax), 1e-12)
-    import matplotlib
-    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")   # probability 0: removed
-    row = np.where(p[columns] > 0, p[columns], np.nan)[None, :]     # (1, n)
-    im = ax.imshow(np.ma.masked_invalid(row), cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto",
-                   interpolation="nearest")
+    vmax = _darkest(vmax, p)
+    row = np.where(p[columns] > 0, p[columns], np.nan)                 # (n,) probability 0: removed
+    im = _probability_row(ax, row, vmax, columns, selected_idx, Rectangle)
     _tick_labels(ax, columns, name, chosen=selected_idx)
     ax.set_yticks([])
-    if len(columns) <= _ANNOTATE_UP_TO:
-        _annotate(ax, row[0], vmax)
-    if selected_idx in columns:
-        _mark(ax, columns.index(selected_idx), Rectangle)
     ax.set_title(f"{title}\nchosen: {name(selected_idx)} (p = {p[selected_idx]:.3f})", fontsize=11)
     ax.set_xlabel("token")
     if own:
@@ -597,7 +623,12 @@ def plot_strategies(report, labels=None, path=None, top=None):
 
     Examples
     --------
-    >>> fig = plot_strategies(strategy_report(logits, seed=0), labels=tok)  # doctest: +SKIP
+    >>> report = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0)
+    >>> fig = plot_strategies(report, labels=["a", "b", "c"])
+    >>> len(fig.axes)                                   # the model, 6 strategies, a colorbar
+    8
+    >>> fig.axes[1].get_yticklabels()[0].get_text()     # each row: the rule, then its choice
+    'greedy\\n→ a'
     """
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
@@ -607,14 +638,11 @@ def plot_strategies(report, labels=None, path=None, top=None):
     afters = [_probs(r["probs_after"], f"probs_after of {r['label']}") for r in rows]
     columns = _columns_for(V, before, chosen, top)
     Figure, Rectangle = _matplotlib()
-    import matplotlib
-
     n_rows = 1 + len(rows)
     n_cols = len(columns)
     fig = Figure(figsize=(min(max(7.0, 0.42 * n_cols + 3.5), 22.0), 0.75 * n_rows + 1.6),
                  layout="constrained")
     axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
-    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")     # removed: grey
     # one colour scale for every row; one-token rows (greedy: probability 1) are left out
     # of it (drawn in the darkest colour) so the other rows stay readable
     spread = [a for a, r in zip(afters, rows) if int(np.sum(r["kept"])) > 1] + [before]
@@ -623,17 +651,12 @@ def plot_strategies(report, labels=None, path=None, top=None):
         (r["label"], a, np.asarray(r["kept"], bool), c) for r, a, c in zip(rows, afters, chosen)]
     im = None
     for ax, (label, values, kept, pick) in zip(axes, data):
-        shown = np.where(kept[columns], values[columns], np.nan)[None, :]   # (1, n)
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=vmax,
-                       aspect="auto", interpolation="nearest")
+        shown = np.where(kept[columns], values[columns], np.nan)          # (n,) removed: NaN
+        im = _probability_row(ax, shown, vmax, columns, pick, Rectangle)
         ax.set_yticks([0])
         suffix = "" if pick is None else f"\n→ {name(pick)}"
         ax.set_yticklabels([label + suffix], fontsize=9)
         ax.tick_params(axis="x", length=0)
-        if n_cols <= _ANNOTATE_UP_TO:
-            _annotate(ax, shown[0], vmax)
-        if pick is not None and pick in columns:
-            _mark(ax, columns.index(pick), Rectangle)
     _tick_labels(axes[-1], columns, name)
     axes[-1].set_xlabel("token (grey: removed by the rule; red box: chosen)")
     fig.suptitle("Next-token probabilities before and after each decoding strategy", fontsize=12)
@@ -695,7 +718,11 @@ def plot_embeddings(model, ids, path=None, labels=None):
 
     Examples
     --------
-    >>> fig = plot_embeddings(model, np.arange(20), path="embeddings.png")  # doctest: +SKIP
+    >>> from npgpt import GPT, GPTConfig
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=6, num_heads=2, num_layers=1), seed=0)
+    >>> fig = plot_embeddings(model, np.arange(5))
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['Token Embedding  (5 × 6)', 'Positional Encoding  (5 × 6)', 'Token + Positional Encoding  (5 × 6)']
     """
     ids = _ids_1d(model, ids)
     T = ids.shape[0]
@@ -744,7 +771,11 @@ def plot_attention(model, ids, labels=None, path=None):
 
     Examples
     --------
-    >>> fig = plot_attention(model, tok.encode("hello world"), labels=tok)  # doctest: +SKIP
+    >>> from npgpt import GPT, GPTConfig
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=6, num_heads=2, num_layers=2), seed=0)
+    >>> fig = plot_attention(model, np.array([3, 1, 4, 1]), labels=["t", "h", "e", "n"])
+    >>> len(fig.axes), [ax.get_title() for ax in fig.axes[:2]]    # 2 x 2 maps and a colorbar
+    (5, ['layer 0, head 0', 'layer 0, head 1'])
     """
     ids = _ids_1d(model, ids)
     T = ids.shape[0]

@@ -48,7 +48,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # --------------------------------------------------------------------------- helpers
 def bundled_models() -> list:
-    """Names accepted by ``load(name)``: the ``*.safetensors`` files in ``npgpt/data``."""
+    """Names accepted by ``load(name)``: the ``*.safetensors`` files in ``npgpt/data``.
+
+    Examples
+    --------
+    >>> bundled_models()
+    ['shakespeare-char']
+    """
     try:
         files = os.listdir(DATA_DIR)
     except OSError:
@@ -292,8 +298,21 @@ def load(path, **config_overrides):
 
     Examples
     --------
-    >>> model = npgpt.load("seed.pt", num_heads=4, residual="seed", gelu="exact")  # doctest: +SKIP
-    >>> model = npgpt.load("gpt2/")                                                # doctest: +SKIP
+    >>> import npgpt
+    >>> npgpt.load("shakespeare-char").tokenizer               # a bundled model, by name
+    CharTokenizer(vocab_size=65)
+
+    A Hugging Face GPT-2 folder (here a tiny one, written by :func:`save_gpt2`):
+
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
+    >>> save_gpt2(npgpt.GPT(cfg, seed=0), "tiny-gpt2")
+    >>> npgpt.load("tiny-gpt2").config == cfg
+    True
+
+    A ``torch.save(model.state_dict(), "seed.pt")`` file of the seed's ``GPTModel`` holds
+    only tensors, so name what their shapes cannot tell:
+    ``npgpt.load("seed.pt", num_heads=4, residual="seed", gelu="exact")``.
     """
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -333,9 +352,16 @@ def save_npgpt(model, path, dtype=None) -> None:
 
     Examples
     --------
-    >>> model.save("m.safetensors")            # same as save_npgpt(model, "m.safetensors")  # doctest: +SKIP
-    >>> npgpt.load("m.safetensors").config == model.config                                   # doctest: +SKIP
-    True
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8,
+    ...                                   num_heads=2, num_layers=1), seed=0)
+    >>> save_npgpt(model, "m.safetensors")             # the same as model.save("m.safetensors")
+    >>> read_safetensors("m.safetensors")[1]["format"]
+    'npgpt'
+    >>> back = npgpt.load("m.safetensors")
+    >>> back.config == model.config, all(np.array_equal(back.params[k], v)
+    ...                                  for k, v in model.params.items())
+    (True, True)
     """
     from .. import __version__
     params = model.state_dict()
@@ -365,8 +391,22 @@ def save_gpt2(model, folder) -> None:
 
     Examples
     --------
-    >>> model.save_gpt2("out/")                                               # doctest: +SKIP
-    >>> transformers.GPT2LMHeadModel.from_pretrained("out/")                  # doctest: +SKIP
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
+    >>> save_gpt2(npgpt.GPT(cfg, seed=0), "tiny-gpt2")  # the same as model.save_gpt2("tiny-gpt2")
+    >>> sorted(os.listdir("tiny-gpt2"))
+    ['config.json', 'model.safetensors']
+    >>> with open("tiny-gpt2/config.json") as f:
+    ...     hf = json.load(f)
+    >>> hf["model_type"], hf["n_embd"], hf["activation_function"]
+    ('gpt2', 8, 'gelu_new')
+    >>> save_gpt2(npgpt.GPT(cfg.replace(residual="seed"), seed=0), "seed-gpt2")
+    Traceback (most recent call last):
+        ...
+    ValueError: GPT-2 cannot express residual='seed' (it needs residual='pre_norm'); save with model.save() instead
+
+    With transformers installed, ``GPT2LMHeadModel.from_pretrained("tiny-gpt2")`` loads it.
     """
     cfg = model.config
     for field, wanted in (("residual", "pre_norm"), ("gelu", "tanh"),

@@ -42,7 +42,15 @@ _BLOCK_RE = re.compile(r"^h\.(\d{1,6})\.(.+)$")
 
 
 def read_config_json(path) -> dict:
-    """Parse a GPT-2 ``config.json`` (at most 10 MB) into a dict, or raise CheckpointError."""
+    """Parse a GPT-2 ``config.json`` (at most 10 MB) into a dict, or raise CheckpointError.
+
+    Examples
+    --------
+    >>> with open("config.json", "w") as f:
+    ...     _ = f.write('{"model_type": "gpt2", "n_embd": 768, "n_head": 12}')
+    >>> read_config_json("config.json")
+    {'model_type': 'gpt2', 'n_embd': 768, 'n_head': 12}
+    """
     size = os.path.getsize(path)
     if size > MAX_CONFIG_BYTES:
         raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a config.json")
@@ -63,6 +71,17 @@ def config_fields_from_hf(hf: dict) -> dict:
     Refuses (CheckpointError, naming the field) what npgpt cannot run: another model_type,
     an activation other than GELU, n_inner != 4 n_embd, cross-attention, unscaled or
     layer-scaled attention.
+
+    Examples
+    --------
+    >>> hf = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}
+    >>> fields = config_fields_from_hf(hf)
+    >>> fields["d_model"], fields["context_length"], fields["gelu"], fields["tie_embeddings"]
+    (768, 1024, 'tanh', True)
+    >>> config_fields_from_hf({**hf, "model_type": "llama"})
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: config.json: model_type must be 'gpt2', got 'llama'
     """
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
@@ -107,7 +126,15 @@ def config_fields_from_hf(hf: dict) -> dict:
 
 
 def is_gpt2_state_dict(tensors) -> bool:
-    """Whether the names look like GPT-2's (``wte.weight``, optionally ``transformer.``)."""
+    """Whether the names look like GPT-2's (``wte.weight``, optionally ``transformer.``).
+
+    Examples
+    --------
+    >>> is_gpt2_state_dict({"transformer.wte.weight": None}), is_gpt2_state_dict({"wte.weight": None})
+    (True, True)
+    >>> is_gpt2_state_dict({"token_embedding.weight": None})       # the seed's names
+    False
+    """
     return any(k in ("wte.weight", "transformer.wte.weight") for k in tensors)
 
 
@@ -116,6 +143,14 @@ def state_dict_from_hf(tensors: dict) -> dict:
 
     ``h.N.attn.bias`` / ``h.N.attn.masked_bias`` (mask buffers of old files) are dropped;
     a name npgpt does not know is kept as is, so the strict ``load_state_dict`` reports it.
+
+    Examples
+    --------
+    >>> hf = {"transformer.wte.weight": np.zeros((5, 4)),              # (V, C)
+    ...       "transformer.h.0.mlp.c_fc.weight": np.zeros((4, 16)),     # Conv1D (C, F)
+    ...       "transformer.h.0.attn.bias": np.ones((1, 1, 8, 8))}       # a causal-mask buffer
+    >>> {name: value.shape for name, value in state_dict_from_hf(hf).items()}
+    {'token_embedding.weight': (5, 4), 'blocks.0.ffn.0.weight': (16, 4)}
     """
     out = {}
     for name, value in tensors.items():
@@ -142,7 +177,19 @@ def state_dict_from_hf(tensors: dict) -> dict:
 
 
 def hf_state_dict(params: dict, num_layers: int) -> dict:
-    """npgpt parameters -> GPT-2 names (``transformer.`` prefix, Conv1D layout), no lm_head."""
+    """npgpt parameters -> GPT-2 names (``transformer.`` prefix, Conv1D layout), no lm_head.
+
+    Examples
+    --------
+    >>> from npgpt import GPT, GPTConfig
+    >>> params = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=4, num_heads=2,
+    ...                        num_layers=1), seed=0).params
+    >>> hf = hf_state_dict(params, num_layers=1)
+    >>> params["blocks.0.ffn.0.weight"].shape, hf["transformer.h.0.mlp.c_fc.weight"].shape
+    ((16, 4), (4, 16))
+    >>> np.array_equal(state_dict_from_hf(hf)["blocks.0.ffn.0.weight"], params["blocks.0.ffn.0.weight"])
+    True
+    """
     p = params
     out = {"transformer.wte.weight": p["token_embedding.weight"],
            "transformer.wpe.weight": p["position_encoding.weight"]}
@@ -158,7 +205,17 @@ def hf_state_dict(params: dict, num_layers: int) -> dict:
 
 
 def hf_config(config, dtype_name: str) -> dict:
-    """The ``config.json`` dict of a GPT-2 equivalent to ``config`` (a GPTConfig)."""
+    """The ``config.json`` dict of a GPT-2 equivalent to ``config`` (a GPTConfig).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> gpt2_small = GPTConfig(vocab_size=50257, context_length=1024, d_model=768, num_heads=12,
+    ...                        num_layers=12, gelu="tanh", tie_embeddings=True, output_bias=False)
+    >>> hf = hf_config(gpt2_small, "float32")
+    >>> hf["n_embd"], hf["n_head"], hf["activation_function"], hf["eos_token_id"]
+    (768, 12, 'gelu_new', 50256)
+    """
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": config.vocab_size, "n_positions": config.context_length,

@@ -50,6 +50,11 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16, any shape) -> float32 of the same shape.
 
     A bfloat16 is the top half of a float32, so ``f32_bits = bf16_bits << 16`` is exact.
+
+    Examples
+    --------
+    >>> bfloat16_to_float32(np.array([0x3F80, 0xC000, 0x3EAA], dtype=np.uint16))  # 1, -2, ≈1/3
+    array([ 1.        , -2.        ,  0.33203125], dtype=float32)
     """
     return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
@@ -70,17 +75,8 @@ def _parse_int(value, what: str) -> int:
     return value
 
 
-def parse_header(header_bytes: bytes, buffer_size: int):
-    """Validate a safetensors JSON header against a data buffer of ``buffer_size`` bytes.
-
-    Returns
-    -------
-    entries : list of (name, dtype_name, shape tuple, begin, end), in file order of names
-    metadata : dict str -> str (empty when absent)
-
-    Raises CheckpointError for non-UTF-8 / non-JSON headers, unknown dtypes, shapes whose
-    byte size differs from their offsets, offsets out of range, overlapping or leaving gaps.
-    """
+def _header_json(header_bytes: bytes) -> dict:
+    """The header decoded as UTF-8 JSON: an object, without duplicate keys or NaN/Infinity."""
     try:
         text = header_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -96,50 +92,50 @@ def parse_header(header_bytes: bytes, buffer_size: int):
         raise CheckpointError(f"safetensors header is not valid JSON: {exc}"[:300]) from None
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header must be a JSON object")
+    return header
 
-    metadata = header.pop("__metadata__", None)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise CheckpointError("safetensors __metadata__ must map strings to strings")
 
-    entries = []
-    for name, info in header.items():
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointError(f"safetensors tensor {name!r}: expected exactly the keys "
-                                  f"dtype, shape, data_offsets, got {info!r}"[:300])
-        dtype = info["dtype"]
-        if not isinstance(dtype, str) or dtype not in _DTYPES:
-            raise CheckpointError(f"safetensors tensor {name!r}: unknown or unsupported dtype "
-                                  f"{dtype!r}; supported: {', '.join(_DTYPES)}"[:300])
-        shape = info["shape"]
-        if not isinstance(shape, list) or len(shape) > MAX_NDIM:
-            raise CheckpointError(f"safetensors tensor {name!r}: shape must be a list of at "
-                                  f"most {MAX_NDIM} integers, got {shape!r}"[:300])
-        shape = tuple(_parse_int(s, f"tensor {name!r} shape entry") for s in shape)
-        if any(s >= 2 ** 62 for s in shape):
-            raise CheckpointError(f"safetensors tensor {name!r}: shape {list(shape)} has an "
-                                  f"impossibly large dimension"[:300])
-        offsets = info["data_offsets"]
-        if not isinstance(offsets, list) or len(offsets) != 2:
-            raise CheckpointError(f"safetensors tensor {name!r}: data_offsets must be "
-                                  f"[begin, end], got {offsets!r}"[:300])
-        begin, end = (_parse_int(o, f"tensor {name!r} data offset") for o in offsets)
-        if begin > end or end > buffer_size:
-            raise CheckpointError(
-                f"safetensors tensor {name!r}: data_offsets [{begin}, {end}] out of range "
-                f"for a data buffer of {buffer_size} bytes")
-        numel = 1
-        for s in shape:
-            numel *= s
-        nbytes = numel * _DTYPES[dtype][1]
-        if nbytes != end - begin:
-            raise CheckpointError(
-                f"safetensors tensor {name!r}: shape {list(shape)} x {dtype} needs {nbytes} "
-                f"bytes but data_offsets [{begin}, {end}] span {end - begin}")
-        entries.append((name, dtype, shape, begin, end))
+def _parse_entry(name: str, info, buffer_size: int):
+    """(name, dtype_name, shape, begin, end) of one tensor's header entry, all checked: a
+    known dtype, a shape of non-negative integers, offsets inside the buffer spanning
+    exactly shape x dtype bytes."""
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise CheckpointError(f"safetensors tensor {name!r}: expected exactly the keys "
+                              f"dtype, shape, data_offsets, got {info!r}"[:300])
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise CheckpointError(f"safetensors tensor {name!r}: unknown or unsupported dtype "
+                              f"{dtype!r}; supported: {', '.join(_DTYPES)}"[:300])
+    shape = info["shape"]
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM:
+        raise CheckpointError(f"safetensors tensor {name!r}: shape must be a list of at "
+                              f"most {MAX_NDIM} integers, got {shape!r}"[:300])
+    shape = tuple(_parse_int(s, f"tensor {name!r} shape entry") for s in shape)
+    if any(s >= 2 ** 62 for s in shape):
+        raise CheckpointError(f"safetensors tensor {name!r}: shape {list(shape)} has an "
+                              f"impossibly large dimension"[:300])
+    offsets = info["data_offsets"]
+    if not isinstance(offsets, list) or len(offsets) != 2:
+        raise CheckpointError(f"safetensors tensor {name!r}: data_offsets must be "
+                              f"[begin, end], got {offsets!r}"[:300])
+    begin, end = (_parse_int(o, f"tensor {name!r} data offset") for o in offsets)
+    if begin > end or end > buffer_size:
+        raise CheckpointError(
+            f"safetensors tensor {name!r}: data_offsets [{begin}, {end}] out of range "
+            f"for a data buffer of {buffer_size} bytes")
+    numel = 1
+    for s in shape:
+        numel *= s
+    nbytes = numel * _DTYPES[dtype][1]
+    if nbytes != end - begin:
+        raise CheckpointError(
+            f"safetensors tensor {name!r}: shape {list(shape)} x {dtype} needs {nbytes} "
+            f"bytes but data_offsets [{begin}, {end}] span {end - begin}")
+    return name, dtype, shape, begin, end
 
+
+def _check_tiling(entries, buffer_size: int) -> None:
+    """The tensors' byte ranges, sorted, cover the buffer exactly: no overlap, gap or tail."""
     position = 0
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < position:
@@ -152,6 +148,44 @@ def parse_header(header_bytes: bytes, buffer_size: int):
     if position != buffer_size:
         raise CheckpointError(f"safetensors data buffer has {buffer_size - position} trailing "
                               f"bytes that belong to no tensor")
+
+
+def parse_header(header_bytes: bytes, buffer_size: int):
+    """Validate a safetensors JSON header against a data buffer of ``buffer_size`` bytes.
+
+    Returns
+    -------
+    entries : list of (name, dtype_name, shape tuple, begin, end), in file order of names
+    metadata : dict str -> str (empty when absent)
+
+    Raises CheckpointError for non-UTF-8 / non-JSON headers, unknown dtypes, shapes whose
+    byte size differs from their offsets, offsets out of range, overlapping or leaving gaps.
+
+    Examples
+    --------
+    Two float32 tensors in a 24-byte data buffer: ``w`` (2, 2) in bytes 0..16, ``b`` (2,)
+    in bytes 16..24.
+
+    >>> header = (b'{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},'
+    ...           b' "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]},'
+    ...           b' "__metadata__": {"format": "pt"}}')
+    >>> parse_header(header, 24)
+    ([('w', 'F32', (2, 2), 0, 16), ('b', 'F32', (2,), 16, 24)], {'format': 'pt'})
+    >>> try:
+    ...     parse_header(header, 32)          # 8 bytes more than the tensors need
+    ... except CheckpointError as err:
+    ...     print(err)
+    safetensors data buffer has 8 trailing bytes that belong to no tensor
+    """
+    header = _header_json(header_bytes)
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise CheckpointError("safetensors __metadata__ must map strings to strings")
+    entries = [_parse_entry(name, info, buffer_size) for name, info in header.items()]
+    _check_tiling(entries, buffer_size)
     return entries, metadata
 
 
@@ -177,9 +211,10 @@ def read_safetensors(path):
 
     Examples
     --------
-    >>> write_safetensors("t.safetensors", {"w": np.eye(2, dtype=np.float32)})   # doctest: +SKIP
-    >>> read_safetensors("t.safetensors")[0]["w"].shape                           # doctest: +SKIP
-    (2, 2)
+    >>> write_safetensors("t.safetensors", {"w": np.eye(2, dtype=np.float32)}, {"note": "hi"})
+    >>> read_safetensors("t.safetensors")
+    ({'w': array([[1., 0.],
+           [0., 1.]], dtype=float32)}, {'note': 'hi'})
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -251,6 +286,17 @@ def write_safetensors(path, tensors, metadata=None) -> None:
     ------
     ValueError
         An unsupported dtype, a name ``__metadata__``, or non-string metadata.
+
+    Examples
+    --------
+    >>> write_safetensors("t.safetensors", {"w": np.eye(2, dtype=np.float32)}, {"note": "hi"})
+    >>> with open("t.safetensors", "rb") as f:
+    ...     n = struct.unpack("<Q", f.read(8))[0]      # the header's length, then the header
+    ...     header, data = f.read(n), f.read()
+    >>> header.decode().rstrip()                       # padded with spaces to 8-byte alignment
+    '{"__metadata__":{"note":"hi"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}'
+    >>> np.frombuffer(data, "<f4")                     # the tensor's bytes, row-major
+    array([1., 0., 0., 1.], dtype=float32)
     """
     header = {}
     if metadata is not None:

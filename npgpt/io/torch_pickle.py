@@ -179,6 +179,21 @@ def unpickle_state_dict(data: bytes, persistent_load):
     """Interpret ``data.pkl`` with the allow-list; return its (inert) top-level object.
 
     ``persistent_load(pid)`` turns a persistent id tuple into a ``_Storage``.
+
+    Examples
+    --------
+    Plain containers of strings and numbers come back as they were pickled:
+
+    >>> import pickle
+    >>> unpickle_state_dict(pickle.dumps({"step": 3, "names": ["w", "b"]}), persistent_load=None)
+    {'step': 3, 'names': ['w', 'b']}
+
+    A pickle may name any function for ``pickle.load`` to call; this one refuses it unread:
+
+    >>> unpickle_state_dict(pickle.dumps(eval), persistent_load=None)
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: torch pickle: global 'builtins'.'eval' is not allowed
     """
     r = _Reader(data)
     stack, marks, memo = [], [], {}
@@ -373,7 +388,7 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: int, limit
 
 
 def read_torch_zip(path) -> dict:
-    """Read a ``torch.save(state_dict)`` zip into NumPy arrays, without torch.
+    r"""Read a ``torch.save(state_dict)`` zip into NumPy arrays, without torch.
 
     Parameters
     ----------
@@ -389,6 +404,31 @@ def read_torch_zip(path) -> dict:
     CheckpointError
         Not a zip, a zip that lies about its entries, a pickle global or opcode outside the
         allow-list, a missing storage, a view outside its storage, non-tensor values.
+
+    Examples
+    --------
+    ``torch.save({"w": torch.arange(4.0).reshape(2, 2)}, "tiny.pt")``, written by hand: the
+    same pickle opcodes (without torch's memo bookkeeping) and the same zip entries, so
+    ``torch.load`` reads this file too. Opcodes: ``(`` ... ``t`` a tuple, ``K`` a small
+    int, ``\x86`` a pair, ``Q`` a persistent id (here: a storage), ``c`` a global, ``R``
+    a call, ``}`` an empty dict, ``s`` set an item, ``.`` stop.
+
+    >>> import struct, zipfile
+    >>> def s(text):                                     # a str: X, its length, its UTF-8
+    ...     return b"X" + struct.pack("<I", len(text)) + text.encode()
+    >>> storage = (b"(" + s("storage") + b"ctorch\nFloatStorage\n" + s("0") + s("cpu")
+    ...            + b"K\x04" + b"tQ")                  # storage "0": 4 floats
+    >>> w = (b"ctorch._utils\n_rebuild_tensor_v2\n"      # a call of _rebuild_tensor_v2 with
+    ...      + b"(" + storage + b"K\x00"                # (the storage, offset 0,
+    ...      + b"K\x02K\x02\x86" + b"K\x02K\x01\x86"    #  size (2, 2), stride (2, 1),
+    ...      + b"\x89" + b"}" + b"tR")                  #  requires_grad False, no hooks)
+    >>> with zipfile.ZipFile("tiny.pt", "w") as zf:
+    ...     zf.writestr("archive/data.pkl", b"\x80\x02" + b"}" + s("w") + w + b"s" + b".")
+    ...     zf.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+    ...     zf.writestr("archive/version", "3\n")
+    >>> read_torch_zip("tiny.pt")
+    {'w': array([[0., 1.],
+           [2., 3.]], dtype=float32)}
     """
     try:
         return _read_torch_zip(path)
@@ -407,55 +447,20 @@ def _read_torch_zip(path) -> dict:
         infos = {}
         for info in zf.infolist():
             infos[info.filename] = info
-        pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise CheckpointError(f"{os.fspath(path)}: a PyTorch zip has exactly one "
-                                  f"<folder>/data.pkl, found {len(pickles)}")
-        prefix = pickles[0][:-len("data.pkl")]
+        prefix = _top_folder(infos, path)
         # Everything read (data.pkl + storages) must fit in a few times the file's size:
         # this bounds memory even for deflated entries or entries overlapping in the zip.
         limit = MAX_EXPANSION * file_size + (1 << 20)
-        pkl_info = infos[pickles[0]]
+        pkl_info = infos[prefix + "data.pkl"]
         if pkl_info.file_size > min(MAX_PICKLE_BYTES, limit):
             raise CheckpointError(f"{os.fspath(path)}: data.pkl declares {pkl_info.file_size} "
                                   f"bytes, above the limit")
         pkl = _read_entry(zf, pkl_info, pkl_info.file_size, limit)
         limit -= len(pkl)
-
-        byteorder = "little"
-        if prefix + "byteorder" in infos:
-            info = infos[prefix + "byteorder"]
-            raw = _read_entry(zf, info, info.file_size, 16) if info.file_size <= 16 else b""
-            byteorder = raw.decode("ascii", "replace").strip()
-            if byteorder not in ("little", "big"):
-                raise CheckpointError(f"{os.fspath(path)}: byteorder must be 'little' or "
-                                      f"'big', got {raw[:16]!r}")
-        order = "<" if byteorder == "little" else ">"
+        order = _byte_order(zf, infos, prefix, path)
 
         storages = {}
-
-        def persistent_load(pid):
-            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-                raise CheckpointError(f"torch pickle: unexpected persistent id {pid!r}"[:200])
-            _, kind, key, location, numel = pid
-            if not isinstance(kind, _Global) or kind.name not in STORAGE_DTYPES:
-                raise CheckpointError(f"torch pickle: {kind!r} is not a storage class"[:200])
-            if not isinstance(key, str) or not _KEY_RE.match(key):
-                raise CheckpointError(f"torch pickle: bad storage key {key!r}"[:200])
-            if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
-                raise CheckpointError(f"torch pickle: bad storage size {numel!r}"[:200])
-            if not isinstance(location, str):
-                raise CheckpointError("torch pickle: storage location must be a string")
-            if key in storages:
-                old = storages[key]
-                if old.kind != kind.name or old.numel != numel:
-                    raise CheckpointError(f"torch pickle: storage {key} is described twice, "
-                                          f"differently")
-                return old
-            storages[key] = _Storage(key, kind.name, numel)
-            return storages[key]
-
-        state = unpickle_state_dict(pkl, persistent_load)
+        state = unpickle_state_dict(pkl, _storage_loader(storages))
         if not isinstance(state, dict):
             raise CheckpointError(f"{os.fspath(path)}: data.pkl holds a "
                                   f"{type(state).__name__}, not a state_dict")
@@ -482,6 +487,56 @@ def _read_torch_zip(path) -> dict:
         out[name] = _materialise(name, t, flat[t.storage.key], budget)
         budget -= out[name].nbytes
     return out
+
+
+def _top_folder(infos: dict, path) -> str:
+    """``"<top>/"``, the folder holding the zip's one ``<top>/data.pkl``."""
+    pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise CheckpointError(f"{os.fspath(path)}: a PyTorch zip has exactly one "
+                              f"<folder>/data.pkl, found {len(pickles)}")
+    return pickles[0][:-len("data.pkl")]
+
+
+def _byte_order(zf: zipfile.ZipFile, infos: dict, prefix: str, path) -> str:
+    """NumPy's byte-order mark of the storages: ``"<"`` ("little", or no byteorder entry)
+    or ``">"`` ("big")."""
+    byteorder = "little"
+    if prefix + "byteorder" in infos:
+        info = infos[prefix + "byteorder"]
+        raw = _read_entry(zf, info, info.file_size, 16) if info.file_size <= 16 else b""
+        byteorder = raw.decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"{os.fspath(path)}: byteorder must be 'little' or "
+                                  f"'big', got {raw[:16]!r}")
+    return "<" if byteorder == "little" else ">"
+
+
+def _storage_loader(storages: dict):
+    """The ``persistent_load`` of :func:`unpickle_state_dict`: it checks a persistent id
+    ``("storage", storage class, key, location, numel)`` and records its ``_Storage`` in
+    ``storages`` (key -> _Storage), the same record each time a key comes back."""
+    def persistent_load(pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise CheckpointError(f"torch pickle: unexpected persistent id {pid!r}"[:200])
+        _, kind, key, location, numel = pid
+        if not isinstance(kind, _Global) or kind.name not in STORAGE_DTYPES:
+            raise CheckpointError(f"torch pickle: {kind!r} is not a storage class"[:200])
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise CheckpointError(f"torch pickle: bad storage key {key!r}"[:200])
+        if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+            raise CheckpointError(f"torch pickle: bad storage size {numel!r}"[:200])
+        if not isinstance(location, str):
+            raise CheckpointError("torch pickle: storage location must be a string")
+        if key in storages:
+            old = storages[key]
+            if old.kind != kind.name or old.numel != numel:
+                raise CheckpointError(f"torch pickle: storage {key} is described twice, "
+                                      f"differently")
+            return old
+        storages[key] = _Storage(key, kind.name, numel)
+        return storages[key]
+    return persistent_load
 
 
 def _materialise(name, t: _Tensor, storage: np.ndarray, budget: int) -> np.ndarray:

@@ -12,12 +12,13 @@ NumPy is the only dependency.
 """
 
 from .config import GPTConfig
-from .generate import GenerateOutput, generate
+from .generate import GenerateOutput, GenerationConfig, generate, stream
 from .io import CheckpointError, load
-from .model import GPT, KVCache
+from .model import GPT, KVCache, gpt_forward
 from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
 
 __version__ = "0.1.0"
 
-__all__ = ["GPTConfig", "GPT", "KVCache", "generate", "GenerateOutput", "load", "CheckpointError", "WordTokenizer",
-           "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "__version__"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "gpt_forward", "generate", "stream", "GenerationConfig",
+           "GenerateOutput", "load", "CheckpointError", "WordTokenizer", "CharTokenizer",
+           "BPETokenizer", "tokenizer_from_dict", "__version__"]

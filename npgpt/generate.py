@@ -5,6 +5,11 @@ Shapes: B prompts, P padded prompt length, V vocabulary, K = num_beams,
 R rows decoded together (B * num_return_sequences when sampling, B * K in beam search),
 L = P + max_new_tokens (the longest possible output).
 
+Read in this order: :class:`GenerationConfig` (every option, checked once), :func:`generate`
+and :func:`stream`, the greedy / sampling loop (:func:`_token_steps`), then beam search
+(:func:`_beam_search`, with its candidate scoring and selection and the set of finished
+hypotheses, :class:`_Finished`, which holds the early-stopping rule).
+
 Context window: the model only has ``context_length`` position embeddings (learned absolute
 positions), so, like nanoGPT, it always sees the last ``context_length`` tokens. While the
 prompt plus the new tokens fit, the KV cache is used; once they would not, a cache cannot
@@ -14,20 +19,162 @@ step recomputes the forward pass on the window of the last ``context_length`` to
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import sampling
+from ._checks import check_option
 from .model import _as_ids, _as_mask
-from .sampling import _banned_ngram_mask, _chain, _check_chain, _real
 
-__all__ = ["GenerateOutput", "generate", "stream"]
+__all__ = ["GenerationConfig", "GenerateOutput", "generate", "stream"]
 
 _DEAD = -1.0e9          # score of a beam that must not be chosen (as transformers)
+_SCORE_CHUNK = 64       # steps of raw logits kept before their log-probs are summed
 
 
+# ------------------------------------------------------------------------ the options
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Every decoding option of :func:`generate`, with transformers' names, checked once.
+
+    Defaults are transformers' except where npgpt's are documented otherwise: ``top_k``,
+    ``typical_p``, ``epsilon_cutoff`` and ``eta_cutoff`` default to None (off), so sampling
+    with no option draws from the model's own distribution. ``presence_penalty`` and
+    ``frequency_penalty`` are OpenAI's; ``seed`` makes sampling reproducible.
+
+    Parameters
+    ----------
+    max_new_tokens, min_new_tokens : ints >= 0; EOS is banned until min_new_tokens are made.
+    do_sample : bool, sample instead of greedy decoding.
+    num_beams, num_return_sequences : ints >= 1 (beam search when num_beams > 1).
+    temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
+    repetition_penalty, presence_penalty, frequency_penalty, no_repeat_ngram_size,
+    min_tokens_to_keep : the chain of :func:`npgpt.sampling.process`.
+    length_penalty : float, beam score = sum log p / T_new ** length_penalty.
+    early_stopping : True, False or "never" (transformers' beam-search stopping rules).
+    eos_token_id : int, list of ints or None; a row stops after generating one.
+    pad_token_id : int or None, written after EOS (default: the first EOS id, else 0).
+    seed : None, int >= 0 or numpy Generator.
+
+    Examples
+    --------
+    >>> cfg = GenerationConfig(max_new_tokens=50, do_sample=True, top_p=0.9)
+    >>> cfg.replace(top_p=0.5).top_p, cfg.top_p
+    (0.5, 0.9)
+    >>> GenerationConfig(top_p=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: top_p must be in (0, 1], got 1.5
+    """
+
+    max_new_tokens: int = 20
+    min_new_tokens: int = 0
+    do_sample: bool = False
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    epsilon_cutoff: float | None = None
+    eta_cutoff: float | None = None
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    no_repeat_ngram_size: int = 0
+    min_tokens_to_keep: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    eos_token_id: int | tuple | None = None
+    pad_token_id: int | None = None
+    seed: int | np.random.Generator | None = None
+
+    def __post_init__(self):
+        checked = {name: check_option(name, getattr(self, name)) for name in sampling.SAMPLING_OPTIONS}
+        checked.update(
+            length_penalty=check_option("length_penalty", self.length_penalty),
+            max_new_tokens=_count(self.max_new_tokens, "max_new_tokens", 0),
+            min_new_tokens=_count(self.min_new_tokens, "min_new_tokens", 0),
+            num_beams=_count(self.num_beams, "num_beams", 1),
+            num_return_sequences=_count(self.num_return_sequences, "num_return_sequences", 1),
+            do_sample=bool(self.do_sample),
+            eos_token_id=_token_ids(self.eos_token_id, "eos_token_id"),
+            pad_token_id=_token_ids(self.pad_token_id, "pad_token_id", single=True))
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        es = self.early_stopping
+        if not (es is True or es is False or es == "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
+        _seed_sequence(self.seed)                       # checks the seed
+        self._check_combination()
+
+    def _check_combination(self):
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens "
+                             f"({self.max_new_tokens})")
+        n = self.num_return_sequences
+        if self.num_beams > 1:
+            if self.do_sample:
+                raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported")
+            if n > self.num_beams:
+                raise ValueError(f"num_return_sequences ({n}) must be <= num_beams ({self.num_beams})")
+        elif n > 1 and not self.do_sample:
+            raise ValueError(f"num_return_sequences={n} needs do_sample=True or num_beams >= "
+                             f"{n}: greedy decoding would repeat one sequence")
+
+    def replace(self, **changes) -> "GenerationConfig":
+        """A copy with some options changed (checked again); unknown names raise TypeError.
+
+        >>> GenerationConfig().replace(num_beams=4).num_beams
+        4
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown generation option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+def _count(value, name, low):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "a positive" if low == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+    return int(value)
+
+
+def _token_ids(value, name, single=False):
+    """None, an int or (unless ``single``) a list of ints >= 0 -> None, int or tuple of ints."""
+    if value is None:
+        return None
+    one = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if single and not one:
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    try:
+        items = [value] if one else list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a list of ints, got {value!r}") from None
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
+            raise ValueError(f"{name} must be an int or a list of ints, got {value!r}")
+        if item < 0:
+            raise ValueError(f"{name} {int(item)} is out of range: token ids are >= 0")
+    if not items:
+        raise ValueError(f"{name} is an empty list")
+    return int(items[0]) if one else tuple(int(i) for i in items)
+
+
+def _seed_sequence(seed):
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(2 ** 63)))
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0):
+        return np.random.SeedSequence(seed)
+    raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+
+
+# --------------------------------------------------------------------------- outputs
 @dataclass
 class GenerateOutput:
     """What :func:`generate` returns.
@@ -45,6 +192,15 @@ class GenerateOutput:
         New tokens per row, EOS included.
     beam_sequences, beam_scores : (B, K, P + T_new), (B, K) or None
         Beam search only: every final hypothesis of each prompt, best first.
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
+    ...                                   num_heads=2, num_layers=1), seed=0)
+    >>> out = generate(model, [1, 2, 3], max_new_tokens=4)
+    >>> out.sequences.shape, out.num_new_tokens.tolist(), out.beam_sequences is None
+    ((1, 7), [4], True)
     """
 
     sequences: np.ndarray
@@ -54,31 +210,149 @@ class GenerateOutput:
     beam_scores: np.ndarray | None = None
 
 
-# ------------------------------------------------------------------------ validation
-def _int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
-        kind = "a positive" if low == 1 else "a non-negative"
-        raise ValueError(f"{name} must be {kind} integer, got {value!r}")
-    return int(value)
+# ------------------------------------------------------------------------ entry points
+def generate(model, ids, config=None, *, attention_mask=None, callback=None, **options) -> GenerateOutput:
+    """Continue prompts with greedy decoding, sampling or beam search.
+
+    - ``num_beams == 1, do_sample=False``: greedy, ``argmax`` of the processed logits
+      (lowest id on ties). Only the penalties, ``no_repeat_ngram_size`` and
+      ``min_new_tokens`` apply; temperature / top-k / ... are ignored, as in transformers.
+    - ``do_sample=True``: draw from :func:`npgpt.sampling.distribution` (the whole chain,
+      transformers' order); ``temperature=0`` is greedy. Each row has its own
+      ``numpy.random.Generator`` spawned from ``seed``, so the same seed gives the same
+      output and a row's tokens do not depend on the other rows.
+    - ``num_beams > 1``: beam search as transformers (see :func:`_beam_search`); the
+      score is ``sum log p / T_new ** length_penalty``.
+
+    Parameters
+    ----------
+    model : npgpt.GPT
+    ids : int array (T,) or (B, T), the prompts (left-padded when of unequal length)
+    config : GenerationConfig or None; ``**options`` (its field names, e.g.
+        ``max_new_tokens=50, do_sample=True``) override its values.
+    attention_mask : 0/1 array shaped like ids, 0 = left padding
+    callback : callable(step, tokens) called after each step with the step's new tokens (R,)
+
+    Returns
+    -------
+    GenerateOutput with ``sequences`` int64 (N, P + T_new) and ``scores`` float64 (N,).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
+    ...                                   num_heads=2, num_layers=1), seed=0)
+    >>> generate(model, [1, 2, 3], max_new_tokens=4).sequences.shape
+    (1, 7)
+    >>> cfg = GenerationConfig(max_new_tokens=2, do_sample=True, top_k=3, seed=0)
+    >>> generate(model, [1, 2, 3], cfg, num_return_sequences=2).sequences.shape
+    (2, 5)
+    """
+    run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    if run.config.num_beams > 1:
+        return _beam_search(run)
+    steps = _token_steps(run)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return _finish(stop.value)
 
 
-def _token_ids(value, name, V):
-    """None, an int or a list of ints in [0, V) -> int64 array (possibly empty)."""
-    if value is None:
-        return np.zeros(0, dtype=np.int64)
-    items = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
-    try:
-        items = list(items)
-    except TypeError:
-        raise ValueError(f"{name} must be an int or a list of ints, got {value!r}") from None
-    for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
-            raise ValueError(f"{name} must be an int or a list of ints, got {value!r}")
-        if not 0 <= item < V:
-            raise ValueError(f"{name} {int(item)} is out of range [0, {V})")
-    if not items:
-        raise ValueError(f"{name} is an empty list")
-    return np.array(items, dtype=np.int64)
+def stream(model, ids, config=None, *, attention_mask=None, callback=None, **options):
+    """Like :func:`generate` (greedy or sampling), but an iterator: yields each step's new
+    tokens, an int64 array (N,), as soon as they are chosen (pad for finished rows).
+
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
+    ...                                   num_heads=2, num_layers=1), seed=0)
+    >>> [t.shape for t in stream(model, [1, 2], max_new_tokens=2)]
+    [(1,), (1,)]
+    """
+    run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    if run.config.num_beams > 1:
+        raise ValueError("stream() supports greedy and sampling; beam search reorders its beams, "
+                         "use generate(..., callback=...) to watch the running beams")
+    for tokens, _ in _token_steps(run):
+        yield tokens.copy()
+
+
+def _config(config, options):
+    """The GenerationConfig of a call: ``config`` (or the defaults) with ``options`` applied."""
+    if config is None:
+        return GenerationConfig().replace(**options)
+    if not isinstance(config, GenerationConfig):
+        raise TypeError(f"config must be a GenerationConfig, got {config!r:.80} (pass options "
+                        f"such as max_new_tokens=... by name)")
+    return config.replace(**options) if options else config
+
+
+class _Run:
+    """A call's inputs, checked against the model: prompts (B, P) int64, ``real`` (B, P) bool
+    or None (left padding), the config, EOS ids as an array, the pad id, the callback."""
+
+    def __init__(self, model, ids, attention_mask, config, callback):
+        cfg = getattr(model, "config", None)
+        if cfg is None or not hasattr(model, "new_cache"):
+            raise ValueError(f"model must be an npgpt.GPT, got {type(model).__name__}")
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable, got {callback!r}")
+        self.model, self.config, self.callback, self.V = model, config, callback, cfg.vocab_size
+        self.prompt, self.real = _prompts(model, ids, attention_mask)
+        for name in ("eos_token_id", "pad_token_id"):
+            value = getattr(config, name)
+            for i in () if value is None else np.atleast_1d(value):
+                if i >= self.V:
+                    raise ValueError(f"{name} {int(i)} is out of range [0, {self.V})")
+        eos = config.eos_token_id
+        self.eos = np.array((eos,) if isinstance(eos, int) else (eos or ()), dtype=np.int64)
+        pad = config.pad_token_id
+        self.pad = pad if pad is not None else (int(self.eos[0]) if self.eos.size else 0)
+        c = config
+        self.has_penalties = (c.repetition_penalty != 1.0 or c.presence_penalty != 0.0
+                              or c.frequency_penalty != 0.0)
+
+    def buffers(self, repeat):
+        """Token buffer (R, L) (prompt, then pad), mask (R, L) or None, counts (R, V) or None."""
+        (B, P), V = self.prompt.shape, self.V
+        R = B * repeat
+        seq = np.full((R, P + self.config.max_new_tokens), self.pad, dtype=np.int64)
+        seq[:, :P] = np.repeat(self.prompt, repeat, axis=0)
+        mask = None
+        if self.real is not None:
+            mask = np.ones(seq.shape, dtype=bool)
+            mask[:, :P] = np.repeat(self.real, repeat, axis=0)
+        counts = None
+        if self.has_penalties:
+            real = seq[:, :P] if mask is None else np.where(mask[:, :P], seq[:, :P], V)
+            flat = (real + np.arange(R)[:, None] * (V + 1)).ravel()     # padding counts as V
+            counts = np.bincount(flat, minlength=R * (V + 1)).reshape(R, V + 1)[:, :V]
+        return seq, mask, counts
+
+    def process(self, x, seq, mask, counts, length, new):
+        """The processors that run in greedy, sampling and beam search, in transformers'
+        order: penalties (from each row's token counts), no-repeat n-gram (each row's own
+        real history), then EOS banned while new < min_new_tokens."""
+        c = self.config
+        if c.repetition_penalty != 1.0:
+            x = sampling._penalise_seen(x, counts > 0, c.repetition_penalty)
+        if c.presence_penalty != 0.0 or c.frequency_penalty != 0.0:
+            x = sampling._penalise_counts(x, counts, c.presence_penalty, c.frequency_penalty)
+        if c.no_repeat_ngram_size:
+            banned = np.zeros(x.shape, dtype=bool)
+            for r in range(x.shape[0]):
+                start = 0 if mask is None else int(np.argmax(mask[r]))
+                banned[r] = sampling.banned_ngram_mask(seq[r:r + 1, start:length], self.V,
+                                                       c.no_repeat_ngram_size)[0]
+            x = np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
+        if new < c.min_new_tokens and self.eos.size:
+            x = x.copy()
+            x[:, self.eos] = -np.inf
+        return x
+
+    def needs_processing(self, new):
+        return (self.has_penalties or self.config.no_repeat_ngram_size
+                or (new < self.config.min_new_tokens and self.eos.size))
 
 
 def _prompts(model, ids, attention_mask):
@@ -145,178 +419,68 @@ class _Decoder:
             self.cache.reorder(rows)
 
 
-def _fast_log_softmax(logits):
-    """log_softmax over the last axis of (R, V) model logits, float32, with the NaN check
-    but without the general-purpose axis handling (this runs once per beam-search step)."""
-    m = logits.max(axis=1, keepdims=True)
-    if np.isnan(m).any() or not np.isfinite(m).all():
-        raise ValueError("the model produced NaN or infinite logits")
-    z = (logits - m).astype(np.float32, copy=False)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def _row_generators(seed, R):
     """One Generator per row, spawned from the seed, so a row's draws never depend on the
     other rows of the batch."""
-    if isinstance(seed, np.random.Generator):
-        seq = np.random.SeedSequence(int(seed.integers(2 ** 63)))
-    elif seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0):
-        seq = np.random.SeedSequence(seed)
-    else:
-        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
-    return [np.random.default_rng(child) for child in seq.spawn(R)]
+    return [np.random.default_rng(child) for child in _seed_sequence(seed).spawn(R)]
 
 
-class _Settings:
-    """Every generate() argument, validated once (errors name the bad value)."""
-
-    def __init__(self, model, ids, kw):
-        self.model = model
-        cfg = getattr(model, "config", None)
-        if cfg is None or not hasattr(model, "new_cache"):
-            raise ValueError(f"model must be an npgpt.GPT, got {type(model).__name__}")
-        V = self.V = cfg.vocab_size
-        self.prompt, self.mask = _prompts(model, ids, kw["attention_mask"])
-        self.max_new = _int(kw["max_new_tokens"], "max_new_tokens", 0)
-        self.min_new = _int(kw["min_new_tokens"], "min_new_tokens", 0)
-        if self.min_new > self.max_new:
-            raise ValueError(f"min_new_tokens ({self.min_new}) exceeds max_new_tokens ({self.max_new})")
-        self.num_beams = _int(kw["num_beams"], "num_beams", 1)
-        self.nrs = _int(kw["num_return_sequences"], "num_return_sequences", 1)
-        self.do_sample = bool(kw["do_sample"])
-        if self.num_beams > 1:
-            if self.do_sample:
-                raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported")
-            if self.nrs > self.num_beams:
-                raise ValueError(f"num_return_sequences ({self.nrs}) must be <= num_beams ({self.num_beams})")
-        elif self.nrs > 1 and not self.do_sample:
-            raise ValueError(f"num_return_sequences={self.nrs} needs do_sample=True or num_beams >= "
-                             f"{self.nrs}: greedy decoding would repeat one sequence")
-        self.length_penalty = _real(kw["length_penalty"], "length_penalty")
-        es = kw["early_stopping"]
-        if not (es is True or es is False or es == "never"):
-            raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
-        self.early_stopping = es
-        self.eos = _token_ids(kw["eos_token_id"], "eos_token_id", V)
-        if kw["pad_token_id"] is None:
-            self.pad = int(self.eos[0]) if self.eos.size else 0
-        else:
-            self.pad = int(_token_ids(kw["pad_token_id"], "pad_token_id", V)[0])
-        _check_chain(kw["temperature"], kw["top_k"], kw["top_p"], kw["min_p"], kw["typical_p"],
-                     kw["epsilon_cutoff"], kw["eta_cutoff"], kw["repetition_penalty"],
-                     kw["presence_penalty"], kw["frequency_penalty"], kw["no_repeat_ngram_size"], 1)
-        self.penalties = dict(repetition_penalty=float(kw["repetition_penalty"]),
-                              presence_penalty=float(kw["presence_penalty"]),
-                              frequency_penalty=float(kw["frequency_penalty"]))
-        self.has_penalties = (self.penalties["repetition_penalty"] != 1.0
-                              or self.penalties["presence_penalty"] != 0.0
-                              or self.penalties["frequency_penalty"] != 0.0)
-        self.ngram = int(kw["no_repeat_ngram_size"])
-        self.warpers = dict(temperature=float(kw["temperature"]), top_k=kw["top_k"], top_p=kw["top_p"],
-                            min_p=kw["min_p"], typical_p=kw["typical_p"],
-                            epsilon_cutoff=kw["epsilon_cutoff"], eta_cutoff=kw["eta_cutoff"])
-        self.seed = kw["seed"]
-        callback = kw.get("callback")
-        if callback is not None and not callable(callback):
-            raise ValueError(f"callback must be callable, got {callback!r}")
-        self.callback = callback
-
-    def buffers(self, repeat):
-        """Token buffer (R, L) (prompt, then pad), mask (R, L) or None, counts (R, V)."""
-        B, P = self.prompt.shape
-        R = B * repeat
-        seq = np.full((R, P + self.max_new), self.pad, dtype=np.int64)
-        seq[:, :P] = np.repeat(self.prompt, repeat, axis=0)
-        mask = None
-        if self.mask is not None:
-            mask = np.ones((R, P + self.max_new), dtype=bool)
-            mask[:, :P] = np.repeat(self.mask, repeat, axis=0)
-        counts = None
-        if self.has_penalties:
-            real = seq[:, :P] if mask is None else np.where(mask[:, :P], seq[:, :P], self.V)
-            flat = (real + np.arange(R)[:, None] * (self.V + 1)).ravel()
-            counts = np.bincount(flat, minlength=R * (self.V + 1)).reshape(R, self.V + 1)[:, :self.V]
-        return seq, mask, counts
-
-    def pre_warp(self, x, seq, mask, counts, length, new):
-        """The processors that run in greedy, sampling and beam search, in transformers'
-        order: penalties, no-repeat n-gram, then EOS banned while new < min_new_tokens."""
-        if self.has_penalties:
-            x = _chain(x, None, counts, temperature=1.0, top_k=None, top_p=None, min_p=None,
-                       typical_p=None, epsilon_cutoff=None, eta_cutoff=None,
-                       no_repeat_ngram_size=0, min_tokens_to_keep=1, **self.penalties)
-        if self.ngram:
-            banned = np.zeros(x.shape, dtype=bool)
-            for r in range(x.shape[0]):         # each row's own real history (no padding)
-                start = 0 if mask is None else int(np.argmax(mask[r]))
-                banned[r] = _banned_ngram_mask(seq[r:r + 1, start:length], self.V, self.ngram)[0]
-            x = np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
-        if new < self.min_new and self.eos.size:
-            x = x.copy()
-            x[:, self.eos] = -np.inf
-        return x
-
-
-def _token_steps(s: _Settings):
+def _token_steps(run: _Run):
     """Greedy / sampling, one step at a time: yields (tokens (R,), state) per step and
-    returns the final state (``finish`` computes the scores).
+    returns the final state (:func:`_finish` computes the scores).
 
     The per-step work is kept to a few NumPy calls (the arrays are tiny, so call overhead is
     what costs): the raw logits of each step are only kept, and the scores are computed
     once at the end, vectorised over all steps.
     """
-    seq, mask, counts = s.buffers(s.nrs)
-    R, P = seq.shape[0], s.prompt.shape[1]
-    rngs = _row_generators(s.seed, R) if s.do_sample else None
+    c = run.config
+    seq, mask, counts = run.buffers(c.num_return_sequences)
+    R, P = seq.shape[0], run.prompt.shape[1]
+    rngs = _row_generators(c.seed, R) if c.do_sample else None
     state = dict(seq=seq, length=P, prompt_length=P, raw=[], raw_start=0, scores=np.zeros(R),
-                 stop=np.full(R, s.max_new, dtype=np.int64))
-    if s.max_new == 0:
+                 stop=np.full(R, c.max_new_tokens, dtype=np.int64))
+    if c.max_new_tokens == 0:
         return state
-    decoder = _Decoder(s.model, seq, mask, P, s.max_new)
+    decoder = _Decoder(run.model, seq, mask, P, c.max_new_tokens)
     logits = decoder.first()
     unfinished = np.ones(R, dtype=bool)
-    any_finished = False
-    warp = s.do_sample and _needs_warp(s.warpers)
     rows = np.arange(R)
-    for step in range(s.max_new):
+    for step in range(c.max_new_tokens):
         if len(state["raw"]) == _SCORE_CHUNK:
             _flush_scores(state)                  # bounded memory for long generations
         state["raw"].append(logits)
-        x = logits
-        if s.has_penalties or s.ngram or (step < s.min_new and s.eos.size):
-            x = s.pre_warp(x, seq, mask, counts, P + step, step)
-            if np.isneginf(x.max(axis=1)).any():
-                raise ValueError(f"row {int(np.argmax(np.isneginf(x.max(axis=1))))}: every token "
-                                 f"was removed at step {step}")
-        if s.do_sample:
-            if warp:
-                x = _chain(x, None, None, repetition_penalty=1.0, presence_penalty=0.0,
-                           frequency_penalty=0.0, no_repeat_ngram_size=0, min_tokens_to_keep=1,
-                           **s.warpers)
-            tokens = sampling._draw(sampling.softmax(x), rngs)
-        else:
-            tokens = x.argmax(axis=1)
-        if any_finished:
-            tokens = np.where(unfinished, tokens, s.pad)
+        tokens = _next_tokens(run, logits, rngs, seq, mask, counts, P + step, step)
+        if not unfinished.all():
+            tokens = np.where(unfinished, tokens, run.pad)
         seq[:, P + step] = tokens
         state["length"] = P + step + 1
         if counts is not None:
             counts[rows, tokens] += unfinished
+        if run.callback is not None:
+            run.callback(step, tokens)
         yield tokens, state
-        if s.eos.size:
-            hit = unfinished & np.isin(tokens, s.eos)
-            if hit.any():
-                state["stop"][hit] = step + 1
-                unfinished &= ~hit
-                any_finished = True
-                if not unfinished.any():
-                    break
-        if step + 1 < s.max_new:
+        if run.eos.size:
+            hit = unfinished & np.isin(tokens, run.eos)
+            state["stop"][hit] = step + 1
+            unfinished &= ~hit
+            if not unfinished.any():
+                break
+        if step + 1 < c.max_new_tokens:
             logits = decoder.step(tokens)
     return state
 
 
-_SCORE_CHUNK = 64      # steps of raw logits kept before their log-probs are summed
+def _next_tokens(run, logits, rngs, seq, mask, counts, length, step):
+    """One step's tokens (R,): the processors, then argmax or a draw from the warped chain."""
+    x = logits
+    if run.needs_processing(step):
+        x = run.process(x, seq, mask, counts, length, step)
+        if np.isneginf(x.max(axis=1)).any():
+            raise ValueError(f"row {int(np.argmax(np.isneginf(x.max(axis=1))))}: every token "
+                             f"was removed at step {step}")
+    if not run.config.do_sample:
+        return x.argmax(axis=1)
+    return sampling.draw(sampling.softmax(sampling.warp(x, run.config)), rngs)
 
 
 def _flush_scores(state):
@@ -339,7 +503,7 @@ def _flush_scores(state):
     state["raw"] = []
 
 
-def _finish(state, R):
+def _finish(state):
     """GenerateOutput of a greedy / sampling run (see :func:`_flush_scores` for scores)."""
     _flush_scores(state)
     seq, length = state["seq"], state["length"]
@@ -347,235 +511,168 @@ def _finish(state, R):
                           num_new_tokens=np.minimum(state["stop"], length - state["prompt_length"]))
 
 
-def _needs_warp(w):
-    return (w["temperature"] != 1.0 or bool(w["top_k"]) or (w["top_p"] is not None and w["top_p"] < 1.0)
-            or w["min_p"] is not None or (w["typical_p"] is not None and w["typical_p"] < 1.0)
-            or bool(w["epsilon_cutoff"]) or bool(w["eta_cutoff"]))
-
-
-def _beam_search(s: _Settings) -> GenerateOutput:
+# ------------------------------------------------------------------------ beam search
+def _beam_search(run: _Run) -> GenerateOutput:
     """Beam search as transformers' ``_beam_search``, all B * K beams decoded as one batch.
 
-    Each step: log-softmax of the logits (+ the penalties, on log-probabilities as in
-    transformers), add each beam's running score, take the top ``max(2, 1 + n_eos) * K``
-    candidates over beams × vocabulary. A candidate ending in EOS (or reaching the last step)
-    among the top K becomes a finished hypothesis with score ``sum / T_new ** alpha``
-    (T_new counts the new tokens, EOS included); the best K other candidates continue, and
-    the cache rows are reordered to follow them. ``early_stopping`` decides when to stop.
+    Each step: the candidates' scores (:func:`_candidate_scores`); the best
+    ``max(2, 1 + n_eos) * K`` of them over beams × vocabulary; a candidate ending in EOS
+    (or reaching the last step) among the top K joins the finished hypotheses
+    (:class:`_Finished`); the best K others continue (:func:`_continuing`), and the cache
+    rows follow them. The finished set's early-stopping rule decides when to stop.
     """
-    K, B = s.num_beams, s.prompt.shape[0]
-    P, V, L = s.prompt.shape[1], s.V, s.prompt.shape[1] + s.max_new
-    R = B * K
-    if s.max_new == 0:
-        seq = np.repeat(s.prompt, s.nrs, axis=0)
-        return GenerateOutput(seq, np.zeros(B * s.nrs), np.zeros(B * s.nrs, dtype=np.int64))
-    seq0, mask0, counts0 = s.buffers(1)
-    decoder = _Decoder(s.model, seq0, mask0, P, s.max_new)
+    c, (B, P), V = run.config, run.prompt.shape, run.V
+    K, n_steps = c.num_beams, c.max_new_tokens
+    if n_steps == 0:
+        seq = np.repeat(run.prompt, c.num_return_sequences, axis=0)
+        n = len(seq)
+        return GenerateOutput(seq, np.zeros(n), np.zeros(n, dtype=np.int64))
+    seq0, mask0, counts = run.buffers(1)
+    decoder = _Decoder(run.model, seq0, mask0, P, n_steps)
     logits = decoder.first()                                             # (B, V)
-    expand = np.repeat(np.arange(B), K)                                  # (R,)
-    decoder.reorder(expand)                                              # B rows -> B*K
-    logits = logits[expand]
-    counts = None if counts0 is None else counts0[expand]
-    n_candidates = min(max(2, 1 + s.eos.size) * K, K * V)
+    expand = np.repeat(np.arange(B), K)                                  # B rows -> B*K
+    decoder.reorder(expand)
+    logits, counts = logits[expand], None if counts is None else counts[expand]
     running = np.zeros((B, K), dtype=np.float32)
     running[:, 1:] = _DEAD                               # only beam 0 is live at first
-    fin_seq = np.full((B, K, L), s.pad, dtype=np.int64)
-    fin_scores = np.full((B, K), -np.inf, dtype=np.float32)
-    fin_done = np.zeros((B, K), dtype=bool)
-    fin_len = np.zeros((B, K), dtype=np.int64)
-    improvable = np.ones(B, dtype=bool)
-    row_base = (np.arange(B) * K)[:, None]                               # (B, 1)
-    alpha = s.length_penalty
-    for step in range(s.max_new):
-        cur = P + step
-        logp = _fast_log_softmax(logits)                                # (R, V) float32
-        logp = s.pre_warp(logp, decoder.seq, decoder.mask, counts, cur, step)
-        acc = (logp.reshape(B, K, V) + running[:, :, None]).reshape(B, K * V)
-        if K * V > 4096:        # partial selection first, then order the few candidates
-            top = np.argpartition(-acc, n_candidates - 1, axis=1)[:, :n_candidates]
-            order = np.argsort(-np.take_along_axis(acc, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-        else:
-            top = np.argsort(-acc, axis=1, kind="stable")[:, :n_candidates]   # (B, Kc) best first
-        top_scores = np.take_along_axis(acc, top, axis=1)
-        parent = top // V + row_base                                    # (B, Kc) rows of seq
-        token = top % V
-        last = step == s.max_new - 1
-        if last:
-            hits = np.ones(token.shape, dtype=bool)
-        elif s.eos.size:
-            hits = np.isin(token, s.eos)
-        else:
-            hits = None                                   # no EOS: nothing finishes early
-        any_hit = hits is not None and bool(hits[:, :K].any())
-
-        # finished hypotheses: EOS candidates ranked within the top K (all at the last step)
-        accept = None
-        if any_hit:
-            full = fin_done.all(axis=1) & (s.early_stopping is True)
-            accept = hits.copy()
-            accept[:, K:] = False
-            accept &= (improvable & ~full)[:, None]
-        if accept is not None and accept.any():
-            cand_scores = np.where(accept, top_scores / np.float32((step + 1) ** alpha), -np.inf)
-            cand_seq = decoder.seq[parent]                               # (B, Kc, L)
-            cand_seq[:, :, cur] = token
-            cand_seq[:, :, cur + 1:] = s.pad
-            m_scores = np.concatenate([fin_scores, cand_scores.astype(np.float32)], axis=1)
-            pick = np.argsort(-m_scores, axis=1, kind="stable")[:, :K]  # (B, K)
-            fin_scores = np.take_along_axis(m_scores, pick, axis=1)
-            fin_seq = np.take_along_axis(np.concatenate([fin_seq, cand_seq], axis=1),
-                                         pick[:, :, None], axis=1)
-            fin_done = np.take_along_axis(np.concatenate([fin_done, accept], axis=1), pick, axis=1)
-            fin_len = np.take_along_axis(
-                np.concatenate([fin_len, np.full(accept.shape, step + 1)], axis=1), pick, axis=1)
+    finished = _Finished(B, K, P + n_steps, run.pad, c.length_penalty, c.early_stopping)
+    n_candidates = min(max(2, 1 + run.eos.size) * K, K * V)
+    for step in range(n_steps):
+        scores = _candidate_scores(run, logits, running, decoder, counts, P + step, step)
+        top = _best_first(scores, n_candidates)                         # (B, Kc) best first
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        parent, token = top // V + (np.arange(B) * K)[:, None], top % V  # rows of seq, tokens
+        last = step == n_steps - 1                      # at the last step every candidate ends
+        ends = np.isin(token, run.eos) if run.eos.size and not last else np.full(token.shape, last)
+        if ends[:, :K].any():
+            finished.add(ends, top_scores, decoder.seq[parent], token, P + step, step + 1)
         if last:
             break
-
-        # running beams: the best K candidates that did not just finish
-        if hits is not None and hits.any():
-            keep = np.argsort(hits.view(np.int8), axis=1, kind="stable")[:, :K]   # (B, K)
-            running = np.take_along_axis(top_scores, keep, axis=1)
-            rows = np.take_along_axis(parent, keep, axis=1).ravel()    # (R,)
-            tokens = np.take_along_axis(token, keep, axis=1).ravel()   # (R,)
-        else:                                             # the first K candidates continue
-            running = top_scores[:, :K]
-            rows = parent[:, :K].ravel()
-            tokens = token[:, :K].ravel()
-        running = running.astype(np.float32, copy=False)
-        if not np.array_equal(rows, np.arange(R)):
+        running, rows, tokens = _continuing(top_scores, parent, token, ends, K)
+        if not np.array_equal(rows, np.arange(B * K)):
             decoder.reorder(rows)
-            if counts is not None:
-                counts = counts[rows]
-        decoder.seq[:, cur] = tokens
+            counts = None if counts is None else counts[rows]
+        decoder.seq[:, P + step] = tokens
         if counts is not None:
-            counts[np.arange(R), tokens] += 1
-        if s.callback is not None:
-            s.callback(step, tokens)
-
-        # can a running beam still beat the worst finished hypothesis?
-        if s.early_stopping == "never" and alpha > 0.0:
-            best_len = s.max_new
-        else:
-            best_len = step + 1
-        best_possible = running[:, 0] / np.float32(best_len ** alpha)
-        worst = np.where(fin_done.all(axis=1), fin_scores.min(axis=1), _DEAD)
-        improvable &= best_possible > worst
-        if not improvable.any():
-            break
-        if s.early_stopping is True and fin_done.all():
+            counts[np.arange(B * K), tokens] += 1
+        if run.callback is not None:
+            run.callback(step, tokens)
+        if finished.done(running[:, 0], step + 1, n_steps):
             break
         logits = decoder.step(tokens)
-
-    T_new = int(fin_len[:, :s.nrs].max())
-    beam_sequences = fin_seq[:, :, :P + T_new]
-    return GenerateOutput(
-        sequences=beam_sequences[:, :s.nrs].reshape(B * s.nrs, P + T_new).copy(),
-        scores=fin_scores[:, :s.nrs].reshape(-1).astype(np.float64),
-        num_new_tokens=fin_len[:, :s.nrs].reshape(-1).copy(),
-        beam_sequences=beam_sequences, beam_scores=fin_scores.astype(np.float64))
+    return finished.output(c.num_return_sequences, P)
 
 
-def _arguments(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, typical_p,
-               epsilon_cutoff, eta_cutoff, repetition_penalty, presence_penalty,
-               frequency_penalty, no_repeat_ngram_size, num_beams, length_penalty,
-               early_stopping, num_return_sequences, eos_token_id, pad_token_id,
-               attention_mask, seed, min_new_tokens, callback):
-    return dict(locals())
+def _candidate_scores(run, logits, running, decoder, counts, length, step):
+    """Score of every (beam, next token) candidate, (B, K * V): the beam's running score
+    plus log p of the token, after the penalties (applied to log-probabilities, as in
+    transformers)."""
+    B, K = running.shape
+    logp = _log_softmax_rows(logits)                                    # (R, V) float32
+    if run.needs_processing(step):
+        logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
+    return (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
 
 
-def generate(model, ids, max_new_tokens=20, do_sample=False, temperature=1.0, top_k=None,
-             top_p=None, min_p=None, typical_p=None, epsilon_cutoff=None, eta_cutoff=None,
-             repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0,
-             no_repeat_ngram_size=0, num_beams=1, length_penalty=1.0, early_stopping=False,
-             num_return_sequences=1, eos_token_id=None, pad_token_id=None, attention_mask=None,
-             seed=None, min_new_tokens=0, callback=None) -> GenerateOutput:
-    """Continue prompts with greedy decoding, sampling or beam search.
+def _log_softmax_rows(logits):
+    """log_softmax over the last axis of (R, V) model logits, float32, with the NaN check
+    but without the general-purpose axis handling (this runs once per beam-search step)."""
+    m = logits.max(axis=1, keepdims=True)
+    if np.isnan(m).any() or not np.isfinite(m).all():
+        raise ValueError("the model produced NaN or infinite logits")
+    z = (logits - m).astype(np.float32, copy=False)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
-    - ``num_beams == 1, do_sample=False``: greedy, ``argmax`` of the processed logits
-      (lowest id on ties). Only the penalties, ``no_repeat_ngram_size`` and
-      ``min_new_tokens`` apply; temperature / top-k / ... are ignored, as in transformers.
-    - ``do_sample=True``: draw from :func:`npgpt.sampling.distribution` (the whole chain,
-      transformers' order); ``temperature=0`` is greedy. Each row has its own
-      ``numpy.random.Generator`` spawned from ``seed``, so the same seed gives the same
-      output and a row's tokens do not depend on the other rows.
-    - ``num_beams > 1``: beam search as transformers (see :func:`_beam_search`); the
-      score is ``sum log p / T_new ** length_penalty``.
 
-    Parameters
-    ----------
-    model : npgpt.GPT
-    ids : int array (T,) or (B, T), the prompts (left-padded when of unequal length)
-    max_new_tokens, min_new_tokens : ints, EOS is banned until min_new_tokens are generated
-    eos_token_id : int or list of ints in [0, V); a row stops after generating one
-    pad_token_id : int in [0, V) written after EOS (default: the first EOS id, else 0)
-    attention_mask : 0/1 array shaped like ids, 0 = left padding
-    seed : None, int or numpy Generator
-    callback : callable(step, tokens) called after each step with the step's new tokens (R,)
-    the rest : as :func:`npgpt.sampling.process`, and transformers' generate()
+def _best_first(scores, n):
+    """Column indices of the n best scores of each row, best first, the lower index first
+    among equal scores. Wide rows first select the n best with a partial sort (argpartition)
+    and then order only those."""
+    if scores.shape[1] <= 4096:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
 
-    Returns
-    -------
-    GenerateOutput with ``sequences`` int64 (N, P + T_new) and ``scores`` float64 (N,).
 
-    Examples
-    --------
-    >>> import npgpt
-    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
-    ...                                   num_heads=2, num_layers=1), seed=0)
-    >>> generate(model, [1, 2, 3], max_new_tokens=4).sequences.shape
-    (1, 7)
+def _continuing(top_scores, parent, token, ends, K):
+    """The K best candidates that did not just end: their running scores (B, K) float32, the
+    rows they extend (B*K,) and their tokens (B*K,)."""
+    if not ends.any():                                                    # the first K
+        return top_scores[:, :K].astype(np.float32, copy=False), parent[:, :K].ravel(), token[:, :K].ravel()
+    keep = np.argsort(ends.view(np.int8), axis=1, kind="stable")[:, :K]   # non-ending first
+    running = np.take_along_axis(top_scores, keep, axis=1).astype(np.float32, copy=False)
+    rows = np.take_along_axis(parent, keep, axis=1).ravel()
+    tokens = np.take_along_axis(token, keep, axis=1).ravel()
+    return running, rows, tokens
+
+
+class _Finished:
+    """The finished hypotheses of each prompt, at most K, best first (transformers'
+    ``BeamHypotheses``), and the early-stopping rule.
+
+    ``seq`` (B, K, L), ``scores`` (B, K) = sum log p / T_new ** length_penalty (-inf while
+    empty), ``full`` (B, K) slots filled, ``length`` (B, K) T_new; ``improvable`` (B,): can
+    a running beam of this prompt still beat its worst finished hypothesis?
     """
-    s = _Settings(model, ids, _arguments(
-        max_new_tokens, do_sample, temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,
-        eta_cutoff, repetition_penalty, presence_penalty, frequency_penalty,
-        no_repeat_ngram_size, num_beams, length_penalty, early_stopping, num_return_sequences,
-        eos_token_id, pad_token_id, attention_mask, seed, min_new_tokens, callback))
-    if s.num_beams > 1:
-        return _beam_search(s)
-    steps = _token_steps(s)
-    step = 0
-    while True:
-        try:
-            tokens, _ = next(steps)
-        except StopIteration as stop:
-            state = stop.value
-            break
-        if s.callback is not None:
-            s.callback(step, tokens)
-        step += 1
-    return _finish(state, s.prompt.shape[0] * s.nrs)
+
+    def __init__(self, B, K, L, pad, length_penalty, early_stopping):
+        self.K, self.pad, self.alpha, self.early_stopping = K, pad, length_penalty, early_stopping
+        self.seq = np.full((B, K, L), pad, dtype=np.int64)
+        self.scores = np.full((B, K), -np.inf, dtype=np.float32)
+        self.full = np.zeros((B, K), dtype=bool)
+        self.length = np.zeros((B, K), dtype=np.int64)
+        self.improvable = np.ones(B, dtype=bool)
+
+    def add(self, ends, top_scores, parent_seq, token, cur, n_new):
+        """Candidates that end (EOS, or the last step) ranked within the top K join, scored
+        ``sum log p / n_new ** alpha``; the best K of old and new stay. Prompts that cannot
+        improve, or are full under ``early_stopping=True``, take none. ``parent_seq``
+        (B, Kc, L) holds each candidate's tokens so far."""
+        K = self.K
+        accept = ends.copy()
+        accept[:, K:] = False
+        closed = self.full.all(axis=1) & (self.early_stopping is True)
+        accept &= (self.improvable & ~closed)[:, None]
+        if not accept.any():
+            return
+        scores = np.where(accept, top_scores / np.float32(n_new ** self.alpha), -np.inf)
+        seq = parent_seq                                              # (B, Kc, L)
+        seq[:, :, cur] = token
+        seq[:, :, cur + 1:] = self.pad
+        merged = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
+        pick = np.argsort(-merged, axis=1, kind="stable")[:, :K]      # (B, K) best first
+        self.scores = np.take_along_axis(merged, pick, axis=1)
+        self.seq = np.take_along_axis(np.concatenate([self.seq, seq], axis=1), pick[:, :, None], axis=1)
+        self.full = np.take_along_axis(np.concatenate([self.full, accept], axis=1), pick, axis=1)
+        self.length = np.take_along_axis(
+            np.concatenate([self.length, np.full(accept.shape, n_new)], axis=1), pick, axis=1)
+
+    def done(self, best_running, n_new, n_steps):
+        """Stop? Each prompt is done when its best running beam (score ``best_running``
+        (B,)) cannot beat its worst finished hypothesis, judged at the length transformers
+        assumes (the current one; the longest for ``"never"`` with length_penalty > 0); with
+        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses."""
+        never = self.early_stopping == "never" and self.alpha > 0.0
+        best_possible = best_running / np.float32((n_steps if never else n_new) ** self.alpha)
+        worst = np.where(self.full.all(axis=1), self.scores.min(axis=1), _DEAD)
+        self.improvable &= best_possible > worst
+        return not self.improvable.any() or (self.early_stopping is True and self.full.all())
+
+    def output(self, n_return, P):
+        """GenerateOutput: the best ``n_return`` hypotheses of each prompt, and all K."""
+        B = self.seq.shape[0]
+        T_new = int(self.length[:, :n_return].max())
+        beams = self.seq[:, :, :P + T_new]
+        return GenerateOutput(
+            sequences=beams[:, :n_return].reshape(B * n_return, P + T_new).copy(),
+            scores=self.scores[:, :n_return].reshape(-1).astype(np.float64),
+            num_new_tokens=self.length[:, :n_return].reshape(-1).copy(),
+            beam_sequences=beams, beam_scores=self.scores.astype(np.float64))
 
 
-def stream(model, ids, max_new_tokens=20, **kwargs):
-    """Like :func:`generate` (greedy or sampling), but an iterator: yields each step's new
-    tokens, an int64 array (N,), as soon as they are chosen (pad for finished rows).
-
-    >>> import npgpt
-    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
-    ...                                   num_heads=2, num_layers=1), seed=0)
-    >>> [t.shape for t in stream(model, [1, 2], max_new_tokens=2)]
-    [(1,), (1,)]
-    """
-    params = dict(max_new_tokens=20, do_sample=False, temperature=1.0, top_k=None, top_p=None,
-                  min_p=None, typical_p=None, epsilon_cutoff=None, eta_cutoff=None,
-                  repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0,
-                  no_repeat_ngram_size=0, num_beams=1, length_penalty=1.0, early_stopping=False,
-                  num_return_sequences=1, eos_token_id=None, pad_token_id=None,
-                  attention_mask=None, seed=None, min_new_tokens=0, callback=None)
-    unknown = set(kwargs) - set(params)
-    if unknown:
-        raise TypeError(f"stream() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-    params.update(kwargs, max_new_tokens=max_new_tokens)
-    s = _Settings(model, ids, params)
-    if s.num_beams > 1:
-        raise ValueError("stream() supports greedy and sampling; beam search reorders its beams, "
-                         "use generate(..., callback=...) to watch the running beams")
-    for tokens, _ in _token_steps(s):
-        yield tokens.copy()
-
-
-# ``npgpt.generate`` is this function once the package exports it, so the streaming form
-# stays reachable as ``npgpt.generate.stream`` either way.
+# ``npgpt.generate`` is this function once the package exports it, so these stay reachable
+# as ``npgpt.generate.stream`` and ``npgpt.generate.GenerationConfig`` either way.
 generate.stream = stream
 generate.GenerateOutput = GenerateOutput
+generate.GenerationConfig = GenerationConfig

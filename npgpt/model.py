@@ -1,6 +1,14 @@
-"""GPT: the parameters of a GPT model and its forward pass, with a KV cache.
+"""The GPT model: its forward pass as a pure function of the parameters, then the ``GPT``
+class that holds the parameters, checks inputs and keeps the KV cache.
 
-Shapes: ids (B, T) int; x (B, T, C); logits (B, T, V). A 1-D ids (T,) gives logits (T, V).
+Read :func:`gpt_forward` first: token ids in, next-token logits out, one layer after another
+(each layer is a pure function in :mod:`npgpt.nn`). :func:`gpt_backward` beside it sends the
+loss's gradient back through the same layers. Everything after them is machinery: parameter
+shapes and initialisation, input checks, and the bookkeeping of cached and left-padded
+decoding (:class:`KVCache`).
+
+Shapes: ids (B, T) int; x (B, T, C); logits (B, T, V) (``GPT`` also takes (T,) ids and then
+returns (T, V) logits). Legend: B batch, T tokens, C = d_model, H heads, D = C / H, V vocabulary.
 
 Parameter names are exactly those of the seed tutorial's PyTorch ``GPTModel.state_dict()``
 (``token_embedding.weight``, ``position_encoding.weight``, ``blocks.N.ln1.weight``,
@@ -13,13 +21,104 @@ from __future__ import annotations
 import numpy as np
 
 from .config import GPTConfig, positive_int
-from .nn.attention import causal_bias
+from .nn.attention import causal_bias, causal_mask
 from .nn.block import block_backward, block_forward
 from .nn.crossentropy import cross_entropy_backward, cross_entropy_forward
-from .nn.embedding import embedding_backward, embedding_forward
-from .nn.layernorm import layernorm_backward, layernorm_forward
-from .nn.linear import linear_backward, linear_forward
+from .nn.layers import (embedding_backward, embedding_forward, layernorm_backward,
+                        layernorm_forward, linear_backward, linear_forward)
 
+
+def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
+                last_only=False, rng=None, saved=None):
+    """logits = ln_final(blocks(token_embedding[ids] + position_encoding[positions])) @ W_outᵀ + b_out.
+
+    Parameters
+    ----------
+    params : dict name -> ndarray, keyed like the seed's ``state_dict()`` (``GPT.params``).
+    ids : int ndarray (B, T), token ids in [0, V).
+    config : GPTConfig
+    positions : int ndarray (T,) or (B, T), default 0, 1, ..., T - 1.
+    mask : additive attention mask broadcastable to (B, H, T, Tk): 0 where a token may
+        attend to a key, -inf where not. Default: :func:`causal_mask` (token t sees 0..t).
+    kv_cache : KVCache or None; with one, the new tokens also attend to the cached ones.
+    last_only : bool, compute the logits of the last position only (all that decoding needs).
+    rng : numpy.random.Generator or None; with one, dropout is on (training mode).
+    saved : dict or None; if given, it receives what :func:`gpt_backward` needs.
+
+    Returns
+    -------
+    logits : ndarray (B, T, V), or (B, V) with ``last_only``.
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+    >>> gpt_forward(model.params, np.array([[1, 2, 3]]), model.config).shape
+    (1, 3, 10)
+    """
+    p = params
+    T = ids.shape[-1]
+    if positions is None:
+        positions = np.arange(T)                                      # 0, 1, ..., T-1
+    if mask is None:
+        mask = causal_mask(T, p["token_embedding.weight"].dtype)      # (T, T): token t sees 0..t
+    x, embedding_cache = embedding_forward(ids, p["token_embedding.weight"],
+                                           p["position_encoding.weight"], positions)  # (B, T) -> (B, T, C)
+    block_caches = []
+    for i in range(config.num_layers):
+        kv = None if kv_cache is None else kv_cache.layer(i)
+        x, block_cache = block_forward(x, p, f"blocks.{i}.", config, mask, kv=kv, rng=rng)  # (B, T, C)
+        block_caches.append(block_cache)
+    if last_only:
+        x = x[:, -1]                                                  # (B, T, C) -> (B, C)
+    x, ln_final_cache = layernorm_forward(x, p["ln_final.weight"], p["ln_final.bias"],
+                                          config.layer_norm_eps)
+    out_weight = p["token_embedding.weight"] if config.tie_embeddings else p["output_layer.weight"]
+    logits, output_cache = linear_forward(x, out_weight, p.get("output_layer.bias"))  # (.., C) -> (.., V)
+    if saved is not None:
+        saved.update(embedding=embedding_cache, blocks=block_caches, ln_final=ln_final_cache,
+                     output=output_cache)
+    return logits
+
+
+def gpt_backward(dlogits, saved, config) -> dict:
+    """The gradient of every parameter, from dlogits (B, T, V) and what :func:`gpt_forward`
+    saved: each layer's backward, last layer first.
+
+    forward: x = emb(ids); x = block_L(...block_1(x)); logits = ln_final(x) @ W_outᵀ + b_out.
+    With tied embeddings the token table is used twice (lookup and output), so its two
+    gradients add.
+
+    Returns
+    -------
+    dict name -> ndarray, the parameters' names and shapes.
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+    >>> saved = {}
+    >>> logits = gpt_forward(model.params, np.array([[1, 2, 3]]), model.config, saved=saved)
+    >>> grads = gpt_backward(np.ones_like(logits), saved, model.config)
+    >>> grads["blocks.0.ffn.0.weight"].shape, grads["token_embedding.weight"].shape
+    ((64, 16), (10, 16))
+    """
+    grads = {}
+    dx, d_out_weight, grads["output_layer.bias"] = linear_backward(dlogits, saved["output"])  # (B, T, V) -> (B, T, C)
+    dx, grads["ln_final.weight"], grads["ln_final.bias"] = layernorm_backward(dx, saved["ln_final"])
+    for i in reversed(range(config.num_layers)):
+        dx, block_grads = block_backward(dx, saved["blocks"][i])                  # (B, T, C)
+        grads.update({f"blocks.{i}.{name}": g for name, g in block_grads.items()})
+    d_token, grads["position_encoding.weight"] = embedding_backward(dx, saved["embedding"])
+    if config.tie_embeddings:
+        d_token = d_token + d_out_weight          # the table is used twice: gradients add
+    else:
+        grads["output_layer.weight"] = d_out_weight
+    grads["token_embedding.weight"] = d_token
+    if not config.output_bias:
+        del grads["output_layer.bias"]
+    return grads
+
+
+# ----------------------------------------------------------------------------- parameters
 _IGNORED_SUFFIXES = (".causal_mask",)   # the seed's mask buffers: constants, rebuilt on the fly
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -29,6 +128,13 @@ def parameter_shapes(config: GPTConfig) -> dict:
 
     With ``tie_embeddings`` there is no ``output_layer.weight`` (the token table is used);
     without ``output_bias`` there is no ``output_layer.bias``.
+
+    Examples
+    --------
+    >>> shapes = parameter_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=16,
+    ...                                     num_heads=2, num_layers=1))
+    >>> shapes["token_embedding.weight"], shapes["blocks.0.attn.in_proj_weight"], len(shapes)
+    ((10, 16), (48, 16), 18)
     """
     V, C, F = config.vocab_size, config.d_model, 4 * config.d_model
     shapes = {"token_embedding.weight": (V, C),
@@ -60,6 +166,13 @@ def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gp
     ``init="torch"``: PyTorch's defaults for the seed's modules — embeddings N(0, 1),
     ``nn.Linear`` U(±1/√fan_in) for weight and bias, ``in_proj_weight`` Xavier-uniform,
     attention biases 0 — so a fresh model looks like a fresh seed model (e.g. its heatmaps).
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1)
+    >>> params = init_parameters(cfg, np.random.default_rng(0))
+    >>> float(params["blocks.0.ln1.weight"][0]), round(float(params["token_embedding.weight"].std()), 2)
+    (1.0, 0.02)
     """
     if init not in ("gpt2", "torch"):
         raise ValueError(f"init must be 'gpt2' or 'torch', got {init!r}")
@@ -93,6 +206,7 @@ def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gp
     return params
 
 
+# ----------------------------------------------------------------------------- input checks
 def _as_ids(ids, vocab_size: int) -> np.ndarray:
     """Validate token ids: integers in [0, vocab_size), non-empty, (T,) or (B, T)."""
     arr = np.asarray(ids)
@@ -123,23 +237,70 @@ def _as_mask(attention_mask, shape) -> np.ndarray:
     return mask
 
 
+# ----------------------------------------------------------------- left padding, KV cache
+def positions_of_real_tokens(first, real, T):
+    """Position ids (B, T) of T new tokens that count real tokens only.
+
+    Row b's real tokens get ``first[b], first[b] + 1, ...``; a padding token (``real``
+    False) repeats its row's previous position (or 0), a harmless stand-in, since no real
+    token attends to it. Without ``real`` (no padding) the positions are consecutive.
+
+    Examples
+    --------
+    >>> positions_of_real_tokens(np.array([0, 0]), np.array([[0, 1, 1], [1, 1, 1]], bool), 3).tolist()
+    [[0, 0, 1], [0, 1, 2]]
+    """
+    if real is None:
+        return first[:, None] + np.arange(T)                          # (B, T)
+    return np.maximum(first[:, None] + np.cumsum(real, axis=1) - 1, 0)
+
+
+class _LayerKV:
+    """One layer's view of a :class:`KVCache`: what ``attention_forward`` calls ``kv``."""
+
+    __slots__ = ("cache", "layer")
+
+    def __init__(self, cache, layer):
+        self.cache, self.layer = cache, layer
+
+    def append(self, k, v):
+        """Store k, v (B, H, T, D) in the slots reserved by :meth:`KVCache.add_tokens` and
+        return every key and value so far, (B, H, length, D) each."""
+        c, i = self.cache, self.layer
+        c.k[i, :, :, c.start:c.length] = k
+        c.v[i, :, :, c.start:c.length] = v
+        return c.k[i, :, :, :c.length], c.v[i, :, :, :c.length]
+
+
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far, preallocated.
+    """Keys and values of every layer for the tokens seen so far, preallocated, and the
+    bookkeeping that cached and left-padded decoding needs.
 
     ``k`` and ``v`` are (L, B, H, capacity, D); ``length`` slots are filled. ``key_valid``
     (B, capacity) marks slots holding real tokens (``None`` while no padding has been seen),
     ``next_position`` (B,) is each row's position id for its next real token.
     Create one with :meth:`GPT.new_cache`; pass it to ``model(ids, cache=cache)``, which
     appends the new tokens and returns their logits.
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+    >>> cache = model.new_cache(batch_size=1)
+    >>> _ = model([[1, 2, 3]], cache=cache)
+    >>> cache.length, cache.next_position.tolist()
+    (3, [3])
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, capacity: int, dtype):
         shape = (config.num_layers, batch_size, config.num_heads, capacity, config.head_size)
+        self.config = config
         self.k = np.zeros(shape, dtype=dtype)
         self.v = np.zeros(shape, dtype=dtype)
         self.length = 0
+        self.start = 0                    # first slot of the tokens being added
         self.key_valid = None
         self.next_position = np.zeros(batch_size, dtype=np.int64)
+        self._layers = [_LayerKV(self, i) for i in range(config.num_layers)]
 
     @property
     def batch_size(self) -> int:
@@ -149,11 +310,82 @@ class KVCache:
     def capacity(self) -> int:
         return self.k.shape[3]
 
+    def layer(self, i):
+        """Layer i's view, whose ``append(k, v)`` stores the new keys and values.
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> cache = model.new_cache()
+        >>> _ = cache.add_tokens(2)
+        >>> k, v = cache.layer(0).append(np.ones((1, 2, 2, 8)), np.ones((1, 2, 2, 8)))
+        >>> k.shape
+        (1, 2, 2, 8)
+        """
+        return self._layers[i]
+
+    def add_tokens(self, T, real=None):
+        """Reserve the slots of T new tokens; return their positions and attention mask.
+
+        Parameters
+        ----------
+        T : int, the number of new tokens.
+        real : bool ndarray (B, T) or None, False where a new token is padding.
+
+        Returns
+        -------
+        positions : int ndarray (B, T), counting each row's real tokens only.
+        mask : the additive attention mask (B or 1, 1, T, length + T) of the new tokens
+            over every slot: causal, and -inf at padding slots; the scalar 0.0 when nothing
+            is hidden (one new token and no padding anywhere).
+
+        Raises
+        ------
+        ValueError
+            The tokens do not fit in the cache, or a position would pass ``context_length``
+            (nothing is changed then).
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> cache = model.new_cache()
+        >>> positions, mask = cache.add_tokens(2)
+        >>> positions.tolist(), mask[0, 0].tolist(), cache.length
+        ([[0, 1]], [[0.0, -inf], [0.0, 0.0]], 2)
+        """
+        start, B = self.length, self.batch_size
+        if start + T > self.capacity:
+            raise ValueError(
+                f"the cache holds {start} tokens and has room for {self.capacity}; "
+                f"{T} more do not fit (context_length {self.config.context_length})")
+        positions = positions_of_real_tokens(self.next_position, real, T)
+        _check_positions(positions, self.config.context_length)
+        if real is not None and self.key_valid is None:
+            self.key_valid = np.ones((B, self.capacity), dtype=bool)
+        if self.key_valid is not None:
+            self.key_valid[:, start:start + T] = True if real is None else real
+        self.next_position = self.next_position + (T if real is None else real.sum(axis=1))
+        self.start, self.length = start, start + T
+        if T == 1 and self.key_valid is None:
+            return positions, 0.0
+        key_valid = None if self.key_valid is None else self.key_valid[:, :start + T]
+        return positions, causal_bias(T, start + T, self.k.dtype, key_valid)
+
     def reorder(self, index) -> None:
         """Keep rows ``index`` (B_new,) of the batch, in that order (beam search).
 
         Only the ``length`` filled slots are moved; with as many rows as before (a beam
-        search step) they are moved in place, without reallocating the buffers."""
+        search step) they are moved in place, without reallocating the buffers.
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> cache = model.new_cache(batch_size=2)
+        >>> _ = model([[1, 2], [3, 4]], cache=cache)
+        >>> cache.reorder([1, 1, 0])
+        >>> cache.batch_size
+        3
+        """
         index = np.asarray(index, dtype=np.int64)
         n = self.length
         if len(index) == self.batch_size:
@@ -168,6 +400,13 @@ class KVCache:
         self.next_position = self.next_position[index]
         if self.key_valid is not None:
             self.key_valid = self.key_valid[index]
+
+
+def _check_positions(positions, context_length):
+    if int(positions.max()) >= context_length:
+        raise ValueError(
+            f"position {int(positions.max())} is past context_length {context_length}: "
+            f"the model has no position embedding for it")
 
 
 class GPT:
@@ -204,10 +443,20 @@ class GPT:
         return self.params["token_embedding.weight"].dtype
 
     def num_parameters(self) -> int:
+        """How many numbers the parameters hold.
+
+        >>> GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1)).num_parameters()
+        3770
+        """
         return int(sum(p.size for p in self.params.values()))
 
     def state_dict(self) -> dict:
-        """A copy of every parameter, keyed and ordered like the seed's ``state_dict()``."""
+        """A copy of every parameter, keyed and ordered like the seed's ``state_dict()``.
+
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> list(model.state_dict())[:3]
+        ['token_embedding.weight', 'position_encoding.weight', 'blocks.0.ln1.weight']
+        """
         return {name: value.copy() for name, value in self.params.items()}
 
     def load_state_dict(self, state_dict) -> None:
@@ -217,6 +466,14 @@ class GPT:
         an ``output_layer.weight`` equal to ``token_embedding.weight`` is accepted (PyTorch
         saves tied weights twice). Anything missing, unexpected or mis-shaped raises one
         ValueError listing every problem; nothing is changed then.
+
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1)
+        >>> model = GPT(cfg, seed=1)
+        >>> model.load_state_dict(GPT(cfg, seed=2).state_dict())
+        >>> model.load_state_dict({"token_embedding.weight": np.zeros((3, 16))})
+        Traceback (most recent call last):
+        ...
+        ValueError: load_state_dict: missing: position_encoding.weight, ...
         """
         expected = parameter_shapes(self.config)
         problems = []
@@ -249,7 +506,12 @@ class GPT:
         self.params = new
 
     def astype(self, dtype) -> "GPT":
-        """The same model with parameters in ``dtype`` (float32 or float64), as a new GPT."""
+        """The same model with parameters in ``dtype`` (float32 or float64), as a new GPT.
+
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> model.astype(np.float64).dtype, model.dtype
+        (dtype('float64'), dtype('float32'))
+        """
         dtype = np.dtype(dtype).type
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
@@ -261,7 +523,13 @@ class GPT:
     def new_cache(self, batch_size: int = 1, capacity: int | None = None) -> KVCache:
         """An empty KV cache for ``batch_size`` rows and ``capacity`` token slots
         (default: ``context_length``; padding slots count, so left-padded batches may
-        want ``context_length`` plus the padding)."""
+        want ``context_length`` plus the padding).
+
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> cache = model.new_cache(batch_size=2)
+        >>> cache.batch_size, cache.capacity, cache.k.shape        # (L, B, H, capacity, D)
+        (2, 8, (1, 2, 2, 8, 8))
+        """
         batch_size = positive_int(batch_size, "batch_size")
         capacity = positive_int(self.config.context_length if capacity is None else capacity, "capacity")
         return KVCache(self.config, batch_size, capacity, self.dtype)
@@ -273,7 +541,9 @@ class GPT:
 
     def forward(self, ids, attention_mask=None, cache: KVCache | None = None,
                 last_only: bool = False, return_attention: bool = False):
-        """Next-token logits at every position.
+        """Next-token logits at every position: checks the inputs, prepares positions and
+        the attention mask (:class:`KVCache` keeps them for cached and padded decoding), and
+        calls :func:`gpt_forward`.
 
         Parameters
         ----------
@@ -300,110 +570,93 @@ class GPT:
         ValueError
             Non-integer, empty or out-of-range ids; a mask of the wrong shape or values;
             T (or cached + T) longer than ``context_length`` / the cache capacity.
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> model.forward([1, 2, 3]).shape, model.forward([[1, 2, 3]], last_only=True).shape
+        ((3, 10), (1, 10))
         """
-        cfg = self.config
-        arr = _as_ids(ids, cfg.vocab_size)
-        squeeze = arr.ndim == 1
-        if squeeze:
-            arr = arr[None, :]                                        # (T,) -> (1, T)
-        B, T = arr.shape
-        mask = None if attention_mask is None else _as_mask(
-            attention_mask if not squeeze else np.asarray(attention_mask)[None, :], arr.shape)
-        if mask is not None and mask.all():
-            mask = None
-
-        start = 0 if cache is None else cache.length
-        if cache is None:
-            if T > cfg.context_length:
-                raise ValueError(
-                    f"sequence length {T} exceeds context_length {cfg.context_length}; "
-                    f"pass at most {cfg.context_length} tokens (generate() keeps the last "
-                    f"context_length tokens for you)")
-            base = np.zeros(B, dtype=np.int64)
-            key_valid = mask
-        else:
-            if cache.batch_size != B:
-                raise ValueError(f"the cache holds {cache.batch_size} rows but ids has {B}")
-            if start + T > cache.capacity:
-                raise ValueError(
-                    f"the cache holds {start} tokens and has room for {cache.capacity}; "
-                    f"{T} more do not fit (context_length {cfg.context_length})")
-            base = cache.next_position
-            if mask is not None and cache.key_valid is None:
-                cache.key_valid = np.ones((B, cache.capacity), dtype=bool)
-            if cache.key_valid is not None:
-                cache.key_valid[:, start:start + T] = True if mask is None else mask
-                key_valid = cache.key_valid[:, :start + T]
-            else:
-                key_valid = None
-
-        if mask is None:
-            positions = base[:, None] + np.arange(T)                  # (B, T)
-            next_position = base + T
-        else:
-            counts = np.cumsum(mask, axis=1)                          # (B, T) real tokens so far
-            positions = np.maximum(base[:, None] + counts - 1, 0)     # pads reuse a valid row
-            next_position = base + counts[:, -1]
-        if int(positions.max()) >= cfg.context_length:
-            raise ValueError(
-                f"position {int(positions.max())} is past context_length {cfg.context_length}: "
-                f"the model has no position embedding for it")
-
-        if T == 1 and key_valid is None:
-            bias = None                          # one query that may see every key: no mask
-        else:
-            bias = causal_bias(T, start + T, self.dtype, key_valid)
-        logits, caches = self._forward(arr, positions, bias, cache, start, last_only)
+        ids, real, squeeze = self._check_inputs(ids, attention_mask, cache)
+        T = ids.shape[1]
         if cache is not None:
-            cache.length = start + T
-            cache.next_position = next_position
+            positions, mask = cache.add_tokens(T, real)
+        elif real is not None:
+            positions = positions_of_real_tokens(np.zeros(len(ids), dtype=np.int64), real, T)
+            mask = causal_bias(T, T, self.dtype, key_valid=real)
+        else:
+            positions = mask = None                   # gpt_forward's defaults: 0..T-1, causal
+        saved = {} if return_attention else None
+        logits = gpt_forward(self.params, ids, self.config, positions, mask, cache, last_only,
+                             saved=saved)
         if squeeze:
             logits = logits[0]
         if not return_attention:
             return logits
-        attention = [c["attn"]["probs"] for c in caches["blocks"]]
+        attention = [block["attn"]["probs"] for block in saved["blocks"]]
         return logits, [a[0] for a in attention] if squeeze else attention
+
+    def _check_inputs(self, ids, attention_mask, cache):
+        """ids as (B, T) int64, the mask as (B, T) bool or None (no padding), and whether
+        the input was 1-D; every problem a ValueError naming the value."""
+        cfg = self.config
+        ids = _as_ids(ids, cfg.vocab_size)
+        squeeze = ids.ndim == 1
+        if squeeze:
+            ids = ids[None, :]                                        # (T,) -> (1, T)
+        real = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask)
+            real = _as_mask(mask[None, :] if squeeze else mask, ids.shape)
+            if real.all():
+                real = None
+        if cache is None and ids.shape[1] > cfg.context_length:
+            raise ValueError(
+                f"sequence length {ids.shape[1]} exceeds context_length {cfg.context_length}; "
+                f"pass at most {cfg.context_length} tokens (generate() keeps the last "
+                f"context_length tokens for you)")
+        if cache is not None and cache.batch_size != ids.shape[0]:
+            raise ValueError(f"the cache holds {cache.batch_size} rows but ids has {ids.shape[0]}")
+        return ids, real, squeeze
 
     # ------------------------------------------------------- delegations
     def generate(self, ids, **kwargs):
-        """``npgpt.generate(self, ids, **kwargs)``: see :func:`npgpt.generate.generate`."""
+        """``npgpt.generate(self, ids, **kwargs)``: see :func:`npgpt.generate.generate`.
+
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> model.generate([1, 2], max_new_tokens=3).sequences.shape
+        (1, 5)
+        """
         from .generate import generate
         return generate(self, ids, **kwargs)
 
     def save(self, path, dtype=None) -> None:
         """Write npgpt's own safetensors file (config and tokenizer in its metadata),
         atomically; ``npgpt.load(path)`` reads it back bit-exactly. ``dtype=np.float16``
-        stores half the bytes (loaded back as float32). See :mod:`npgpt.io`."""
+        stores half the bytes (loaded back as float32). See :mod:`npgpt.io`.
+
+        >>> import npgpt
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> model.save("tiny.safetensors")
+        >>> np.array_equal(npgpt.load("tiny.safetensors")([1, 2]), model([1, 2]))
+        True
+        """
         from .io import save_npgpt
         save_npgpt(self, path, dtype=dtype)
 
     def save_gpt2(self, folder) -> None:
         """Write a Hugging Face GPT-2 folder (config.json + model.safetensors) that
-        ``transformers.GPT2LMHeadModel.from_pretrained`` loads. See :mod:`npgpt.io`."""
+        ``transformers.GPT2LMHeadModel.from_pretrained`` loads. See :mod:`npgpt.io`.
+
+        >>> import npgpt, os
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+        ...                 gelu="tanh", tie_embeddings=True, output_bias=False)
+        >>> GPT(cfg).save_gpt2("tiny-gpt2")
+        >>> sorted(os.listdir("tiny-gpt2")), npgpt.load("tiny-gpt2").config == cfg
+        (['config.json', 'model.safetensors'], True)
+        """
         from .io import save_gpt2
         save_gpt2(self, folder)
-
-    def _forward(self, ids, positions, bias, cache=None, start=0, last_only=False, rng=None):
-        """The forward pass proper on validated inputs; returns (logits, caches), the caches
-        being what the backward pass needs (and the attention maps)."""
-        cfg, p = self.config, self.params
-        dropout = cfg.dropout if rng is not None else 0.0
-        x, emb_cache = embedding_forward(ids, p["token_embedding.weight"],
-                                         p["position_encoding.weight"], positions)   # (B, T) -> (B, T, C)
-        block_caches = []
-        for i in range(cfg.num_layers):
-            kv = None if cache is None else (cache.k[i], cache.v[i], start)
-            x, block_cache = block_forward(
-                x, p, f"blocks.{i}.", cfg.num_heads, cfg.residual, cfg.gelu, cfg.layer_norm_eps,
-                bias=bias, kv=kv, dropout=dropout, rng=rng)           # (B, T, C) -> (B, T, C)
-            block_caches.append(block_cache)
-        if last_only:
-            x = x[:, -1]                                              # (B, T, C) -> (B, C)
-        x, lnf_cache = layernorm_forward(x, p["ln_final.weight"], p["ln_final.bias"], cfg.layer_norm_eps)
-        out_weight = p["token_embedding.weight" if cfg.tie_embeddings else "output_layer.weight"]
-        logits, out_cache = linear_forward(x, out_weight, p.get("output_layer.bias"))   # (.., C) -> (.., V)
-        return logits, {"embedding": emb_cache, "blocks": block_caches, "ln_final": lnf_cache,
-                        "output": out_cache}
 
     # --------------------------------------------------------------- training
     def loss_and_grads(self, ids, targets, rng: np.random.Generator | None = None):
@@ -423,6 +676,13 @@ class GPT:
         loss : float
         grads : dict keyed like ``state_dict()``, arrays of the parameters' shapes and dtype
             (a tied output projection's gradient is added into ``token_embedding.weight``).
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> loss, grads = model.loss_and_grads([[1, 2, 3]], [[2, 3, 4]])
+        >>> round(loss, 1), grads["ln_final.weight"].shape              # about log(10) at the start
+        (2.3, (16,))
         """
         cfg = self.config
         arr = _as_ids(ids, cfg.vocab_size)
@@ -431,32 +691,13 @@ class GPT:
             raise ValueError(f"targets must have the shape of ids {arr.shape}, got {tgt.shape}")
         if arr.ndim == 1:
             arr, tgt = arr[None, :], tgt[None, :]                     # (T,) -> (1, T)
-        T = arr.shape[1]
-        if T > cfg.context_length:
-            raise ValueError(f"sequence length {T} exceeds context_length {cfg.context_length}")
-        logits, caches = self._forward(arr, np.arange(T), causal_bias(T, T, self.dtype), rng=rng)
+        if arr.shape[1] > cfg.context_length:
+            raise ValueError(f"sequence length {arr.shape[1]} exceeds context_length {cfg.context_length}")
+        saved = {}
+        logits = gpt_forward(self.params, arr, cfg, rng=rng, saved=saved)
         loss, ce_cache = cross_entropy_forward(logits, tgt)
-        return loss, self._backward(cross_entropy_backward(ce_cache), caches)
-
-    def _backward(self, dlogits, caches) -> dict:
-        """Backpropagate dlogits (B, T, V) through the caches of :meth:`_forward`."""
-        cfg = self.config
-        grads = {}
-        dx, d_out_weight, d_out_bias = linear_backward(dlogits, caches["output"])   # (B, T, V) -> (B, T, C)
-        if cfg.output_bias:
-            grads["output_layer.bias"] = d_out_bias
-        dx, grads["ln_final.weight"], grads["ln_final.bias"] = layernorm_backward(dx, caches["ln_final"])
-        for i in reversed(range(cfg.num_layers)):
-            dx, block_grads = block_backward(dx, caches["blocks"][i])                # (B, T, C)
-            grads.update({f"blocks.{i}.{name}": g for name, g in block_grads.items()})
-        d_token, d_position = embedding_backward(dx, caches["embedding"])
-        if cfg.tie_embeddings:
-            d_token += d_out_weight                  # the table is used twice: gradients add
-        else:
-            grads["output_layer.weight"] = d_out_weight
-        grads["token_embedding.weight"] = d_token
-        grads["position_encoding.weight"] = d_position
-        return {name: grads[name] for name in self.params}           # state_dict order
+        grads = gpt_backward(cross_entropy_backward(ce_cache), saved, cfg)
+        return loss, {name: grads[name] for name in self.params}      # state_dict order
 
     def __repr__(self) -> str:
         return f"GPT({self.config!r}, parameters={self.num_parameters():,}, dtype={np.dtype(self.dtype).name})"

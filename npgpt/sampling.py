@@ -5,8 +5,11 @@ ids (..., T) int -- the token history of each row (or one (T,) history shared by
 
 Every transform is a pure function ``(..., V) -> (..., V)``: removed tokens get ``-inf``,
 kept tokens keep their value, the input is never modified and the output has the input's
-float dtype. NaN logits, ``+inf`` logits and rows that are all ``-inf`` raise ValueError,
-never a silent NaN. Bad parameters raise ValueError naming the value.
+float dtype. Each body states its rule; the ``@transform`` line above it checks the inputs
+first (see :mod:`npgpt._checks`): NaN logits, ``+inf`` logits and rows that are all ``-inf``
+raise ValueError, never a silent NaN, and bad parameters raise ValueError naming the value.
+For GPT-2-sized vocabularies some rules run a faster algorithm for the same result
+(:mod:`npgpt._fast_sampling`).
 
 The chain used by :func:`distribution`, :func:`sample` and ``npgpt.generate`` is
 transformers' order::
@@ -24,97 +27,25 @@ Decided semantics (see the README's table for how other libraries differ):
 
 from __future__ import annotations
 
-import numbers
+import math
 
 import numpy as np
 
-from .config import positive_int
+from . import _fast_sampling as fast
+from ._checks import as_logits, transform
 
-__all__ = ["softmax", "log_softmax", "temperature", "top_k", "top_p", "min_p", "typical",
-           "epsilon", "eta", "repetition_penalty", "presence_frequency_penalty",
-           "no_repeat_ngram", "process", "distribution", "sample"]
+__all__ = ["softmax", "log_softmax", "greedy", "temperature", "top_k", "top_p", "min_p",
+           "typical", "epsilon", "eta", "repetition_penalty", "presence_frequency_penalty",
+           "no_repeat_ngram", "process", "distribution", "draw", "sample"]
 
 # Mass comparisons in top-p and typical are made in float64 with this relative slack, so a
 # set whose mass equals p in exact arithmetic (e.g. dyadic probabilities 1/2 + 1/4 = 3/4) is
 # recognised as reaching p even when exp() rounds the last bit.
-MASS_RTOL = 1e-10
-_FAST_TOP_P_MIN_SIZE = 4096     # vocabularies at least this large use the bucketed top-p
-_NUM_BUCKETS = 1024
-
-
-# ---------------------------------------------------------------------------- validation
-def _as_logits(logits, name="logits"):
-    """Return (x, row_max): x a float array (..., V), row_max (..., 1). Raise on NaN/inf."""
-    x = np.asarray(logits)
-    if x.dtype.kind != "f":
-        if x.dtype.kind not in "iub":
-            raise ValueError(f"{name} must be a real array, got dtype {x.dtype}")
-        x = x.astype(np.float64)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"{name} must have shape (..., V) with V >= 1, got shape {x.shape}")
-    row_max = x.max(axis=-1, keepdims=True)            # NaN propagates through max
-    if np.isnan(row_max).any():
-        raise ValueError(f"{name} contain NaN")
-    if np.isposinf(row_max).any():
-        raise ValueError(f"{name} contain +inf")
-    if np.isneginf(row_max).any():
-        row = np.argwhere(np.isneginf(row_max[..., 0]))[0]
-        raise ValueError(f"{name} row {tuple(int(i) for i in row)} is all -inf: no token is possible")
-    return x, row_max
-
-
-def _real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite real number within the given bounds, else ValueError naming it."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        left = "(" if low_open or low is None else "["
-        right = ")" if high_open or high is None else "]"
-        interval = f"{left}{lo}, {hi}{right}"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return value
-
-
-def _remove_below(x, threshold):
-    """A copy of x with every entry < threshold set to -inf (a masked copy: about 1.4x
-    faster than np.where or x + log([x >= t]) on (32, 50257) float32)."""
-    out = x.copy()
-    np.copyto(out, x.dtype.type(-np.inf), where=x < threshold)
-    return out
-
-
-def _kth_largest(x, k):
-    """The k-th largest value of each row of x (..., V) -> (..., 1), 1 <= k <= V."""
-    V = x.shape[-1]
-    if k == 1:
-        return x.max(axis=-1, keepdims=True)
-    flat = x.reshape(-1, V)
-    N = flat.shape[0]
-    if 8 * k > V or V < 2048:
-        return np.partition(flat, V - k, axis=-1)[:, V - k].reshape(x.shape[:-1] + (1,))
-    # The k maxima of k disjoint chunks are k values, so the smallest of them is a lower
-    # bound of the k-th largest: only the (few) values above it need sorting.
-    chunk = V // k
-    bound = flat[:, :k * chunk].reshape(N, k, chunk).max(axis=2).min(axis=1)   # (N,)
-    idx = np.flatnonzero(flat >= bound[:, None])       # (much faster than 2-D nonzero)
-    rows, vals = idx // V, flat.ravel()[idx]           # rows ascending: idx is sorted
-    counts = np.bincount(rows, minlength=N)            # >= k each: every chunk max >= bound
-    width = int(counts.max())
-    starts = np.cumsum(counts) - counts
-    padded = np.full((N, width), -np.inf, dtype=flat.dtype)   # each row's candidates, -inf after
-    padded[rows, np.arange(idx.size) - starts[rows]] = vals
-    kth = np.partition(padded, width - k, axis=1)[:, width - k]   # k-th largest of the candidates
-    return kth.reshape(x.shape[:-1] + (1,))
+MASS_RTOL = fast.MASS_RTOL
 
 
 # ------------------------------------------------------------------------------ softmax
+@transform()
 def softmax(x, axis=-1):
     """Probabilities ``exp(x - max) / sum(exp(x - max))`` along ``axis``.
 
@@ -124,26 +55,34 @@ def softmax(x, axis=-1):
     >>> softmax(np.array([0.0, np.log(3.0)]))
     array([0.25, 0.75])
     """
-    x = np.moveaxis(np.asarray(x), axis, -1)
-    x, m = _as_logits(x, "x")
-    e = np.exp(x - m)
-    return np.moveaxis(e / e.sum(axis=-1, keepdims=True), -1, axis)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))        # the largest entry becomes 1
+    return e / e.sum(axis=axis, keepdims=True)
 
 
+@transform()
 def log_softmax(x, axis=-1):
     """``x - max - log(sum(exp(x - max)))`` along ``axis``; ``-inf`` stays ``-inf``.
 
     >>> log_softmax(np.array([0.0, 0.0]))
     array([-0.69314718, -0.69314718])
     """
-    x = np.moveaxis(np.asarray(x), axis, -1)
-    x, m = _as_logits(x, "x")
-    shifted = x - m
-    out = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return np.moveaxis(out, -1, axis)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@transform()
+def greedy(logits):
+    """The most probable token of each row, (..., V) -> (...,) int64; the lowest id among
+    tied maxima (NumPy's argmax returns the first).
+
+    >>> greedy(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]])).tolist()
+    [1, 0]
+    """
+    return np.argmax(logits, axis=-1)
 
 
 # ---------------------------------------------------------------------------- transforms
+@transform(t="temperature")
 def temperature(logits, t):
     """Scale logits: ``logits / t``. ``t = 0`` is greedy decoding.
 
@@ -159,18 +98,13 @@ def temperature(logits, t):
     >>> temperature(np.array([1.0, 2.0]), 2.0)
     array([0.5, 1. ])
     """
-    t = _real(t, "temperature", low=0.0)
-    x, _ = _as_logits(logits)
     if t == 0.0:
-        best = np.argmax(x, axis=-1)[..., None]                       # (..., 1)
-        out = np.full_like(x, -np.inf)
-        np.put_along_axis(out, best, np.take_along_axis(x, best, axis=-1), axis=-1)
-        return out
-    if t == 1.0:
-        return x.copy()
-    return x / x.dtype.type(t)
+        best = np.argmax(logits, axis=-1)[..., None]                  # (..., 1)
+        return np.where(np.arange(logits.shape[-1]) == best, logits, -np.inf)
+    return logits / t
 
 
+@transform(k="top_k", fast=fast.top_k)
 def top_k(logits, k, min_tokens_to_keep=1):
     """Keep every token whose logit is >= the k-th largest logit; others become ``-inf``.
 
@@ -185,65 +119,11 @@ def top_k(logits, k, min_tokens_to_keep=1):
     >>> top_k(np.array([3.0, 1.0, 2.0, 2.0]), 2)
     array([  3., -inf,   2.,   2.])
     """
-    k = max(positive_int(k, "top_k"), positive_int(min_tokens_to_keep, "min_tokens_to_keep"))
-    x, _ = _as_logits(logits)
-    if k >= x.shape[-1]:
-        return x.copy()
-    return _remove_below(x, _kth_largest(x, k))
+    k = min(max(k, min_tokens_to_keep), logits.shape[-1])
+    return remove_below(logits, kth_largest(logits, k))
 
 
-def _top_p_threshold_sorted(x, m, p):
-    """Reference top-p rule by a full sort: the logit of the least probable kept token."""
-    s = -np.sort(-x, axis=-1)                                        # (..., V) descending
-    e = np.exp(s - m).astype(np.float64)     # exp in x's precision, sums in float64
-    cum = np.cumsum(e, axis=-1)
-    before = cum - e                                                 # mass ranked above each
-    target = p * cum[..., -1:] * (1.0 - MASS_RTOL)
-    n_keep = np.maximum((before < target).sum(axis=-1, keepdims=True), 1)
-    return np.take_along_axis(s, n_keep - 1, axis=-1)
-
-
-def _top_p_threshold_bucketed(x, m, p):
-    """The same threshold as :func:`_top_p_threshold_sorted` without a full sort.
-
-    Logits are binned by value into 1024 buckets; bucket masses (one bincount) locate the
-    bucket where the cumulative mass crosses p; only that bucket's tokens are sorted.
-    """
-    V = x.shape[-1]
-    flat = x.reshape(-1, V)
-    mx = m.reshape(-1, 1)
-    N = flat.shape[0]
-    e = np.exp(flat - mx)                                            # (N, V), x's dtype
-    total = e.sum(axis=1, dtype=np.float64)
-    # bucket width from the row's range, at most 64 nats: anything lower (tiny mass, or
-    # -inf) lands in the last bucket, which is sorted exactly like the others if needed
-    span = np.clip(mx - flat.min(axis=1, keepdims=True), 1e-30, 64.0)
-    scale = ((_NUM_BUCKETS - 1) / span).astype(flat.dtype)
-    bucket = np.minimum((mx - flat) * scale, _NUM_BUCKETS - 1).astype(np.int64)  # 0 = top
-    offsets = np.arange(N, dtype=np.int64)[:, None] * _NUM_BUCKETS
-    masses = np.bincount((bucket + offsets).ravel(), weights=e.ravel(),
-                         minlength=N * _NUM_BUCKETS).reshape(N, _NUM_BUCKETS)
-    cum = np.cumsum(masses, axis=1)
-    target = p * total * (1.0 - MASS_RTOL)
-    j = np.minimum((cum < target[:, None]).sum(axis=1), _NUM_BUCKETS - 1)   # crossing bucket
-    above = np.take_along_axis(cum - masses, j[:, None], axis=1)[:, 0]  # mass of buckets above
-    idx = np.flatnonzero(bucket == j[:, None])
-    rows, vals, ev = idx // V, flat.ravel()[idx], e.ravel()[idx]
-    order = np.lexsort((-vals, rows))
-    rows, vals, ev = rows[order], vals[order], ev[order]
-    counts = np.bincount(rows, minlength=N)
-    starts = np.cumsum(counts) - counts
-    ev = ev.astype(np.float64)
-    cum_in = np.cumsum(ev)
-    base = (cum_in - ev)[starts]                                     # per-row offset
-    before = above[rows] + (cum_in - ev) - base[rows]
-    kept = before < target[rows]
-    kept[starts[counts > 0]] = True                                  # first of bucket j
-    n_in = np.bincount(rows, weights=kept, minlength=N).astype(np.int64)
-    thr = vals[starts + np.maximum(n_in, 1) - 1]
-    return thr.reshape(x.shape[:-1] + (1,))
-
-
+@transform(p="top_p", fast=fast.top_p)
 def top_p(logits, p, min_tokens_to_keep=1):
     """Nucleus sampling: keep the smallest set of most probable tokens with mass >= p.
 
@@ -259,20 +139,17 @@ def top_p(logits, p, min_tokens_to_keep=1):
     >>> top_p(np.log(np.array([0.5, 0.25, 0.125, 0.125])), 0.75)
     array([-0.69314718, -1.38629436,        -inf,        -inf])
     """
-    p = _real(p, "top_p", low=0.0, high=1.0, low_open=True)
-    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
-    x, m = _as_logits(logits)
-    if p == 1.0:
-        return x.copy()
-    if x.shape[-1] >= _FAST_TOP_P_MIN_SIZE:
-        thr = _top_p_threshold_bucketed(x, m, p)
-    else:
-        thr = _top_p_threshold_sorted(x, m, p)
-    if min_keep > 1:
-        thr = np.minimum(thr, _kth_largest(x, min(min_keep, x.shape[-1])))
-    return _remove_below(x, thr)
+    ranked = -np.sort(-logits, axis=-1)                               # (..., V) most probable first
+    mass = np.exp(ranked - ranked[..., :1]).astype(np.float64)        # unnormalised probabilities
+    cumulative = np.cumsum(mass, axis=-1)
+    mass_above = cumulative - mass                                    # the mass ranked before each
+    target = p * cumulative[..., -1:] * (1.0 - MASS_RTOL)
+    n_keep = np.maximum((mass_above < target).sum(axis=-1, keepdims=True), min_tokens_to_keep)
+    threshold = np.take_along_axis(ranked, np.minimum(n_keep, logits.shape[-1]) - 1, axis=-1)
+    return remove_below(logits, threshold)                            # ties with it are kept
 
 
+@transform(p="min_p", fast=fast.min_p)
 def min_p(logits, p, min_tokens_to_keep=1):
     """Keep tokens with probability >= p * (largest probability).
 
@@ -287,26 +164,14 @@ def min_p(logits, p, min_tokens_to_keep=1):
     >>> min_p(np.log(np.array([0.5, 0.3, 0.2])), 0.5)
     array([-0.69314718, -1.2039728 ,        -inf])
     """
-    p = _real(p, "min_p", low=0.0, high=1.0)
-    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
-    x, m = _as_logits(logits)
     if p == 0.0:
-        return x.copy()
-    thr = m + x.dtype.type(np.log(p))
-    if min_keep > 1:
-        thr = np.minimum(thr, _kth_largest(x, min(min_keep, x.shape[-1])))
-    return _remove_below(x, thr)
+        return logits.copy()
+    threshold = logits.max(axis=-1, keepdims=True) + logits.dtype.type(math.log(p))
+    top = kth_largest(logits, min(min_tokens_to_keep, logits.shape[-1]))
+    return remove_below(logits, np.minimum(threshold, top))
 
 
-def _entropy(x, m):
-    """Entropy H = -sum p log p of softmax(x) (float64, (..., 1)); 0·log 0 = 0."""
-    z = (x - m).astype(np.float64)
-    logz = np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    logp = z - logz
-    prob = np.exp(logp)
-    return -np.where(prob > 0, prob * np.where(prob > 0, logp, 0.0), 0.0).sum(axis=-1, keepdims=True), logp
-
-
+@transform(p="typical_p")
 def typical(logits, p, min_tokens_to_keep=1):
     """Locally typical sampling: keep tokens whose surprisal is closest to the entropy.
 
@@ -322,30 +187,19 @@ def typical(logits, p, min_tokens_to_keep=1):
     >>> typical(np.log(np.array([0.7, 0.2, 0.1])), 0.5)
     array([-0.35667494,        -inf,        -inf])
     """
-    p = _real(p, "typical_p", low=0.0, high=1.0, low_open=True)
-    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
-    x, m = _as_logits(logits)
-    if p == 1.0:
-        return x.copy()
-    H, logp = _entropy(x, m)
-    key = np.abs(-logp - H)                                          # inf for -inf logits
-    order = np.argsort(key, axis=-1, kind="stable")
-    sorted_key = np.take_along_axis(key, order, axis=-1)
-    prob = np.take_along_axis(np.exp(logp), order, axis=-1)
-    cum = np.cumsum(prob, axis=-1)
-    n_keep = np.minimum((cum < p * cum[..., -1:] * (1.0 - MASS_RTOL)).sum(axis=-1, keepdims=True),
-                        x.shape[-1] - 1) + 1
-    n_keep = np.maximum(n_keep, min(min_keep, x.shape[-1]))
-    cut = np.take_along_axis(sorted_key, n_keep - 1, axis=-1)
-    return np.where(key > cut, -np.inf, x).astype(x.dtype, copy=False)
+    V = logits.shape[-1]
+    logq, H = _log_probs_and_entropy(logits)
+    distance = np.abs(-logq - H)                                      # inf for -inf logits
+    order = np.argsort(distance, axis=-1, kind="stable")              # most typical first
+    mass = np.cumsum(np.take_along_axis(np.exp(logq), order, axis=-1), axis=-1)
+    n_keep = np.minimum((mass < p * mass[..., -1:] * (1.0 - MASS_RTOL)).sum(axis=-1, keepdims=True),
+                        V - 1) + 1
+    n_keep = np.maximum(n_keep, min(min_tokens_to_keep, V))
+    cut = np.take_along_axis(np.take_along_axis(distance, order, axis=-1), n_keep - 1, axis=-1)
+    return np.where(distance > cut, -np.inf, logits).astype(logits.dtype, copy=False)
 
 
-def _keep_top(x, keep, min_keep):
-    """-inf where not keep, except the top min_keep tokens (and their ties)."""
-    keep = keep | (x >= _kth_largest(x, min(min_keep, x.shape[-1])))
-    return np.where(keep, x, -np.inf).astype(x.dtype, copy=False)
-
-
+@transform(eps="epsilon_cutoff")
 def epsilon(logits, eps, min_tokens_to_keep=1):
     """Epsilon sampling: keep tokens with probability >= eps (at least the top
     ``min_tokens_to_keep``).
@@ -358,14 +212,11 @@ def epsilon(logits, eps, min_tokens_to_keep=1):
     >>> epsilon(np.log(np.array([0.6, 0.39, 0.01])), 0.05)
     array([-0.51082562, -0.94160854,        -inf])
     """
-    eps = _real(eps, "epsilon_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
-    x, m = _as_logits(logits)
-    e = np.exp(x - m)
-    prob = e / e.sum(axis=-1, keepdims=True)
-    return _keep_top(x, prob >= eps, min_keep)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return _keep_probable(logits, e / e.sum(axis=-1, keepdims=True), eps, min_tokens_to_keep)
 
 
+@transform(eps="eta_cutoff")
 def eta(logits, eps, min_tokens_to_keep=1):
     """Eta sampling: keep tokens with probability >= η, ``η = min(eps, sqrt(eps)·exp(-H))``
     with H the entropy (transformers' code; at least the top ``min_tokens_to_keep``).
@@ -378,48 +229,48 @@ def eta(logits, eps, min_tokens_to_keep=1):
     >>> eta(np.log(np.array([0.6, 0.39, 0.01])), 0.05)
     array([-0.51082562, -0.94160854,        -inf])
     """
-    eps = _real(eps, "eta_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    min_keep = positive_int(min_tokens_to_keep, "min_tokens_to_keep")
-    x, m = _as_logits(logits)
-    H, logp = _entropy(x, m)
-    cut = np.minimum(eps, np.sqrt(eps) * np.exp(-H))
-    return _keep_top(x, np.exp(logp) >= cut, min_keep)
+    logq, H = _log_probs_and_entropy(logits)
+    cutoff = np.minimum(eps, np.sqrt(eps) * np.exp(-H))
+    return _keep_probable(logits, np.exp(logq), cutoff, min_tokens_to_keep)
+
+
+def _keep_probable(logits, probs, cutoff, min_tokens_to_keep):
+    """epsilon and eta: -inf where probs < cutoff, except the top min_tokens_to_keep (and ties)."""
+    top = kth_largest(logits, min(min_tokens_to_keep, logits.shape[-1]))
+    keep = (probs >= cutoff) | (logits >= top)
+    return np.where(keep, logits, -np.inf).astype(logits.dtype, copy=False)
+
+
+def _log_probs_and_entropy(logits):
+    """log softmax (..., V) and the entropy H = -Σ q log q (..., 1), in float64; 0·log 0 = 0."""
+    z = (logits - logits.max(axis=-1, keepdims=True)).astype(np.float64)
+    logq = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    q = np.exp(logq)
+    H = -np.where(q > 0, q * np.where(q > 0, logq, 0.0), 0.0).sum(axis=-1, keepdims=True)
+    return logq, H
+
+
+def remove_below(logits, threshold):
+    """logits with every entry below ``threshold`` (broadcast, e.g. (..., 1)) set to -inf.
+
+    >>> remove_below(np.array([1.0, 2.0, 3.0]), 2.0)
+    array([-inf,   2.,   3.])
+    """
+    return np.where(logits < threshold, -np.inf, logits)
+
+
+def kth_largest(x, k):
+    """The k-th largest value of each row, (..., V) -> (..., 1), 1 <= k <= V.
+
+    >>> kth_largest(np.array([[3.0, 1.0, 2.0]]), 2).tolist()
+    [[2.0]]
+    """
+    V = x.shape[-1]
+    return np.partition(x, V - k, axis=-1)[..., V - k, None]
 
 
 # --------------------------------------------------------------- history-based transforms
-def _history(ids, batch_shape, V):
-    """Validate ids (..., T) or (T,) against the logits' batch shape; return (R, T) int64."""
-    arr = np.asarray(ids)
-    if arr.dtype.kind not in "iu" or arr.dtype == bool:
-        if arr.size == 0:
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
-    if arr.ndim == 0:
-        raise ValueError(f"ids must have shape (T,) or (..., T), got a scalar {arr!r}")
-    if arr.ndim == 1:
-        arr = np.broadcast_to(arr, tuple(batch_shape) + arr.shape)
-    if arr.shape[:-1] != tuple(batch_shape):
-        raise ValueError(f"ids shape {arr.shape} does not match the logits' batch shape {tuple(batch_shape)}")
-    bad = arr[(arr < 0) | (arr >= V)]
-    if bad.size:
-        raise ValueError(f"ids out of range [0, {V}): {int(bad.flat[0])}")
-    return arr.reshape(-1, arr.shape[-1]).astype(np.int64, copy=False)
-
-
-def _counts(hist, V):
-    """(R, T) ids -> (R, V) how often each token occurs in each row."""
-    R, T = hist.shape
-    flat = (hist + np.arange(R, dtype=np.int64)[:, None] * V).ravel()
-    return np.bincount(flat, minlength=R * V).reshape(R, V)
-
-
-def _penalise_seen(x, seen, penalty):
-    """Repetition penalty where seen (same shape as x): negative × penalty, positive ÷."""
-    pen = x.dtype.type(penalty)
-    return np.where(seen, np.where(x < 0, x * pen, x / pen), x).astype(x.dtype, copy=False)
-
-
+@transform(penalty="repetition_penalty")
 def repetition_penalty(logits, ids, penalty):
     """CTRL's repetition penalty, once per distinct token in the history (prompt included).
 
@@ -435,13 +286,10 @@ def repetition_penalty(logits, ids, penalty):
     >>> repetition_penalty(np.array([2.0, -2.0, 2.0]), [0, 1, 1], 2.0)
     array([ 1., -4.,  2.])
     """
-    penalty = _real(penalty, "repetition_penalty", low=0.0, low_open=True)
-    x, _ = _as_logits(logits)
-    V = x.shape[-1]
-    seen = _counts(_history(ids, x.shape[:-1], V), V).reshape(x.shape) > 0
-    return _penalise_seen(x, seen, penalty)
+    return _penalise_seen(logits, token_counts(ids, logits.shape[-1]) > 0, penalty)
 
 
+@transform(presence="presence_penalty", frequency="frequency_penalty")
 def presence_frequency_penalty(logits, ids, presence, frequency):
     """OpenAI-style penalties: ``logit -= frequency * count + presence * [count > 0]``,
     where count is how often the token occurs in ``ids``.
@@ -455,34 +303,11 @@ def presence_frequency_penalty(logits, ids, presence, frequency):
     >>> presence_frequency_penalty(np.zeros(3), [0, 1, 1], 0.5, 1.0)
     array([-1.5, -2.5,  0. ])
     """
-    presence = _real(presence, "presence_penalty")
-    frequency = _real(frequency, "frequency_penalty")
-    x, _ = _as_logits(logits)
-    V = x.shape[-1]
-    counts = _counts(_history(ids, x.shape[:-1], V), V).reshape(x.shape)
-    return _presence_frequency_from_counts(x, counts, presence, frequency)
+    counts = token_counts(ids, logits.shape[-1])
+    return _penalise_counts(logits, counts, presence, frequency)
 
 
-def _presence_frequency_from_counts(x, counts, presence, frequency):
-    delta = frequency * counts + presence * (counts > 0)
-    return (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
-
-
-def _banned_ngram_mask(hist, V, n):
-    """(R, T) ids -> (R, V) bool: tokens that would complete an n-gram seen in the row."""
-    R, T = hist.shape
-    banned = np.zeros((R, V + 1), dtype=bool)
-    if T < n:
-        return banned[:, :V]
-    windows = np.lib.stride_tricks.sliding_window_view(hist, n, axis=1)   # (R, T-n+1, n)
-    prefix = hist[:, T - n + 1:]                                          # (R, n-1)
-    match = (windows[..., :-1] == prefix[:, None, :]).all(axis=-1)        # (R, T-n+1)
-    # the window that starts at the prefix itself is never complete, so it cannot match
-    cols = np.where(match, windows[..., -1], V)
-    np.put_along_axis(banned, cols, True, axis=1)
-    return banned[:, :V]
-
-
+@transform(n="no_repeat_ngram_size")
 def no_repeat_ngram(logits, ids, n):
     """Ban every token that would complete an n-gram already present in ``ids``.
 
@@ -498,139 +323,170 @@ def no_repeat_ngram(logits, ids, n):
     >>> no_repeat_ngram(np.zeros(4), [1, 2, 3, 1], 2)
     array([  0.,   0., -inf,   0.])
     """
-    n = positive_int(n, "no_repeat_ngram_size")
-    x, _ = _as_logits(logits)
-    V = x.shape[-1]
-    banned = _banned_ngram_mask(_history(ids, x.shape[:-1], V), V, n).reshape(x.shape)
-    return np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
+    V = logits.shape[-1]
+    banned = banned_ngram_mask(ids.reshape(-1, ids.shape[-1]), V, n).reshape(logits.shape)
+    return np.where(banned, -np.inf, logits).astype(logits.dtype, copy=False)
+
+
+def token_counts(ids, V):
+    """How often each token occurs in each history: (..., T) ids -> (..., V) counts.
+
+    >>> token_counts(np.array([[0, 2, 2]]), 3).tolist()
+    [[1, 0, 2]]
+    """
+    hist = ids.reshape(-1, ids.shape[-1])                             # (R, T)
+    R = hist.shape[0]
+    flat = (hist + np.arange(R, dtype=np.int64)[:, None] * V).ravel()  # row r's ids shifted by r·V
+    return np.bincount(flat, minlength=R * V).reshape(ids.shape[:-1] + (V,))
+
+
+def banned_ngram_mask(hist, V, n):
+    """(R, T) ids -> (R, V) bool: tokens that would complete an n-gram seen in the row.
+
+    >>> banned_ngram_mask(np.array([[1, 2, 3, 1]]), 4, 2).tolist()
+    [[False, False, True, False]]
+    """
+    R, T = hist.shape
+    banned = np.zeros((R, V + 1), dtype=bool)
+    if T < n:
+        return banned[:, :V]
+    windows = np.lib.stride_tricks.sliding_window_view(hist, n, axis=1)   # (R, T-n+1, n)
+    prefix = hist[:, T - n + 1:]                                          # (R, n-1)
+    match = (windows[..., :-1] == prefix[:, None, :]).all(axis=-1)        # (R, T-n+1)
+    # the window that starts at the prefix itself is never complete, so it cannot match
+    cols = np.where(match, windows[..., -1], V)
+    np.put_along_axis(banned, cols, True, axis=1)
+    return banned[:, :V]
+
+
+def _penalise_seen(x, seen, penalty):
+    """Repetition penalty where seen (same shape as x): negative × penalty, positive ÷."""
+    pen = x.dtype.type(penalty)
+    return np.where(seen, np.where(x < 0, x * pen, x / pen), x).astype(x.dtype, copy=False)
+
+
+def _penalise_counts(x, counts, presence, frequency):
+    """Presence and frequency penalties from the token counts (same shape as x)."""
+    delta = frequency * counts + presence * (counts > 0)
+    return (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- the chain
-def _check_chain(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
-                 repetition_penalty, presence_penalty, frequency_penalty,
-                 no_repeat_ngram_size, min_tokens_to_keep):
-    """Validate every chain parameter up front (so errors name the value before any work)."""
-    _real(temperature, "temperature", low=0.0)
-    if top_k is not None and top_k != 0:
-        positive_int(top_k, "top_k")
-    if top_p is not None:
-        _real(top_p, "top_p", low=0.0, high=1.0, low_open=True)
-    if min_p is not None:
-        _real(min_p, "min_p", low=0.0, high=1.0)
-    if typical_p is not None:
-        _real(typical_p, "typical_p", low=0.0, high=1.0, low_open=True)
-    if epsilon_cutoff is not None and epsilon_cutoff != 0:
-        _real(epsilon_cutoff, "epsilon_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    if eta_cutoff is not None and eta_cutoff != 0:
-        _real(eta_cutoff, "eta_cutoff", low=0.0, high=1.0, low_open=True, high_open=True)
-    _real(repetition_penalty, "repetition_penalty", low=0.0, low_open=True)
-    _real(presence_penalty, "presence_penalty")
-    _real(frequency_penalty, "frequency_penalty")
-    if isinstance(no_repeat_ngram_size, (bool, np.bool_)) or not isinstance(
-            no_repeat_ngram_size, numbers.Integral) or no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be a non-negative integer, got {no_repeat_ngram_size!r}")
-    positive_int(min_tokens_to_keep, "min_tokens_to_keep")
+SAMPLING_OPTIONS = ("repetition_penalty", "presence_penalty", "frequency_penalty",
+                    "no_repeat_ngram_size", "temperature", "top_k", "top_p", "min_p",
+                    "typical_p", "epsilon_cutoff", "eta_cutoff", "min_tokens_to_keep")
 
 
-def _chain(x, hist, counts, *, temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,
-           eta_cutoff, repetition_penalty, presence_penalty, frequency_penalty,
-           no_repeat_ngram_size, min_tokens_to_keep):
-    """The processing chain on validated x (..., V); hist (R, T) / counts (R, V) or None."""
-    shape = x.shape
-    if repetition_penalty != 1.0:
-        x = _penalise_seen(x, counts.reshape(shape) > 0, repetition_penalty)
-    if presence_penalty != 0.0 or frequency_penalty != 0.0:
-        x = _presence_frequency_from_counts(x, counts.reshape(shape), presence_penalty, frequency_penalty)
-    if no_repeat_ngram_size:
-        banned = _banned_ngram_mask(hist, shape[-1], no_repeat_ngram_size).reshape(shape)
-        x = np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
-    if temperature != 1.0:
-        x = globals()["temperature"](x, temperature)
-    if top_k:
-        x = globals()["top_k"](x, top_k, min_tokens_to_keep)
-    if top_p is not None and top_p < 1.0:
-        x = globals()["top_p"](x, top_p, min_tokens_to_keep)
-    if min_p is not None:
-        x = globals()["min_p"](x, min_p, min_tokens_to_keep)
-    if typical_p is not None and typical_p < 1.0:
-        x = typical(x, typical_p, min_tokens_to_keep)
-    if epsilon_cutoff:
-        x = epsilon(x, epsilon_cutoff, min_tokens_to_keep)
-    if eta_cutoff:
-        x = eta(x, eta_cutoff, min_tokens_to_keep)
-    return x
-
-
-def process(logits, ids=None, *, temperature=1.0, top_k=None, top_p=None, min_p=None,
-            typical_p=None, epsilon_cutoff=None, eta_cutoff=None, repetition_penalty=1.0,
-            presence_penalty=0.0, frequency_penalty=0.0, no_repeat_ngram_size=0,
-            min_tokens_to_keep=1):
+def process(logits, ids=None, **options):
     """Apply the whole chain, in transformers' order, and return the processed logits.
 
     ``repetition_penalty -> presence/frequency -> no_repeat_ngram -> temperature -> top_k
-    -> top_p -> min_p -> typical -> epsilon -> eta``. A parameter at its neutral value
-    (temperature 1, top_k None/0, top_p None/1, min_p None, typical_p None/1,
-    epsilon/eta None/0, penalties 1/0/0, no_repeat_ngram_size 0) skips its step.
+    -> top_p -> min_p -> typical -> epsilon -> eta``. Options are keywords with the names,
+    defaults and checks of :class:`npgpt.GenerationConfig` (:data:`SAMPLING_OPTIONS`); one
+    at its neutral value (temperature 1, top_k None/0, top_p None/1, min_p None, typical_p
+    None/1, epsilon/eta None/0, penalties 1/0/0, no_repeat_ngram_size 0) skips its step.
     ``ids`` (the history, prompt included) is needed by the three history transforms.
+
+    >>> process(np.array([0.0, 1.0, 2.0]), temperature=0.5, top_k=2)
+    array([-inf,   2.,   4.])
     """
-    _check_chain(temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
-                 repetition_penalty, presence_penalty, frequency_penalty,
-                 no_repeat_ngram_size, min_tokens_to_keep)
-    x, _ = _as_logits(logits)
-    needs_history = repetition_penalty != 1.0 or presence_penalty != 0.0 or \
-        frequency_penalty != 0.0 or no_repeat_ngram_size
-    hist = counts = None
-    if needs_history:
-        if ids is None:
-            raise ValueError("repetition/presence/frequency penalties and no_repeat_ngram_size need ids (the history)")
-        hist = _history(ids, x.shape[:-1], x.shape[-1])
-        counts = _counts(hist, x.shape[-1])
-    return _chain(x, hist, counts, temperature=float(temperature), top_k=top_k, top_p=top_p,
-                  min_p=min_p, typical_p=typical_p, epsilon_cutoff=epsilon_cutoff,
-                  eta_cutoff=eta_cutoff, repetition_penalty=float(repetition_penalty),
-                  presence_penalty=float(presence_penalty), frequency_penalty=float(frequency_penalty),
-                  no_repeat_ngram_size=int(no_repeat_ngram_size), min_tokens_to_keep=int(min_tokens_to_keep))
+    o = _options(options)
+    uses_history = (o.repetition_penalty != 1.0 or o.presence_penalty != 0.0
+                    or o.frequency_penalty != 0.0 or o.no_repeat_ngram_size)
+    if uses_history and ids is None:
+        raise ValueError("repetition/presence/frequency penalties and no_repeat_ngram_size "
+                         "need ids (the history)")
+    x = as_logits(logits)[0]
+    if o.repetition_penalty != 1.0:
+        x = repetition_penalty(x, ids, o.repetition_penalty)
+    if o.presence_penalty != 0.0 or o.frequency_penalty != 0.0:
+        x = presence_frequency_penalty(x, ids, o.presence_penalty, o.frequency_penalty)
+    if o.no_repeat_ngram_size:
+        x = no_repeat_ngram(x, ids, o.no_repeat_ngram_size)
+    return warp(x, o)
 
 
-def distribution(logits, ids=None, *, temperature=1.0, top_k=None, top_p=None, min_p=None,
-                 typical_p=None, epsilon_cutoff=None, eta_cutoff=None, repetition_penalty=1.0,
-                 presence_penalty=0.0, frequency_penalty=0.0, no_repeat_ngram_size=0,
-                 min_tokens_to_keep=1):
+def warp(x, o):
+    """The warpers of the chain, in order, each skipped at its neutral value: temperature ->
+    top_k -> top_p -> min_p -> typical -> epsilon -> eta. ``o`` holds the options as
+    attributes (a :class:`npgpt.GenerationConfig`).
+
+    >>> import npgpt
+    >>> warp(np.array([0.0, 1.0, 2.0]), npgpt.GenerationConfig(top_k=1))
+    array([-inf, -inf,   2.])
+    """
+    if o.temperature != 1.0:
+        x = temperature(x, o.temperature)
+    if o.top_k:
+        x = top_k(x, o.top_k, o.min_tokens_to_keep)
+    if o.top_p is not None and o.top_p < 1.0:
+        x = top_p(x, o.top_p, o.min_tokens_to_keep)
+    if o.min_p is not None:
+        x = min_p(x, o.min_p, o.min_tokens_to_keep)
+    if o.typical_p is not None and o.typical_p < 1.0:
+        x = typical(x, o.typical_p, o.min_tokens_to_keep)
+    if o.epsilon_cutoff:
+        x = epsilon(x, o.epsilon_cutoff, o.min_tokens_to_keep)
+    if o.eta_cutoff:
+        x = eta(x, o.eta_cutoff, o.min_tokens_to_keep)
+    return x
+
+
+def _options(options):
+    """The sampling options as a checked GenerationConfig (names outside the chain refused)."""
+    from .generate import GenerationConfig
+
+    unknown = sorted(set(options) - set(SAMPLING_OPTIONS))
+    if unknown:
+        raise TypeError(f"unexpected sampling option(s): {', '.join(unknown)} "
+                        f"(the options are {', '.join(SAMPLING_OPTIONS)})")
+    return GenerationConfig(**options)
+
+
+def distribution(logits, ids=None, **options):
     """The exact probabilities that :func:`sample` and ``generate(do_sample=True)`` draw
-    from: ``softmax(process(logits, ids, ...))`` (see :func:`process` for the chain).
+    from: ``softmax(process(logits, ids, **options))`` (see :func:`process` for the chain).
 
     Returns float array (..., V), rows summing to 1, zeros at removed tokens.
 
     >>> distribution(np.array([0.0, 0.0, -1.0]), top_k=2)
     array([0.5, 0.5, 0. ])
     """
-    return softmax(process(logits, ids, temperature=temperature, top_k=top_k, top_p=top_p,
-                           min_p=min_p, typical_p=typical_p, epsilon_cutoff=epsilon_cutoff,
-                           eta_cutoff=eta_cutoff, repetition_penalty=repetition_penalty,
-                           presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-                           no_repeat_ngram_size=no_repeat_ngram_size,
-                           min_tokens_to_keep=min_tokens_to_keep))
+    return softmax(process(logits, ids, **options))
 
 
-def _draw(probs, rng):
-    """Inverse-CDF draws from probs (R, V): one uniform per row from rng (one Generator,
-    or a sequence of R Generators, one per row). Zero-probability tokens are never drawn."""
-    R = probs.shape[0]
-    if isinstance(rng, np.random.Generator):
-        u = rng.random(R)
-    else:
-        if len(rng) != R:
-            raise ValueError(f"rng is a sequence of {len(rng)} generators but there are {R} rows")
-        u = np.array([g.random() for g in rng])
+def draw(probs, rng):
+    """One token per row drawn from probs (R, V) by inverse CDF: the first token whose
+    cumulative probability exceeds a uniform u in [0, 1). Zero-probability tokens are never
+    drawn. ``rng``: one Generator, or a sequence of R Generators (one uniform from each row's).
+
+    >>> draw(np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]]), np.random.default_rng(0)).tolist()
+    [1, 0]
+    """
+    u = _uniforms(rng, probs.shape[0])                               # (R,)
     cdf = np.cumsum(probs, axis=-1, dtype=np.float64)                # (R, V)
-    return np.minimum((cdf <= (u * cdf[:, -1])[:, None]).sum(axis=-1), probs.shape[-1] - 1)
+    chosen = (cdf <= (u * cdf[:, -1])[:, None]).sum(axis=-1)         # tokens whose cdf is <= u
+    return np.minimum(chosen, probs.shape[-1] - 1)
 
 
-def sample(logits, rng, ids=None, *, temperature=1.0, top_k=None, top_p=None, min_p=None,
-           typical_p=None, epsilon_cutoff=None, eta_cutoff=None, repetition_penalty=1.0,
-           presence_penalty=0.0, frequency_penalty=0.0, no_repeat_ngram_size=0,
-           min_tokens_to_keep=1):
-    """Draw one token per row from :func:`distribution` (same parameters).
+def _uniforms(rng, R):
+    """R uniforms in [0, 1): from one Generator, or one from each of R Generators."""
+    _check_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng.random(R)
+    if len(rng) != R:
+        raise ValueError(f"rng is a sequence of {len(rng)} generators but there are {R} rows")
+    return np.array([g.random() for g in rng])
+
+
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator) and not (
+            isinstance(rng, (list, tuple)) and all(isinstance(g, np.random.Generator) for g in rng)):
+        raise ValueError(f"rng must be a numpy.random.Generator or a list of them, got {type(rng).__name__}")
+
+
+def sample(logits, rng, ids=None, **options):
+    """Draw one token per row from :func:`distribution` (same options).
 
     Parameters
     ----------
@@ -645,19 +501,12 @@ def sample(logits, rng, ids=None, *, temperature=1.0, top_k=None, top_p=None, mi
     >>> sample(np.array([0.0, -np.inf, 0.0]), np.random.default_rng(0)) in (0, 2)
     True
     """
-    probs = distribution(logits, ids, temperature=temperature, top_k=top_k, top_p=top_p,
-                         min_p=min_p, typical_p=typical_p, epsilon_cutoff=epsilon_cutoff,
-                         eta_cutoff=eta_cutoff, repetition_penalty=repetition_penalty,
-                         presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-                         no_repeat_ngram_size=no_repeat_ngram_size,
-                         min_tokens_to_keep=min_tokens_to_keep)
-    if not isinstance(rng, np.random.Generator) and not (
-            isinstance(rng, (list, tuple)) and all(isinstance(g, np.random.Generator) for g in rng)):
-        raise ValueError(f"rng must be a numpy.random.Generator or a list of them, got {type(rng).__name__}")
+    probs = distribution(logits, ids, **options)
+    _check_rng(rng)
     flat = probs.reshape(-1, probs.shape[-1])
-    if temperature == 0:
+    if options.get("temperature", 1.0) == 0:
         out = np.argmax(flat, axis=-1)
     else:
-        out = _draw(flat, rng)
+        out = draw(flat, rng)
     out = out.astype(np.int64)
     return out.reshape(probs.shape[:-1]) if probs.ndim > 1 else out[0]

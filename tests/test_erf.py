@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npgpt.nn.gelu import erf, gelu_forward
+from npgpt.nn.erf import erf
+from npgpt.nn.layers import gelu_forward
 
 REF = np.vectorize(math.erf, otypes=[np.float64])
 

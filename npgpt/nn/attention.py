@@ -1,24 +1,37 @@
 """Causal multi-head self-attention, as ``torch.nn.MultiheadAttention`` computes it.
 
 Shapes: x (B, T, C) -> out (B, T, C); H heads of size D = C / H; Tk = keys attended
-(T, or the cached prefix plus T when decoding incrementally).
+(T, or the cached tokens plus T when decoding incrementally).
 Parameters in PyTorch's layout: in_weight (3C, C) stacks W_q, W_k, W_v; in_bias (3C,);
 out_weight (C, C); out_bias (C,).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .linear import linear_backward, linear_forward
-from .softmax import softmax_backward, softmax_forward
+from .layers import dropout_mask, linear_backward, linear_forward, softmax_backward, softmax_forward
+
+
+def causal_mask(T, dtype=np.float32):
+    """The additive causal mask (T, T): 0 where query t may look at key s (s ≤ t), -inf
+    above the diagonal, so that softmax gives the future probability 0.
+
+    Examples
+    --------
+    >>> causal_mask(3, np.float64).tolist()
+    [[0.0, -inf, -inf], [0.0, 0.0, -inf], [0.0, 0.0, 0.0]]
+    """
+    return np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
 
 
 def causal_bias(num_queries, num_keys, dtype, key_valid=None):
-    """The additive attention mask: 0 where a query may look at a key, -inf where not.
+    """:func:`causal_mask` in its general form, for cached and left-padded decoding.
 
-    Query i (0-based among the last ``num_queries`` positions) sits at key slot
-    ``num_keys - num_queries + i`` and may attend to every key slot at or before it. With
+    The queries are the last ``num_queries`` of ``num_keys`` key slots: query i sits at slot
+    ``num_keys - num_queries + i`` and may attend to every slot at or before it. With
     ``key_valid`` (B, Tk) bool, invalid (padding) keys are masked too — except a query's own
     slot, so that a padding query never has an empty row (its output is unused but finite).
 
@@ -30,6 +43,8 @@ def causal_bias(num_queries, num_keys, dtype, key_valid=None):
     --------
     >>> causal_bias(2, 3, np.float64)[0, 0].tolist()
     [[0.0, 0.0, -inf], [0.0, 0.0, 0.0]]
+    >>> causal_bias(1, 3, np.float64, key_valid=np.array([[False, True, True]]))[0, 0].tolist()
+    [[-inf, 0.0, 0.0]]
     """
     offset = num_keys - num_queries
     query_slot = np.arange(offset, num_keys)[:, None]                 # (Tq, 1)
@@ -46,9 +61,9 @@ def causal_bias(num_queries, num_keys, dtype, key_valid=None):
     return bias
 
 
-def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
-                      bias=None, kv=None, dropout=0.0, rng=None):
-    """out = concat_h(softmax(q_h k_hᵀ / √D + bias) v_h) @ out_weightᵀ + out_bias.
+def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads, mask,
+                      kv=None, dropout=0.0, rng=None):
+    """out = concat_h(softmax(q_h k_hᵀ / √D + mask) v_h) @ out_weightᵀ + out_bias,
 
     with [q, k, v] = x @ in_weightᵀ + in_bias split in three along the last axis.
 
@@ -57,13 +72,11 @@ def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
     x : ndarray (B, T, C)
     in_weight, in_bias, out_weight, out_bias : the projection parameters (see module doc).
     num_heads : int, H.
-    bias : ndarray broadcastable to (B, H, T, Tk) or None
-        Additive mask from :func:`causal_bias`. ``None`` means no mask at all, which is
-        correct only when every query may see every key (one new token, no padding).
-    kv : (k_buffer, v_buffer, start) or None
-        Incremental decoding: buffers (B, H, capacity, D) holding the keys and values of
-        slots [0, start); this call writes slots [start, start + T) and attends over
-        [0, start + T).
+    mask : additive mask broadcastable to (B, H, T, Tk), 0 where a query may attend to a key
+        and -inf where not: :func:`causal_mask` (T, T) for a whole sequence.
+    kv : the KV cache of this layer, or None
+        When decoding incrementally, ``kv.append(k, v)`` stores the new keys and values after
+        the cached ones and returns all of them, (B, H, Tk, D) each (see ``npgpt.KVCache``).
     dropout : float, probability of zeroing an attention weight (training only; needs rng).
     rng : numpy.random.Generator or None.
 
@@ -72,28 +85,26 @@ def attention_forward(x, in_weight, in_bias, out_weight, out_bias, num_heads,
     out : ndarray (B, T, C)
     cache : dict for :func:`attention_backward` (also holds ``probs`` (B, H, T, Tk), the
         attention maps that :mod:`npgpt.viz` draws).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x, w_in, w_out = rng.normal(size=(1, 3, 4)), rng.normal(size=(12, 4)), np.eye(4)
+    >>> out, cache = attention_forward(x, w_in, np.zeros(12), w_out, np.zeros(4), 2, causal_mask(3))
+    >>> out.shape, cache["probs"][0, 0].round(2).tolist()[0]      # the first token sees itself only
+    ((1, 3, 4), [1.0, 0.0, 0.0])
     """
     B, T, C = x.shape
-    H = num_heads
-    D = C // H
+    H, D = num_heads, C // num_heads
     qkv, in_cache = linear_forward(x, in_weight, in_bias)             # (B, T, C) -> (B, T, 3C)
     q, k, v = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)     # (B, T, 3C) -> 3 x (B, H, T, D)
     if kv is not None:
-        k_buffer, v_buffer, start = kv
-        k_buffer[:, :, start:start + T] = k
-        v_buffer[:, :, start:start + T] = v
-        k = k_buffer[:, :, :start + T]                                # (B, H, Tk, D)
-        v = v_buffer[:, :, :start + T]
-    scores = q @ k.swapaxes(-1, -2)                                   # (B, H, T, D) @ (B, H, D, Tk) -> (B, H, T, Tk)
-    scores *= x.dtype.type(1.0 / np.sqrt(D))
-    if bias is not None:
-        scores += bias
+        k, v = kv.append(k, v)                                        # (B, H, Tk, D): cached, then new
+    scale = 1.0 / math.sqrt(D)
+    scores = (q @ k.swapaxes(-1, -2)) * scale + mask                  # (B, H, T, D) @ (B, H, D, Tk) -> (B, H, T, Tk)
     probs = softmax_forward(scores)                                   # (B, H, T, Tk)
-    keep = None
-    attended = probs
-    if dropout > 0.0 and rng is not None:
-        keep = (rng.random(probs.shape) >= dropout).astype(x.dtype) / x.dtype.type(1.0 - dropout)
-        attended = probs * keep
+    keep = dropout_mask(probs.shape, dropout, rng, x.dtype)
+    attended = probs if keep is None else probs * keep
     y = attended @ v                                                  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
     y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                      # (B, H, T, D) -> (B, T, C)
     out, out_cache = linear_forward(y, out_weight, out_bias)          # (B, T, C) -> (B, T, C)
@@ -122,6 +133,14 @@ def attention_backward(dout, cache):
     -------
     dx : ndarray (B, T, C); d_in_weight (3C, C); d_in_bias (3C,); d_out_weight (C, C);
     d_out_bias (C,).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x, w_in, w_out = rng.normal(size=(1, 3, 4)), rng.normal(size=(12, 4)), np.eye(4)
+    >>> _, cache = attention_forward(x, w_in, np.zeros(12), w_out, np.zeros(4), 2, causal_mask(3))
+    >>> [g.shape for g in attention_backward(np.ones((1, 3, 4)), cache)]
+    [(1, 3, 4), (12, 4), (12,), (4, 4), (4,)]
     """
     q, k, v, probs, keep = cache["q"], cache["k"], cache["v"], cache["probs"], cache["keep"]
     B, H, T, D = q.shape
@@ -134,7 +153,7 @@ def attention_backward(dout, cache):
     if keep is not None:
         dprobs *= keep
     dscores = softmax_backward(dprobs, probs)                         # (B, H, T, Tk)
-    dscores *= dscores.dtype.type(1.0 / np.sqrt(D))
+    dscores *= 1.0 / math.sqrt(D)
     dq = dscores @ k                                                  # (B, H, T, Tk) @ (B, H, Tk, D) -> (B, H, T, D)
     dk = dscores.swapaxes(-1, -2) @ q                                 # (B, H, Tk, T) @ (B, H, T, D) -> (B, H, Tk, D)
     dqkv = np.stack([dq, dk, dv], axis=2)                             # 3 x (B, H, T, D) -> (B, H, 3, T, D)

@@ -13,12 +13,11 @@ Two residual wirings (GPTConfig.residual):
 from __future__ import annotations
 
 from .attention import attention_backward, attention_forward
-from .layernorm import layernorm_backward, layernorm_forward
+from .layers import layernorm_backward, layernorm_forward
 from .mlp import mlp_backward, mlp_forward
 
 
-def block_forward(x, params, prefix, num_heads, residual="pre_norm", gelu="exact", eps=1e-5,
-                  bias=None, kv=None, dropout=0.0, rng=None):
+def block_forward(x, params, prefix, config, mask, kv=None, rng=None):
     """Apply block ``prefix`` (e.g. ``"blocks.0."``) to x.
 
     Parameters
@@ -27,32 +26,39 @@ def block_forward(x, params, prefix, num_heads, residual="pre_norm", gelu="exact
     params : dict name -> ndarray, keyed like the seed's state_dict
         (``{prefix}ln1.weight``, ``{prefix}attn.in_proj_weight``, ``{prefix}ffn.0.weight``, ...).
     prefix : str
-    num_heads : int
-    residual : {"pre_norm", "seed"}
-    gelu : {"exact", "tanh"}
-    eps : float, LayerNorm epsilon.
-    bias, kv : the attention mask and this layer's KV-cache slot (see attention_forward).
-    dropout, rng : training-mode dropout (attention weights and feed-forward output).
+    config : GPTConfig (num_heads, residual, gelu, layer_norm_eps and dropout are used).
+    mask, kv : the attention mask and this layer's KV cache (see :func:`attention_forward`).
+    rng : numpy.random.Generator or None; with one, training-mode dropout (attention weights
+        and feed-forward output) at ``config.dropout``.
 
     Returns
     -------
     x : ndarray (B, T, C)
     cache : dict for :func:`block_backward`.
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> from npgpt.nn.attention import causal_mask
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=5, context_length=4, d_model=8, num_heads=2, num_layers=1))
+    >>> x = np.ones((1, 3, 8), dtype=np.float32)
+    >>> block_forward(x, model.params, "blocks.0.", model.config, causal_mask(3))[0].shape
+    (1, 3, 8)
     """
-    p = params
+    p, eps, drop = params, config.layer_norm_eps, config.dropout
     h1, ln1_cache = layernorm_forward(x, p[prefix + "ln1.weight"], p[prefix + "ln1.bias"], eps)
     a, attn_cache = attention_forward(
         h1, p[prefix + "attn.in_proj_weight"], p[prefix + "attn.in_proj_bias"],
-        p[prefix + "attn.out_proj.weight"], p[prefix + "attn.out_proj.bias"], num_heads,
-        bias=bias, kv=kv, dropout=dropout, rng=rng)
-    x1 = (x if residual == "pre_norm" else h1) + a                   # residual 1
+        p[prefix + "attn.out_proj.weight"], p[prefix + "attn.out_proj.bias"], config.num_heads,
+        mask, kv=kv, dropout=drop, rng=rng)
+    x1 = (x if config.residual == "pre_norm" else h1) + a            # residual 1
     h2, ln2_cache = layernorm_forward(x1, p[prefix + "ln2.weight"], p[prefix + "ln2.bias"], eps)
     f, mlp_cache = mlp_forward(h2, p[prefix + "ffn.0.weight"], p[prefix + "ffn.0.bias"],
                                p[prefix + "ffn.2.weight"], p[prefix + "ffn.2.bias"],
-                               gelu=gelu, dropout=dropout, rng=rng)
-    x2 = (x1 if residual == "pre_norm" else h2) + f                  # residual 2
+                               gelu=config.gelu, dropout=drop, rng=rng)
+    x2 = (x1 if config.residual == "pre_norm" else h2) + f           # residual 2
     cache = {"ln1": ln1_cache, "attn": attn_cache, "ln2": ln2_cache, "mlp": mlp_cache,
-             "residual": residual}
+             "residual": config.residual}
     return x2, cache
 
 
@@ -65,6 +71,17 @@ def block_backward(dout, cache):
     seed, forward h1 = ln1(x); x1 = h1 + attn(h1); h2 = ln2(x1); x2 = h2 + ffn(h2):
         dh2 = dx2 + ffnᵀ(dx2);  dx1 = ln2ᵀ(dh2);  dh1 = dx1 + attnᵀ(dx1);  dx = ln1ᵀ(dh1)
     (fᵀ(d) is f's backward applied to the gradient d.)
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> from npgpt.nn.attention import causal_mask
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=5, context_length=4, d_model=8, num_heads=2, num_layers=1))
+    >>> _, cache = block_forward(np.ones((1, 3, 8), dtype=np.float32), model.params, "blocks.0.",
+    ...                          model.config, causal_mask(3))
+    >>> dx, grads = block_backward(np.ones((1, 3, 8), dtype=np.float32), cache)
+    >>> dx.shape, sorted(grads)[:3]
+    ((1, 3, 8), ['attn.in_proj_bias', 'attn.in_proj_weight', 'attn.out_proj.bias'])
     """
     grads = {}
     # second sublayer: feed-forward

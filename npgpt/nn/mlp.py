@@ -6,8 +6,7 @@ fc_weight (F, C), fc_bias (F,), proj_weight (C, F), proj_bias (C,).
 
 from __future__ import annotations
 
-from .gelu import gelu_backward, gelu_forward
-from .linear import linear_backward, linear_forward
+from .layers import dropout_mask, gelu_backward, gelu_forward, linear_backward, linear_forward
 
 
 def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
@@ -26,13 +25,19 @@ def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
     -------
     out : ndarray (B, T, C)
     cache : tuple for :func:`mlp_backward`.
+
+    Examples
+    --------
+    >>> x = np.array([[[1.0, -1.0]]])
+    >>> out, _ = mlp_forward(x, np.eye(8, 2), np.zeros(8), np.eye(2, 8), np.zeros(2))
+    >>> out.round(4).tolist()                        # GELU(1), GELU(-1)
+    [[[0.8413, -0.1587]]]
     """
     h, fc_cache = linear_forward(x, fc_weight, fc_bias)               # (B, T, C) -> (B, T, F)
     a, gelu_cache = gelu_forward(h, gelu)                             # (B, T, F)
     out, proj_cache = linear_forward(a, proj_weight, proj_bias)       # (B, T, F) -> (B, T, C)
-    keep = None
-    if dropout > 0.0 and rng is not None:
-        keep = (rng.random(out.shape) >= dropout).astype(out.dtype) / out.dtype.type(1.0 - dropout)
+    keep = dropout_mask(out.shape, dropout, rng, out.dtype)
+    if keep is not None:
         out = out * keep
     return out, (fc_cache, gelu_cache, proj_cache, keep)
 
@@ -47,6 +52,13 @@ def mlp_backward(dout, cache):
     -------
     dx : ndarray (B, T, C); grads : dict with "ffn.0.weight", "ffn.0.bias", "ffn.2.weight",
     "ffn.2.bias" (the seed's names, without the block prefix).
+
+    Examples
+    --------
+    >>> _, cache = mlp_forward(np.array([[[1.0, -1.0]]]), np.eye(8, 2), np.zeros(8), np.eye(2, 8), np.zeros(2))
+    >>> dx, grads = mlp_backward(np.ones((1, 1, 2)), cache)
+    >>> dx.round(4).tolist(), sorted(grads)          # GELU'(1), GELU'(-1)
+    ([[[1.0833, -0.0833]]], ['ffn.0.bias', 'ffn.0.weight', 'ffn.2.bias', 'ffn.2.weight'])
     """
     fc_cache, gelu_cache, proj_cache, keep = cache
     if keep is not None:

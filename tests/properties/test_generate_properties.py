@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt import sampling
-from npgpt.generate import _arguments, _beam_search, _Settings, generate
+from npgpt.generate import GenerationConfig, _beam_search, _Run, generate
 
 
 def tiny_model(seed, V=7, context=10):
@@ -35,10 +35,7 @@ def test_beam_search_with_one_beam_equals_greedy(seed, prompt, n):
     assert generate(model, prompt, max_new_tokens=n, num_beams=1).sequences.tolist() == \
         generate(model, prompt, max_new_tokens=n).sequences.tolist()
     # and through the beam-search code itself (generate() sends num_beams=1 to greedy)
-    settings_ = _Settings(model, prompt, _arguments(
-        n, False, 1.0, None, None, None, None, None, None, 1.0, 0.0, 0.0, 0, 1, 1.0, False, 1,
-        None, None, None, None, 0, None))
-    beam = _beam_search(settings_)
+    beam = _beam_search(_Run(model, prompt, None, GenerationConfig(max_new_tokens=n), None))
     assert beam.sequences.tolist() == generate(model, prompt, max_new_tokens=n).sequences.tolist()
 
 

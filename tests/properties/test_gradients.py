@@ -10,15 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npgpt
-from npgpt.nn.attention import attention_backward, attention_forward, causal_bias
+from npgpt.nn.attention import attention_backward, attention_forward, causal_mask
 from npgpt.nn.block import block_backward, block_forward
 from npgpt.nn.crossentropy import cross_entropy_backward, cross_entropy_forward
-from npgpt.nn.embedding import embedding_backward, embedding_forward
-from npgpt.nn.gelu import gelu_backward, gelu_forward
-from npgpt.nn.layernorm import layernorm_backward, layernorm_forward
-from npgpt.nn.linear import linear_backward, linear_forward
+from npgpt.nn.layers import (embedding_backward, embedding_forward, gelu_backward, gelu_forward,
+                             layernorm_backward, layernorm_forward, linear_backward,
+                             linear_forward, softmax_backward, softmax_forward)
 from npgpt.nn.mlp import mlp_backward, mlp_forward
-from npgpt.nn.softmax import softmax_backward, softmax_forward
 
 EPS = 1e-6
 
@@ -101,12 +99,12 @@ def test_attention_backward_matches_finite_differences(seed, heads, head_size, t
     x = rand(rng, 2, t, c)
     params = [rand(rng, 3 * c, c), rand(rng, 3 * c), rand(rng, c, c), rand(rng, c)]
     R = rand(rng, 2, t, c)
-    bias = causal_bias(t, t, np.float64)
+    mask = causal_mask(t, np.float64)
     mask_seed = int(rng.integers(2**31))
     drop = 0.3 if dropout else 0.0
 
     def run():   # the same dropout mask on every call: a fixed function of the inputs
-        return attention_forward(x, *params, heads, bias=bias, dropout=drop,
+        return attention_forward(x, *params, heads, mask, dropout=drop,
                                  rng=np.random.default_rng(mask_seed))
 
     loss = lambda: np.sum(run()[0] * R)  # noqa: E731
@@ -149,8 +147,9 @@ def test_block_backward_matches_finite_differences_for_both_residuals(seed, resi
              "ffn.2.bias": (c,)}
     params = {"b." + k: rand(rng, *shape) for k, shape in names.items()}
     x, R = rand(rng, 2, t, c), rand(rng, 2, t, c)
-    bias = causal_bias(t, t, np.float64)
-    run = lambda: block_forward(x, params, "b.", heads, residual, kind, 1e-5, bias=bias)  # noqa: E731
+    config = npgpt.GPTConfig(vocab_size=2, context_length=t, d_model=c, num_heads=heads,
+                             num_layers=1, residual=residual, gelu=kind)
+    run = lambda: block_forward(x, params, "b.", config, causal_mask(t, np.float64))  # noqa: E731
     loss = lambda: np.sum(run()[0] * R)  # noqa: E731
     dx, grads = block_backward(R, run()[1])
     assert_grad_close(dx, numeric_grad(loss, x))

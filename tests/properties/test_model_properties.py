@@ -6,8 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npgpt
-from npgpt.nn.layernorm import layernorm_forward
-from npgpt.nn.softmax import softmax_forward
+from npgpt.nn.layers import layernorm_forward, softmax_forward
 
 
 @st.composite

@@ -1,6 +1,6 @@
-"""GELU, exact (with a hand-written erf) and GPT-2's tanh approximation.
+"""The error function erf(x) = 2/√π ∫₀ˣ exp(-t²) dt, which the exact GELU needs.
 
-Shapes: any; every function here is elementwise.
+Shapes: any; elementwise.
 
 NumPy has no ``erf``, so :func:`erf` evaluates W. J. Cody's rational Chebyshev
 approximations ("Rational Chebyshev approximations for the error function",
@@ -48,9 +48,6 @@ _BETA32 = tuple(np.float32(c) for c in (
     -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
     -7.37332916720468e-03, -1.42647390514189e-02))
 _INV_SQRT_PI = 0.56418958354775628695
-_SQRT_HALF = 0.70710678118654752440
-_INV_SQRT_2PI = 0.39894228040143267794
-_TANH_SCALE = 0.79788456080286535588  # √(2/π)
 
 
 def _polynomial(coefficients, z):
@@ -117,82 +114,3 @@ def erf(x):
         erfc = np.exp(-(yl * yl)) * (_INV_SQRT_PI - z * _polynomial(_P, z) / _polynomial(_Q, z)) / yl
         out[large] = np.copysign(1.0 - erfc, x[large])
     return out
-
-
-def gelu_forward(x, approximate="exact"):
-    """GELU(x) = x · Φ(x), the Gaussian error linear unit.
-
-    ``"exact"``: x · ½ (1 + erf(x / √2)) (``torch.nn.GELU()``).
-    ``"tanh"``:  ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))) (GPT-2's ``gelu_new``).
-
-    Parameters
-    ----------
-    x : ndarray, any shape, float32 or float64.
-    approximate : {"exact", "tanh"}
-
-    Returns
-    -------
-    out : ndarray, same shape and dtype as x.
-    cache : tuple for :func:`gelu_backward`.
-
-    Examples
-    --------
-    >>> out, _ = gelu_forward(np.array([0.0, 1.0]))
-    >>> out.round(4).tolist()
-    [0.0, 0.8413]
-    """
-    if approximate == "exact":
-        cdf = erf(x * x.dtype.type(_SQRT_HALF))
-        cdf += 1.0
-        cdf *= 0.5                                   # Φ(x)
-        return x * cdf, (x, approximate, cdf)
-    if approximate == "tanh":
-        inner = x * x
-        inner *= 0.044715
-        inner += 1.0
-        inner *= x
-        inner *= _TANH_SCALE                         # √(2/π) (x + 0.044715 x³)
-        t = np.tanh(inner)
-        out = t + 1.0
-        out *= x
-        out *= 0.5
-        return out, (x, approximate, t)
-    raise ValueError(f"approximate must be 'exact' or 'tanh', got {approximate!r}")
-
-
-def gelu_backward(dout, cache):
-    """Gradient of GELU.
-
-    exact: GELU(x) = x Φ(x), so GELU'(x) = Φ(x) + x φ(x) with φ(x) = exp(-x²/2) / √(2π).
-    tanh:  GELU(x) = ½ x (1 + t), t = tanh(u), u = √(2/π)(x + 0.044715 x³), so
-           GELU'(x) = ½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3 · 0.044715 x²).
-
-    Parameters
-    ----------
-    dout : ndarray, the gradient at GELU's output; cache : from :func:`gelu_forward`.
-
-    Returns
-    -------
-    dx : ndarray, same shape.
-    """
-    x, approximate, saved = cache
-    one = x.dtype.type(1.0)
-    if approximate == "exact":
-        cdf = saved                                                        # Φ(x)
-        pdf = np.exp(-0.5 * np.square(x))
-        pdf *= x.dtype.type(_INV_SQRT_2PI)                                 # φ(x)
-        pdf *= x
-        pdf += cdf                                                         # Φ(x) + x φ(x)
-        return dout * pdf
-    t = saved
-    du = np.square(x)
-    du *= 3 * 0.044715
-    du += one
-    du *= _TANH_SCALE                                                      # du/dx
-    grad = one - np.square(t)
-    grad *= du
-    grad *= x
-    grad += t
-    grad += one
-    grad *= 0.5                                                            # ½(1 + t) + ½ x (1 - t²) du/dx
-    return dout * grad

@@ -1,0 +1,198 @@
+"""Input checks for the decoding code, kept out of the math.
+
+Every decoding option has one rule here (:data:`RULES`), used both by the sampling transforms
+(through the :func:`transform` decorator, which checks a transform's inputs before its body
+runs) and by ``GenerationConfig``. Errors are ValueErrors naming the option and the value:
+``top_p must be in (0, 1], got 1.5``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+
+import numpy as np
+
+from .config import positive_int
+
+
+def real(value, name, low=None, high=None, low_open=False, high_open=False) -> float:
+    """``value`` as a float if it is a finite real number within the bounds, else ValueError.
+
+    Examples
+    --------
+    >>> real(0.5, "top_p", 0.0, 1.0, low_open=True)
+    0.5
+    >>> real(1.5, "top_p", 0.0, 1.0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: top_p must be in (0, 1], got 1.5
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value}")
+    return value
+
+
+def _interval(name, low=None, high=None, low_open=False, high_open=False):
+    return lambda value: real(value, name, low, high, low_open, high_open)
+
+
+#: option name -> the check of a value that is in use (returns the value as the code uses it)
+RULES = {
+    "temperature": _interval("temperature", 0.0),
+    "top_k": lambda k: positive_int(k, "top_k"),
+    "top_p": _interval("top_p", 0.0, 1.0, low_open=True),
+    "min_p": _interval("min_p", 0.0, 1.0),
+    "typical_p": _interval("typical_p", 0.0, 1.0, low_open=True),
+    "epsilon_cutoff": _interval("epsilon_cutoff", 0.0, 1.0, low_open=True, high_open=True),
+    "eta_cutoff": _interval("eta_cutoff", 0.0, 1.0, low_open=True, high_open=True),
+    "repetition_penalty": _interval("repetition_penalty", 0.0, low_open=True),
+    "presence_penalty": _interval("presence_penalty"),
+    "frequency_penalty": _interval("frequency_penalty"),
+    "no_repeat_ngram_size": lambda n: positive_int(n, "no_repeat_ngram_size"),
+    "min_tokens_to_keep": lambda n: positive_int(n, "min_tokens_to_keep"),
+    "length_penalty": _interval("length_penalty"),
+}
+#: options that may also be switched off: the values that mean "off"
+OFF = {"top_k": (None, 0), "top_p": (None,), "min_p": (None,), "typical_p": (None,),
+       "epsilon_cutoff": (None, 0), "eta_cutoff": (None, 0), "no_repeat_ngram_size": (0,)}
+
+
+def check_option(name, value):
+    """Check a decoding option's value (its "off" values pass as they are).
+
+    Examples
+    --------
+    >>> check_option("top_k", None), check_option("top_k", 50)
+    (None, 50)
+    """
+    if any(value is off or (off is not None and _is_number(value) and value == off)
+           for off in OFF.get(name, ())):
+        return value
+    return RULES[name](value)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_))
+
+
+def as_logits(logits, name="logits"):
+    """Return (x, row_max): x a float array (..., V), row_max (..., 1). Raise on NaN, +inf,
+    or a row that is all -inf (no token possible).
+
+    Examples
+    --------
+    >>> as_logits([1, 2])[0]
+    array([1., 2.])
+    >>> as_logits([0.0, float("nan")])
+    Traceback (most recent call last):
+    ...
+    ValueError: logits contain NaN
+    """
+    x = np.asarray(logits)
+    if x.dtype.kind != "f":
+        if x.dtype.kind not in "iub":
+            raise ValueError(f"{name} must be a real array, got dtype {x.dtype}")
+        x = x.astype(np.float64)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (..., V) with V >= 1, got shape {x.shape}")
+    row_max = x.max(axis=-1, keepdims=True)            # NaN propagates through max
+    if np.isnan(row_max).any():
+        raise ValueError(f"{name} contain NaN")
+    if np.isposinf(row_max).any():
+        raise ValueError(f"{name} contain +inf")
+    if np.isneginf(row_max).any():
+        row = np.argwhere(np.isneginf(row_max[..., 0]))[0]
+        raise ValueError(f"{name} row {tuple(int(i) for i in row)} is all -inf: no token is possible")
+    return x, row_max
+
+
+def as_history(ids, batch_shape, V):
+    """Validate token histories ids (..., T) or (T,) against the logits' batch shape; return
+    them as int64 (..., T) (a (T,) history is shared by every row).
+
+    Examples
+    --------
+    >>> as_history([0, 2], (2,), 3).tolist()
+    [[0, 2], [0, 2]]
+    """
+    arr = np.asarray(ids)
+    if arr.dtype.kind not in "iu" or arr.dtype == bool:
+        if arr.size == 0:
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"ids must have shape (T,) or (..., T), got a scalar {arr!r}")
+    if arr.ndim == 1:
+        arr = np.broadcast_to(arr, tuple(batch_shape) + arr.shape)
+    if arr.shape[:-1] != tuple(batch_shape):
+        raise ValueError(f"ids shape {arr.shape} does not match the logits' batch shape {tuple(batch_shape)}")
+    bad = arr[(arr < 0) | (arr >= V)]
+    if bad.size:
+        raise ValueError(f"ids out of range [0, {V}): {int(bad.flat[0])}")
+    return arr.astype(np.int64, copy=False)
+
+
+def transform(fast=None, **option_of):
+    """Decorate a logits transform ``rule(logits, [ids,] param, ...)`` with its input checks.
+
+    Before the rule runs, its first argument (the logits) is checked by :func:`as_logits`
+    (along ``axis`` if the rule has that parameter), ``ids`` by :func:`as_history`, and
+    every parameter by its rule in :data:`RULES` (the parameter's option name is
+    ``option_of[param]``, or the parameter's own name). ``fast``, if given, is a faster form
+    of the same rule, called with the same arguments plus ``row_max`` (the row maxima the
+    check found); it returns None when its algorithm does not pay for this input, and the
+    plain rule runs then. The plain rule stays reachable as ``decorated.__wrapped__``.
+
+    Examples
+    --------
+    >>> @transform(t="temperature")
+    ... def scale(logits, t):
+    ...     return logits / t
+    >>> scale([1.0, 2.0], -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: temperature must be in [0, inf), got -1.0
+    """
+    def decorate(rule):
+        names = list(inspect.signature(rule).parameters)
+        first = names[0]
+
+        @functools.wraps(rule)
+        def checked(*args, **kwargs):
+            values = dict(zip(names, args), **kwargs)
+            if first not in values or len(args) > len(names):
+                return rule(*args, **kwargs)          # Python's own TypeError
+            x, row_max = _checked_logits(values[first], values.get("axis", -1))
+            values[first] = x
+            if "ids" in values:
+                values["ids"] = as_history(values["ids"], x.shape[:-1], x.shape[-1])
+            for param, value in values.items():
+                option = option_of.get(param, param)
+                if option in RULES:
+                    values[param] = RULES[option](value)
+            out = None if fast is None else fast(row_max=row_max, **values)
+            return rule(**values) if out is None else out
+        return checked
+    return decorate
+
+
+def _checked_logits(logits, axis):
+    """as_logits along ``axis``: the array back in its own layout, and the row maxima."""
+    if axis == -1:
+        return as_logits(logits)
+    x, row_max = as_logits(np.moveaxis(np.asarray(logits), axis, -1))
+    return np.moveaxis(x, -1, axis), row_max

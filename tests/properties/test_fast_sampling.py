@@ -1,0 +1,76 @@
+"""The faster forms of npgpt._fast_sampling equal the plain rules of npgpt.sampling exactly,
+for any vocabulary size (each fast form is called directly, also below the size where the
+transforms would choose it), spread, ties, -inf entries, parameter and min_tokens_to_keep."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from npgpt import _fast_sampling as fast
+from npgpt import sampling as S
+from npgpt import testing as kit
+
+
+def random_logits(seed, rows, V, ties):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, V)) * rng.uniform(0.05, 12.0)).astype(np.float32)
+    if ties:
+        x = np.round(x * 4) / 4
+    x[:, rng.integers(0, V, max(1, V // 100))] = -np.inf
+    return x
+
+
+def row_max(x):
+    return x.max(axis=-1, keepdims=True)
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(2048, 5000), st.integers(1, 4), st.booleans())
+def test_kth_largest_by_chunk_bound_equals_a_full_partition(seed, V, N, ties):
+    x = random_logits(seed, N, V, ties)
+    rng = np.random.default_rng(seed)
+    for k in (1, 2, int(rng.integers(2, V // 8 + 1)), V // 8, V // 2):
+        np.testing.assert_array_equal(fast.kth_largest(x, k), S.kth_largest(x, k))
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(2048, 5000), st.booleans(), st.integers(1, 300),
+       st.integers(1, 3))
+def test_fast_top_k_equals_the_plain_rule(seed, V, ties, k, keep):
+    x = random_logits(seed, 3, V, ties)
+    got = fast.top_k(x, row_max(x), k, keep)
+    assert got is not None                     # k <= V / 8 on this vocabulary: it applies
+    np.testing.assert_array_equal(got, S.top_k.__wrapped__(x, k, keep))
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(4096, 6000), st.floats(0.01, 0.9999),
+       st.booleans(), st.integers(1, 3))
+def test_bucketed_top_p_equals_the_plain_rule_for_any_spread_and_p(seed, V, p, ties, keep):
+    x = random_logits(seed, 3, V, ties)
+    np.testing.assert_array_equal(fast.top_p(x, row_max(x), p, keep), S.top_p.__wrapped__(x, p, keep))
+
+
+@given(kit.logits(min_vocab=4096 // 16, max_vocab=300), st.floats(0.01, 0.999))
+def test_bucketed_top_p_equals_the_plain_rule_with_ties_across_tiles(x, p):
+    big = np.tile(x, (1, 4096 // x.shape[1] + 1))[:, :4100]
+    np.testing.assert_array_equal(fast.top_p(big, row_max(big), p), S.top_p.__wrapped__(big, p))
+
+
+@given(kit.logits(), st.floats(0.0, 1.0))
+def test_min_p_from_the_known_row_maxima_equals_the_plain_rule(x, p):
+    got = fast.min_p(x, row_max(x), p)
+    expected = S.min_p.__wrapped__(x, p)
+    if got is None:
+        assert p == 0.0
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+@given(kit.logits(), st.integers(1, 30), st.floats(0.01, 1.0), st.floats(0.0, 1.0))
+def test_the_transforms_give_the_plain_rule_whichever_form_they_choose(x, k, p, q):
+    big = np.tile(x, (1, 5000 // x.shape[1] + 1))
+    for logits in (x, big):
+        np.testing.assert_array_equal(S.top_k(logits, k), S.top_k.__wrapped__(logits, k))
+        np.testing.assert_array_equal(S.top_p(logits, p), S.top_p.__wrapped__(logits, p))
+        np.testing.assert_array_equal(S.min_p(logits, q), S.min_p.__wrapped__(logits, q))

@@ -77,11 +77,20 @@ def check_option(name, value):
     --------
     >>> check_option("top_k", None), check_option("top_k", 50)
     (None, 50)
+    >>> check_option("top_k", -3)
+    Traceback (most recent call last):
+    ...
+    ValueError: top_k must be a positive integer, got -3 (None or 0 switches it off)
     """
-    if any(value is off or (off is not None and _is_number(value) and value == off)
-           for off in OFF.get(name, ())):
+    offs = OFF.get(name, ())
+    if any(value is off or (off is not None and _is_number(value) and value == off) for off in offs):
         return value
-    return RULES[name](value)
+    try:
+        return RULES[name](value)
+    except ValueError as err:
+        if not offs:
+            raise
+        raise ValueError(f"{err} ({' or '.join(map(str, offs))} switches it off)") from None
 
 
 def _is_number(value):

@@ -88,7 +88,7 @@ def check_option(name, value):
     try:
         return RULES[name](value)
     except ValueError as err:
-        if not offs:
+        if 0 not in offs:              # the rule says "positive" but 0 is allowed: say why
             raise
         raise ValueError(f"{err} ({' or '.join(map(str, offs))} switches it off)") from None
 

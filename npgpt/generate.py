@@ -109,7 +109,7 @@ class GenerationConfig:
         es = self.early_stopping
         if not (es is True or es is False or es == "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
-        _seed_sequence(self.seed)                       # checks the seed
+        _check_seed(self.seed)
         self._check_combination()
 
     def _check_combination(self):
@@ -166,12 +166,18 @@ def _token_ids(value, name, single=False):
     return int(items[0]) if one else tuple(int(i) for i in items)
 
 
+def _check_seed(seed):
+    if not (seed is None or isinstance(seed, np.random.Generator) or (
+            isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0)):
+        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+
+
 def _seed_sequence(seed):
+    """The SeedSequence a run's row Generators are spawned from (a Generator seed gives one
+    draw of its own stream)."""
     if isinstance(seed, np.random.Generator):
         return np.random.SeedSequence(int(seed.integers(2 ** 63)))
-    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0):
-        return np.random.SeedSequence(seed)
-    raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+    return np.random.SeedSequence(seed)
 
 
 # --------------------------------------------------------------------------- outputs

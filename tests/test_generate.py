@@ -217,3 +217,19 @@ def test_bad_ids_and_stream_with_beams_raise():
         generate(model, [1, 40])
     with pytest.raises(ValueError, match="beam search"):
         next(stream(model, [1, 2], num_beams=2))
+
+
+def test_a_generator_seed_is_drawn_from_once_per_run_and_never_by_the_config():
+    model = npgpt.GPT(npgpt.GPTConfig(vocab_size=11, context_length=16, d_model=8, num_heads=2,
+                                      num_layers=1), seed=3)
+    rng = np.random.default_rng(5)
+    cfg = npgpt.GenerationConfig(max_new_tokens=6, do_sample=True, seed=rng).replace(top_k=5)
+    assert rng.bit_generator.state == np.random.default_rng(5).bit_generator.state
+    first = generate(model, [1, 2], cfg).sequences
+    expected = generate(model, [1, 2], cfg.replace(seed=np.random.default_rng(5))).sequences
+    np.testing.assert_array_equal(first, expected)
+    # the same Generator continues: a second run draws from where the first left it
+    again = np.random.default_rng(5)
+    again.integers(2 ** 63)
+    np.testing.assert_array_equal(generate(model, [1, 2], cfg).sequences,
+                                  generate(model, [1, 2], cfg.replace(seed=again)).sequences)

@@ -74,3 +74,9 @@ def test_the_transforms_give_the_plain_rule_whichever_form_they_choose(x, k, p, 
         np.testing.assert_array_equal(S.top_k(logits, k), S.top_k.__wrapped__(logits, k))
         np.testing.assert_array_equal(S.top_p(logits, p), S.top_p.__wrapped__(logits, p))
         np.testing.assert_array_equal(S.min_p(logits, q), S.min_p.__wrapped__(logits, q))
+
+
+@given(kit.logits(), st.floats(-5.0, 5.0))
+def test_the_masked_copy_removes_exactly_what_the_plain_where_removes(x, threshold):
+    np.testing.assert_array_equal(fast.remove_below(x, threshold), S.remove_below(x, threshold))
+    assert fast.remove_below(x, threshold).dtype == x.dtype

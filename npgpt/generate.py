@@ -101,14 +101,15 @@ class GenerationConfig:
             min_new_tokens=_count(self.min_new_tokens, "min_new_tokens", 0),
             num_beams=_count(self.num_beams, "num_beams", 1),
             num_return_sequences=_count(self.num_return_sequences, "num_return_sequences", 1),
-            do_sample=bool(self.do_sample),
+            do_sample=_boolean(self.do_sample, "do_sample"),
             eos_token_id=_token_ids(self.eos_token_id, "eos_token_id"),
             pad_token_id=_token_ids(self.pad_token_id, "pad_token_id", single=True))
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         es = self.early_stopping
-        if not (es is True or es is False or es == "never"):
+        if not (isinstance(es, (bool, np.bool_)) or es == "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
+        object.__setattr__(self, "early_stopping", es if es == "never" else bool(es))
         _check_seed(self.seed)
         self._check_combination()
 
@@ -136,6 +137,12 @@ class GenerationConfig:
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
+
+
+def _boolean(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _count(value, name, low):
@@ -319,18 +326,15 @@ class _Run:
                               or c.frequency_penalty != 0.0)
 
     def buffers(self, repeat):
-        """Token buffer (R, L) (prompt, then pad), mask (R, L) or None, counts (R, V) or None."""
+        """The prompts repeated ``repeat`` times: tokens (R, P), mask (R, P) or None, and the
+        token counts (R, V) or None (only the penalties need them)."""
         (B, P), V = self.prompt.shape, self.V
         R = B * repeat
-        seq = np.full((R, P + self.config.max_new_tokens), self.pad, dtype=np.int64)
-        seq[:, :P] = np.repeat(self.prompt, repeat, axis=0)
-        mask = None
-        if self.real is not None:
-            mask = np.ones(seq.shape, dtype=bool)
-            mask[:, :P] = np.repeat(self.real, repeat, axis=0)
+        seq = np.repeat(self.prompt, repeat, axis=0)
+        mask = None if self.real is None else np.repeat(self.real, repeat, axis=0)
         counts = None
         if self.has_penalties:
-            real = seq[:, :P] if mask is None else np.where(mask[:, :P], seq[:, :P], V)
+            real = seq if mask is None else np.where(mask, seq, V)
             flat = (real + np.arange(R)[:, None] * (V + 1)).ravel()     # padding counts as V
             counts = np.bincount(flat, minlength=R * (V + 1)).reshape(R, V + 1)[:, :V]
         return seq, mask, counts
@@ -378,21 +382,40 @@ def _prompts(model, ids, attention_mask):
 
 # --------------------------------------------------------------------------- decoding
 class _Decoder:
-    """Feeds tokens to the model: the KV cache while everything fits in the context,
-    then a recomputed window of the last ``context_length`` tokens (see the module doc).
+    """Holds every row's tokens and feeds them to the model: the KV cache while everything
+    fits in the context, then a recomputed window of the last ``context_length`` tokens (see
+    the module doc).
 
-    ``seq`` (R, L) holds every row's tokens, ``length`` columns filled; ``mask`` (R, L) bool
-    marks real tokens (None: no padding).
+    ``seq`` (R, width) holds every row's tokens, ``length`` columns filled; ``mask`` (R, width)
+    bool marks real tokens (None: no padding). The buffers grow as tokens come (doubling), so
+    memory follows the tokens produced, not ``max_new_tokens``.
     """
 
-    def __init__(self, model, seq, mask, length, max_new):
-        self.model, self.seq, self.mask, self.length = model, seq, mask, length
+    def __init__(self, model, seq, mask, max_new, pad):
+        self.model, self.length, self.pad = model, seq.shape[1], pad
+        self.seq, self.mask = seq, mask
+        self._make_room(min(max_new, 256))
         self.C = model.config.context_length
-        real = length if mask is None else int(mask[:, :length].sum(axis=1).max())
+        real = self.length if mask is None else int(mask.sum(axis=1).max())
         room = self.C - real                          # new tokens whose positions still fit
         self.cache = None
-        if length <= self.C and room > 0 and max_new > 1:
-            self.cache = model.new_cache(seq.shape[0], capacity=length + min(max_new - 1, room))
+        if self.length <= self.C and room > 0 and max_new > 1:
+            self.cache = model.new_cache(seq.shape[0], capacity=self.length + min(max_new - 1, room))
+
+    def _make_room(self, n):
+        """Widen the buffers to hold at least n more tokens."""
+        width = self.length + n
+        if width > self.seq.shape[1]:
+            self.seq = _widened(self.seq, width, self.pad)
+            if self.mask is not None:
+                self.mask = _widened(self.mask, width, True)
+
+    def append(self, tokens):
+        """Write tokens (R,) after the last filled column."""
+        if self.length == self.seq.shape[1]:
+            self._make_room(max(256, self.length))    # doubling: O(1) per token on average
+        self.seq[:, self.length] = tokens
+        self.length += 1
 
     def _window(self):
         lo = max(0, self.length - self.C)
@@ -407,12 +430,11 @@ class _Decoder:
         return self.model(self.seq[:, :self.length], attention_mask=mask, cache=self.cache,
                           last_only=True)
 
-    def step(self, tokens):
-        """Logits (R, V) after appending tokens (R,), already written to seq[:, length]."""
-        self.length += 1
+    def step(self):
+        """Logits (R, V) after the last appended tokens."""
         cache = self.cache
         if cache is not None and cache.length < cache.capacity:
-            return self.model(tokens[:, None], cache=cache, last_only=True)
+            return self.model(self.seq[:, self.length - 1:self.length], cache=cache, last_only=True)
         self.cache = None
         return self._window()
 
@@ -423,6 +445,25 @@ class _Decoder:
             self.mask = self.mask[rows]
         if self.cache is not None:
             self.cache.reorder(rows)
+
+
+def _widened(a, width, fill):
+    """a (..., L) widened to ``width`` along the last axis, the new entries ``fill``."""
+    out = np.full(a.shape[:-1] + (width,), fill, dtype=a.dtype)
+    out[..., :a.shape[-1]] = a
+    return out
+
+
+def _check_logits(logits, step):
+    """The model's logits (R, V) must have a finite maximum in every row: NaN (which
+    propagates through max), +inf or a row of -inf mean the model broke (NaN weights,
+    overflow), and no token can be chosen from them."""
+    top = logits.max(axis=1)
+    if not np.isfinite(top).all():
+        row = int(np.flatnonzero(~np.isfinite(top))[0])
+        what = "NaN" if np.isnan(logits[row]).any() else "infinite"
+        raise ValueError(f"the model produced {what} logits at step {step} (row {row}); "
+                         f"check the weights (e.g. for NaN or overflow)")
 
 
 def _row_generators(seed, R):
@@ -441,25 +482,24 @@ def _token_steps(run: _Run):
     """
     c = run.config
     seq, mask, counts = run.buffers(c.num_return_sequences)
-    R, P = seq.shape[0], run.prompt.shape[1]
+    (R, P), n_steps = seq.shape, c.max_new_tokens
     rngs = _row_generators(c.seed, R) if c.do_sample else None
-    state = dict(seq=seq, length=P, prompt_length=P, raw=[], raw_start=0, scores=np.zeros(R),
-                 stop=np.full(R, c.max_new_tokens, dtype=np.int64))
-    if c.max_new_tokens == 0:
+    decoder = _Decoder(run.model, seq, mask, n_steps, run.pad)
+    state = dict(decoder=decoder, prompt_length=P, raw=[], raw_start=0, scores=np.zeros(R),
+                 stop=np.full(R, n_steps, dtype=np.int64))
+    if n_steps == 0:
         return state
-    decoder = _Decoder(run.model, seq, mask, P, c.max_new_tokens)
     logits = decoder.first()
     unfinished = np.ones(R, dtype=bool)
     rows = np.arange(R)
-    for step in range(c.max_new_tokens):
+    for step in range(n_steps):
         if len(state["raw"]) == _SCORE_CHUNK:
             _flush_scores(state)                  # bounded memory for long generations
         state["raw"].append(logits)
-        tokens = _next_tokens(run, logits, rngs, seq, mask, counts, P + step, step)
+        tokens = _next_tokens(run, logits, rngs, decoder, counts, step)
         if not unfinished.all():
             tokens = np.where(unfinished, tokens, run.pad)
-        seq[:, P + step] = tokens
-        state["length"] = P + step + 1
+        decoder.append(tokens)
         if counts is not None:
             counts[rows, tokens] += unfinished
         if run.callback is not None:
@@ -471,16 +511,17 @@ def _token_steps(run: _Run):
             unfinished &= ~hit
             if not unfinished.any():
                 break
-        if step + 1 < c.max_new_tokens:
-            logits = decoder.step(tokens)
+        if step + 1 < n_steps:
+            logits = decoder.step()
     return state
 
 
-def _next_tokens(run, logits, rngs, seq, mask, counts, length, step):
+def _next_tokens(run, logits, rngs, decoder, counts, step):
     """One step's tokens (R,): the processors, then argmax or a draw from the warped chain."""
+    _check_logits(logits, step)
     x = logits
     if run.needs_processing(step):
-        x = run.process(x, seq, mask, counts, length, step)
+        x = run.process(x, decoder.seq, decoder.mask, counts, decoder.length, step)
         if np.isneginf(x.max(axis=1)).any():
             raise ValueError(f"row {int(np.argmax(np.isneginf(x.max(axis=1))))}: every token "
                              f"was removed at step {step}")
@@ -501,7 +542,7 @@ def _flush_scores(state):
     m = raw.max(axis=2, keepdims=True)
     logp = raw - (m + np.log(np.exp(raw - m).sum(axis=2, keepdims=True)))
     start = state["prompt_length"] + first
-    tokens = state["seq"][:, start:start + S].T                         # (S, R)
+    tokens = state["decoder"].seq[:, start:start + S].T                 # (S, R)
     chosen = np.take_along_axis(logp, tokens[:, :, None], axis=2)[:, :, 0]
     counted = (first + np.arange(S))[:, None] < state["stop"][None, :]  # (S, R)
     state["scores"] += np.where(counted, chosen, 0.0).sum(axis=0)
@@ -512,9 +553,9 @@ def _flush_scores(state):
 def _finish(state):
     """GenerateOutput of a greedy / sampling run (see :func:`_flush_scores` for scores)."""
     _flush_scores(state)
-    seq, length = state["seq"], state["length"]
-    return GenerateOutput(sequences=seq[:, :length].copy(), scores=state["scores"],
-                          num_new_tokens=np.minimum(state["stop"], length - state["prompt_length"]))
+    decoder, P = state["decoder"], state["prompt_length"]
+    return GenerateOutput(sequences=decoder.seq[:, :decoder.length].copy(), scores=state["scores"],
+                          num_new_tokens=np.minimum(state["stop"], decoder.length - P))
 
 
 # ------------------------------------------------------------------------ beam search
@@ -534,14 +575,14 @@ def _beam_search(run: _Run) -> GenerateOutput:
         n = len(seq)
         return GenerateOutput(seq, np.zeros(n), np.zeros(n, dtype=np.int64))
     seq0, mask0, counts = run.buffers(1)
-    decoder = _Decoder(run.model, seq0, mask0, P, n_steps)
+    decoder = _Decoder(run.model, seq0, mask0, n_steps, run.pad)
     logits = decoder.first()                                             # (B, V)
     expand = np.repeat(np.arange(B), K)                                  # B rows -> B*K
     decoder.reorder(expand)
     logits, counts = logits[expand], None if counts is None else counts[expand]
     running = np.zeros((B, K), dtype=np.float32)
     running[:, 1:] = _DEAD                               # only beam 0 is live at first
-    finished = _Finished(B, K, P + n_steps, run.pad, c.length_penalty, c.early_stopping)
+    finished = _Finished(B, K, run.pad, c.length_penalty, c.early_stopping)
     n_candidates = min(max(2, 1 + run.eos.size) * K, K * V)
     for step in range(n_steps):
         scores = _candidate_scores(run, logits, running, decoder, counts, P + step, step)
@@ -551,21 +592,21 @@ def _beam_search(run: _Run) -> GenerateOutput:
         last = step == n_steps - 1                      # at the last step every candidate ends
         ends = np.isin(token, run.eos) if run.eos.size and not last else np.full(token.shape, last)
         if ends[:, :K].any():
-            finished.add(ends, top_scores, decoder.seq[parent], token, P + step, step + 1)
+            finished.add(ends, top_scores, decoder.seq[parent, :P + step], token, step + 1)
         if last:
             break
         running, rows, tokens = _continuing(top_scores, parent, token, ends, K)
         if not np.array_equal(rows, np.arange(B * K)):
             decoder.reorder(rows)
             counts = None if counts is None else counts[rows]
-        decoder.seq[:, P + step] = tokens
+        decoder.append(tokens)
         if counts is not None:
             counts[np.arange(B * K), tokens] += 1
         if run.callback is not None:
             run.callback(step, tokens)
         if finished.done(running[:, 0], step + 1, n_steps):
             break
-        logits = decoder.step(tokens)
+        logits = decoder.step()
     return finished.output(c.num_return_sequences, P)
 
 
@@ -574,6 +615,7 @@ def _candidate_scores(run, logits, running, decoder, counts, length, step):
     plus log p of the token, after the penalties (applied to log-probabilities, as in
     transformers)."""
     B, K = running.shape
+    _check_logits(logits, step)
     logp = _log_softmax_rows(logits)                                    # (R, V) float32
     if run.needs_processing(step):
         logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
@@ -581,11 +623,9 @@ def _candidate_scores(run, logits, running, decoder, counts, length, step):
 
 
 def _log_softmax_rows(logits):
-    """log_softmax over the last axis of (R, V) model logits, float32, with the NaN check
-    but without the general-purpose axis handling (this runs once per beam-search step)."""
+    """log_softmax over the last axis of (R, V) finite-maximum logits, float32, without the
+    general-purpose checks and axis handling (this runs once per beam-search step)."""
     m = logits.max(axis=1, keepdims=True)
-    if np.isnan(m).any() or not np.isfinite(m).all():
-        raise ValueError("the model produced NaN or infinite logits")
     z = (logits - m).astype(np.float32, copy=False)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -617,24 +657,25 @@ class _Finished:
     """The finished hypotheses of each prompt, at most K, best first (transformers'
     ``BeamHypotheses``), and the early-stopping rule.
 
-    ``seq`` (B, K, L), ``scores`` (B, K) = sum log p / T_new ** length_penalty (-inf while
-    empty), ``full`` (B, K) slots filled, ``length`` (B, K) T_new; ``improvable`` (B,): can
-    a running beam of this prompt still beat its worst finished hypothesis?
+    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``scores`` (B, K) = sum log p /
+    T_new ** length_penalty (-inf while empty), ``full`` (B, K) slots filled, ``length``
+    (B, K) T_new; ``improvable`` (B,): can a running beam of this prompt still beat its worst
+    finished hypothesis?
     """
 
-    def __init__(self, B, K, L, pad, length_penalty, early_stopping):
+    def __init__(self, B, K, pad, length_penalty, early_stopping):
         self.K, self.pad, self.alpha, self.early_stopping = K, pad, length_penalty, early_stopping
-        self.seq = np.full((B, K, L), pad, dtype=np.int64)
+        self.seq = np.full((B, K, 0), pad, dtype=np.int64)
         self.scores = np.full((B, K), -np.inf, dtype=np.float32)
         self.full = np.zeros((B, K), dtype=bool)
         self.length = np.zeros((B, K), dtype=np.int64)
         self.improvable = np.ones(B, dtype=bool)
 
-    def add(self, ends, top_scores, parent_seq, token, cur, n_new):
+    def add(self, ends, top_scores, parent_seq, token, n_new):
         """Candidates that end (EOS, or the last step) ranked within the top K join, scored
         ``sum log p / n_new ** alpha``; the best K of old and new stay. Prompts that cannot
         improve, or are full under ``early_stopping=True``, take none. ``parent_seq``
-        (B, Kc, L) holds each candidate's tokens so far."""
+        (B, Kc, L) holds each candidate's tokens before its last one, ``token``."""
         K = self.K
         accept = ends.copy()
         accept[:, K:] = False
@@ -643,9 +684,9 @@ class _Finished:
         if not accept.any():
             return
         scores = np.where(accept, top_scores / np.float32(n_new ** self.alpha), -np.inf)
-        seq = parent_seq                                              # (B, Kc, L)
-        seq[:, :, cur] = token
-        seq[:, :, cur + 1:] = self.pad
+        seq = np.concatenate([parent_seq, token[:, :, None]], axis=2)  # (B, Kc, L + 1)
+        width = max(seq.shape[2], self.seq.shape[2])
+        seq, self.seq = _widened(seq, width, self.pad), _widened(self.seq, width, self.pad)
         merged = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
         pick = np.argsort(-merged, axis=1, kind="stable")[:, :K]      # (B, K) best first
         self.scores = np.take_along_axis(merged, pick, axis=1)

@@ -101,7 +101,18 @@ def temperature(logits, t):
     if t == 0.0:
         best = np.argmax(logits, axis=-1)[..., None]                  # (..., 1)
         return np.where(np.arange(logits.shape[-1]) == best, logits, -np.inf)
-    return logits / t
+    with np.errstate(over="ignore", divide="ignore"):    # checked just below
+        scaled = logits / t
+    return _no_overflow(scaled, logits, t)
+
+
+def _no_overflow(scaled, logits, t):
+    """``scaled`` unless dividing by t turned a finite logit infinite (t too small for the
+    logits' float type): a ValueError naming the temperature then."""
+    if np.isinf(scaled).any() and (np.isinf(scaled) & np.isfinite(logits)).any():
+        raise ValueError(f"temperature={t:g} is too small for these logits: logits / temperature "
+                         f"overflows {logits.dtype} (temperature=0 is greedy decoding)")
+    return scaled
 
 
 @transform(k="top_k", fast=fast.top_k)
@@ -324,7 +335,8 @@ def no_repeat_ngram(logits, ids, n):
     array([  0.,   0., -inf,   0.])
     """
     V = logits.shape[-1]
-    banned = banned_ngram_mask(ids.reshape(-1, ids.shape[-1]), V, n).reshape(logits.shape)
+    R = int(np.prod(ids.shape[:-1], dtype=np.int64))
+    banned = banned_ngram_mask(ids.reshape(R, ids.shape[-1]), V, n).reshape(logits.shape)
     return np.where(banned, -np.inf, logits).astype(logits.dtype, copy=False)
 
 
@@ -334,8 +346,8 @@ def token_counts(ids, V):
     >>> token_counts(np.array([[0, 2, 2]]), 3).tolist()
     [[1, 0, 2]]
     """
-    hist = ids.reshape(-1, ids.shape[-1])                             # (R, T)
-    R = hist.shape[0]
+    R = int(np.prod(ids.shape[:-1], dtype=np.int64))
+    hist = ids.reshape(R, ids.shape[-1])                              # (R, T)
     flat = (hist + np.arange(R, dtype=np.int64)[:, None] * V).ravel()  # row r's ids shifted by r·V
     return np.bincount(flat, minlength=R * V).reshape(ids.shape[:-1] + (V,))
 

@@ -10,6 +10,8 @@ what ``path`` is                how it is read
 ==============================  =================================================
 a folder with ``config.json``   Hugging Face GPT-2: ``model.safetensors`` or
                                 ``pytorch_model.bin`` (+ vocab.json/merges.txt)
+a folder with                   a training folder (``npgpt train --out``):
+``model.safetensors`` only      that file, npgpt's own
 a zip file (starts ``PK``)      ``torch.save(state_dict)``: restricted unpickler
 a safetensors file              npgpt's own (``"format": "npgpt"`` metadata), else
                                 a state_dict with seed or GPT-2 names
@@ -17,7 +19,14 @@ a bare name (no such path)      a bundled model, ``npgpt/data/<name>.safetensors
 ==============================  =================================================
 
 Nothing in a file is ever executed, and no file needs torch: every malformed input raises
-:class:`CheckpointError` (a ``ValueError``) saying what is wrong.
+:class:`CheckpointError` (a ``ValueError``) saying what is wrong, with every value it
+shows cut short (:func:`short_repr`), and memory bounded by a few times the file's size.
+Only regular files are read: a FIFO or a device is refused, never waited on.
+
+Writes are atomic (:mod:`npgpt.io.files`): a file through a temporary beside it and a
+rename (:func:`atomic_write`), a GPT-2 folder through a whole new folder swapped in; the
+temporaries of a killed writer are removed by the next write into the same folder
+(:func:`clean_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -25,17 +34,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import warnings
 
 import numpy as np
 
 from . import gpt2 as _gpt2
-from .errors import CheckpointError
+from .errors import CheckpointError, reject_repeated_keys, short_repr
+from .files import (atomic_folder, atomic_write, clean_stale_temporaries, kind_of,
+                    open_regular)
 from .safetensors import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_zip
 
 __all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "read_safetensors",
-           "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR"]
+           "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR",
+           "atomic_write", "clean_stale_temporaries", "short_repr"]
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 FORMAT_NAME = "npgpt"
@@ -44,6 +57,10 @@ _SHAPE_FIELDS = ("vocab_size", "context_length", "d_model", "num_layers",
 _UNKNOWABLE = ("num_heads", "residual", "gelu")      # what a state_dict's shapes cannot tell
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_INT_FIELDS = ("vocab_size", "context_length", "d_model", "num_heads", "num_layers")
+_GPT2_FILES = frozenset(["config.json", "model.safetensors", "vocab.json", "merges.txt"])
+_FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
+_MAX_MESSAGE = 600        # characters of a model-side message quoted in a CheckpointError
 
 
 # --------------------------------------------------------------------------- helpers
@@ -68,20 +85,68 @@ def _config_fields():
     return {f.name for f in dataclasses.fields(GPTConfig)}
 
 
+def _field_problem(name: str, value):
+    """Why ``value`` cannot be the GPTConfig field ``name`` (a short phrase), or None.
+
+    Checked before GPTConfig sees the value, with exact comparisons only: an integer too
+    large for a float, a float or a bool where an integer belongs, a size no model has.
+    """
+    from ..config import GELU_KINDS, RESIDUAL_KINDS
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if name in _INT_FIELDS:
+        if not number or not isinstance(value, int) or value <= 0:
+            return "must be a positive integer"
+        if value > _gpt2.MAX_DIMENSION:
+            return f"is larger than any model (at most {_gpt2.MAX_DIMENSION})"
+    elif name == "dropout" and not (number and 0 <= value < 1):
+        return "must be a number in [0, 1)"
+    elif name == "layer_norm_eps" and not (number and 0 < value < 1):
+        return "must be a number in (0, 1)"
+    elif name in ("gelu", "residual"):
+        kinds = GELU_KINDS if name == "gelu" else RESIDUAL_KINDS
+        if not isinstance(value, str) or value not in kinds:
+            return f"must be one of {kinds}"
+    elif name in ("tie_embeddings", "output_bias") and not isinstance(value, bool):
+        return "must be True or False"
+    return None
+
+
+def _checked_config(fields: dict, source: str, what: str = "invalid config"):
+    """GPTConfig from ``fields`` read from a file, or a CheckpointError naming the field.
+
+    Every value is checked before GPTConfig sees it, so each message is short and no
+    value of the wrong kind reaches arithmetic (``float(10**400)`` raises OverflowError).
+    """
+    from ..config import GPTConfig
+    unknown = sorted(str(name) for name in set(fields) - _config_fields())
+    if unknown:
+        raise CheckpointError(f"{source}: {what}: unknown GPTConfig field(s) "
+                              f"{short_repr(unknown, 200)}")
+    for name, value in fields.items():
+        problem = _field_problem(name, value)
+        if problem:
+            raise CheckpointError(f"{source}: {what}: {name} {problem}, got "
+                                  f"{short_repr(value)}")
+    try:
+        return GPTConfig.from_dict(fields)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: {what}: {exc}") from None
+
+
 def _make_config(fields: dict, overrides: dict, source: str, inferred=()):
     """GPTConfig from ``fields`` updated by ``overrides``.
 
     Overrides of ``inferred`` fields (read from the weights) must agree with them.
     """
-    from ..config import GPTConfig
     unknown = sorted(set(overrides) - _config_fields())
     if unknown:
         raise ValueError(f"unknown config override(s): {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(_config_fields()))}")
     for name in inferred:
         if name in overrides and name in fields and overrides[name] != fields[name]:
-            raise CheckpointError(f"{source}: override {name}={overrides[name]!r} contradicts "
-                                  f"the weights, which say {name}={fields[name]!r}")
+            raise CheckpointError(f"{source}: override {name}={short_repr(overrides[name])} "
+                                  f"contradicts the weights, which say "
+                                  f"{name}={short_repr(fields[name])}")
     merged = {**fields, **overrides}
     missing = [n for n in _UNKNOWABLE if n not in merged]
     if missing:
@@ -90,10 +155,7 @@ def _make_config(fields: dict, overrides: dict, source: str, inferred=()):
             f"{source}: a state_dict's shapes cannot tell {', '.join(missing)}; pass "
             f"them: npgpt.load(path, {example}) (the seed's GPTModel uses "
             f"residual='seed', gelu='exact')")
-    try:
-        return GPTConfig.from_dict(merged)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: invalid config: {exc}") from None
+    return _checked_config(merged, source)
 
 
 def _model_dtype(tensors: dict, source: str):
@@ -116,17 +178,22 @@ def _build_model(config, state: dict, dtype, source: str):
     model.config = config
     try:
         model.load_state_dict(state)
-    except ValueError as exc:
+    except ValueError as exc:             # its message lists names read from the file: cut it
         raise CheckpointError(f"{source}: the tensors do not fit the config: "
-                              f"{exc}"[:2000]) from None
+                              f"{_cut(str(exc))}") from None
     return model
+
+
+def _cut(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """``text``, cut to ``limit`` characters with ``...`` when longer."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _infer_seed_fields(state: dict, source: str) -> dict:
     """GPTConfig fields readable from the shapes of a seed-named state_dict."""
     def shape(name, ndim):
         if name not in state:
-            raise CheckpointError(f"{source}: missing tensor {name!r}")
+            raise CheckpointError(f"{source}: missing tensor {short_repr(name)}")
         value = state[name]
         if value.ndim != ndim or 0 in value.shape:
             raise CheckpointError(f"{source}: {name} has shape {value.shape}, expected "
@@ -152,7 +219,8 @@ def _model_from_state_dict(state: dict, overrides: dict, source: str):
     non_float = [k for k, v in state.items() if v.dtype.kind != "f"
                  and not k.endswith((".causal_mask", "attn.bias", "attn.masked_bias"))]
     if non_float:
-        raise CheckpointError(f"{source}: non-floating tensors {', '.join(non_float[:5])}")
+        shown = ", ".join(_cut(name, 80) for name in non_float[:5])
+        raise CheckpointError(f"{source}: non-floating tensors {shown}")
     if _gpt2.is_gpt2_state_dict(state):
         state = _gpt2.state_dict_from_hf(state)
         fields = _infer_seed_fields(state, source)
@@ -177,11 +245,22 @@ def _attach_tokenizer_from_dict(model, text: str, source: str) -> None:
                       f"available; model.tokenizer stays None", stacklevel=3)
         return
     try:
-        data = json.loads(text)
-        model.tokenizer = tokenizer_from_dict(data)
+        data = json.loads(text, object_pairs_hook=reject_repeated_keys)
+        tokenizer = tokenizer_from_dict(data)
     except Exception as exc:   # the tokenizer JSON is untrusted input: any failure is a bad file
         raise CheckpointError(f"{source}: the tokenizer in the metadata is invalid: "
-                              f"{type(exc).__name__}: {exc}"[:400]) from None
+                              f"{type(exc).__name__}: {_cut(str(exc), 400)}") from None
+    model.tokenizer = _fitting_tokenizer(tokenizer, model.config, source)
+
+
+def _fitting_tokenizer(tokenizer, config, source: str):
+    """``tokenizer``, if its ids all index the model's embedding table."""
+    size = getattr(tokenizer, "vocab_size", None)
+    if isinstance(size, int) and size > config.vocab_size:
+        raise CheckpointError(f"{source}: the tokenizer has ids up to {size - 1} but the model's "
+                              f"vocab_size is {config.vocab_size}: ids from "
+                              f"{config.vocab_size} on would index past the embedding table")
+    return tokenizer
 
 
 # --------------------------------------------------------------------------- loaders
@@ -190,16 +269,15 @@ def _load_safetensors_file(path, overrides: dict):
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") != FORMAT_NAME:
         return _model_from_state_dict(tensors, overrides, source)
-    from ..config import GPTConfig
+    if "config" not in metadata:
+        raise CheckpointError(f"{source}: npgpt file without a 'config' in its metadata")
     try:
-        fields = json.loads(metadata["config"])
-        if not isinstance(fields, dict):
-            raise TypeError("not a JSON object")
-        config = GPTConfig.from_dict(fields)
-    except KeyError:
-        raise CheckpointError(f"{source}: npgpt file without a 'config' in its metadata") from None
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise CheckpointError(f"{source}: invalid config in the metadata: {exc}"[:400]) from None
+        fields = json.loads(metadata["config"], object_pairs_hook=reject_repeated_keys)
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{source}: invalid config in the metadata: {exc}") from None
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{source}: invalid config in the metadata: not a JSON object")
+    config = _checked_config(fields, source, "invalid config in the metadata")
     if overrides:
         config = _make_config(config.to_dict(), overrides, source, _SHAPE_FIELDS)
     kinds = {np.dtype(v.dtype) for v in tensors.values()}
@@ -220,9 +298,9 @@ def _load_gpt2_folder(folder, overrides: dict):
     fields = _gpt2.config_fields_from_hf(hf)
     st_path = os.path.join(folder, "model.safetensors")
     bin_path = os.path.join(folder, "pytorch_model.bin")
-    if os.path.isfile(st_path):
+    if os.path.exists(st_path):           # a FIFO too: read_safetensors refuses it, unblocked
         tensors, _ = read_safetensors(st_path)
-    elif os.path.isfile(bin_path):
+    elif os.path.exists(bin_path):
         tensors = read_torch_zip(bin_path)
     elif os.path.exists(os.path.join(folder, "model.safetensors.index.json")):
         raise CheckpointError(f"{source}: sharded checkpoints are not supported")
@@ -235,23 +313,66 @@ def _load_gpt2_folder(folder, overrides: dict):
     config = _make_config(fields, overrides, source, _SHAPE_FIELDS)
     model = _build_model(config, state, _model_dtype(state, source), source)
     vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
-    if os.path.isfile(vocab) and os.path.isfile(merges):
+    if os.path.exists(vocab) and os.path.exists(merges):
         try:
             from ..tokenizers import BPETokenizer
             from_gpt2 = BPETokenizer.from_gpt2
         except (ImportError, AttributeError):
             return model                       # tokenizers not available yet: weights only
         try:
-            model.tokenizer = from_gpt2(vocab, merges)
+            tokenizer = from_gpt2(vocab, merges)
         except Exception as exc:   # untrusted vocab/merges: any failure is a bad folder
             raise CheckpointError(f"{source}: vocab.json/merges.txt are invalid: "
-                                  f"{type(exc).__name__}: {exc}"[:400]) from None
+                                  f"{type(exc).__name__}: {_cut(str(exc), 400)}") from None
+        model.tokenizer = _fitting_tokenizer(tokenizer, model.config, f"{source}: vocab.json")
     return model
+
+
+def _identity(folder):
+    """(device, inode) of ``folder``, which a swap by save_gpt2 changes; None if gone."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _read_folder(folder, overrides: dict):
+    """A Hugging Face GPT-2 folder, or a training folder holding npgpt's model.safetensors."""
+    if os.path.exists(os.path.join(folder, "config.json")):
+        return _load_gpt2_folder(folder, overrides)
+    own = os.path.join(folder, "model.safetensors")
+    if os.path.exists(own):
+        return _load_safetensors_file(own, overrides)
+    raise CheckpointError(f"{folder}: a folder without config.json or model.safetensors: a "
+                          f"Hugging Face GPT-2 folder needs config.json and model.safetensors "
+                          f"or pytorch_model.bin; a training folder (npgpt train --out) "
+                          f"needs model.safetensors")
+
+
+def _load_folder(folder, overrides: dict):
+    """:func:`_read_folder`, again when the folder was swapped while being read.
+
+    ``save_gpt2`` replaces a folder in one step, but a reader opens its files one by one:
+    a swap in between could pair the old config with the new weights. The folder's inode
+    tells: if it changed during the read, the read is repeated.
+    """
+    for attempt in range(_FOLDER_READS):
+        last = attempt == _FOLDER_READS - 1
+        before = _identity(folder)
+        try:
+            model = _read_folder(folder, overrides)
+        except CheckpointError:
+            if last or _identity(folder) == before:
+                raise
+            continue
+        if last or _identity(folder) == before:
+            return model
 
 
 def _sniff(path) -> str:
     """'zip', 'safetensors', or raise CheckpointError naming what the file looks like."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head = f.read(16)
         size = os.fstat(f.fileno()).st_size
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -268,6 +389,16 @@ def _sniff(path) -> str:
                           f"{head[:8]!r}): not safetensors, a PyTorch zip, or a GPT-2 folder")
 
 
+def _load_bundled(name: str, overrides: dict):
+    """The bundled model ``name``, or FileNotFoundError listing the bundled models."""
+    names = bundled_models()
+    if _NAME_RE.match(name) and "." not in name and name in names:
+        return _load_safetensors_file(os.path.join(DATA_DIR, name + ".safetensors"), overrides)
+    listing = ", ".join(names) if names else "none installed"
+    raise FileNotFoundError(f"no file or folder {short_repr(name, 200)}, and no bundled model "
+                            f"of that name (bundled models: {listing})")
+
+
 def load(path, **config_overrides):
     """Load a model from a checkpoint; the format is recognised from the content.
 
@@ -276,7 +407,8 @@ def load(path, **config_overrides):
     path : str or os.PathLike
         npgpt's own safetensors file; a ``torch.save(model.state_dict())`` file of the seed's
         ``GPTModel``; a Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``); or the name of a bundled model (``"shakespeare-char"``).
+        ``pytorch_model.bin``); a training folder (``npgpt train --out run1``: its
+        ``model.safetensors``); or the name of a bundled model (``"shakespeare-char"``).
     **config_overrides
         GPTConfig fields. A bare state_dict's shapes give vocab_size, d_model,
         context_length, num_layers, tie_embeddings and output_bias, but not ``num_heads``,
@@ -292,7 +424,9 @@ def load(path, **config_overrides):
     Raises
     ------
     CheckpointError
-        Malformed, truncated, hostile or unsupported input, or a missing override.
+        Malformed, truncated, hostile or unsupported input, a tokenizer with ids past the
+        model's vocabulary, a path that is a FIFO, a device or a socket (refused without
+        reading it), or a missing override.
     FileNotFoundError
         ``path`` does not exist (and, for a bare name, no bundled model has that name).
 
@@ -310,6 +444,13 @@ def load(path, **config_overrides):
     >>> npgpt.load("tiny-gpt2").config == cfg
     True
 
+    A training folder (what ``npgpt train --out run1`` writes) loads its model.safetensors:
+
+    >>> os.makedirs("run1")
+    >>> npgpt.GPT(cfg, seed=0).save("run1/model.safetensors")
+    >>> npgpt.load("run1").config == cfg
+    True
+
     A ``torch.save(model.state_dict(), "seed.pt")`` file of the seed's ``GPTModel`` holds
     only tensors, so name what their shapes cannot tell:
     ``npgpt.load("seed.pt", num_heads=4, residual="seed", gelu="exact")``.
@@ -319,19 +460,15 @@ def load(path, **config_overrides):
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not os.path.exists(path):
-        names = bundled_models()
-        if _NAME_RE.match(path) and "." not in path and path in names:
-            return _load_safetensors_file(os.path.join(DATA_DIR, path + ".safetensors"),
-                                          config_overrides)
-        listing = ", ".join(names) if names else "none installed"
-        raise FileNotFoundError(f"no file or folder {path!r}, and no bundled model of that "
-                                f"name (bundled models: {listing})")
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise CheckpointError(f"{path}: a folder without config.json (expected a Hugging "
-                                  f"Face GPT-2 folder)")
-        return _load_gpt2_folder(path, config_overrides)
+    try:
+        mode = os.stat(path).st_mode          # never blocks, whatever the path is
+    except (OSError, ValueError):
+        return _load_bundled(path, config_overrides)
+    if stat.S_ISDIR(mode):
+        return _load_folder(path, config_overrides)
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: {kind_of(mode)}, not a checkpoint file or folder; "
+                              f"refusing to read it")
     kind = _sniff(path)
     if kind == "zip":
         return _model_from_state_dict(read_torch_zip(path), config_overrides, path)
@@ -389,6 +526,15 @@ def save_gpt2(model, folder) -> None:
     ``tie_embeddings=True``, ``output_bias=False``; anything else raises a ValueError naming
     the field. Conv1D weights are written transposed; ``lm_head`` is tied to ``wte``.
 
+    The folder is replaced as a whole (:func:`npgpt.io.files.atomic_folder`): the new files
+    are written to a temporary folder beside it, which is then swapped in, so a reader (or
+    a crash) sees the old model or the new one, never new weights with an old config.
+    On Linux the swap is one ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, between
+    which the folder is briefly absent. The four files above belong to the model and are
+    replaced (an old vocab.json/merges.txt goes when the new model has no BPETokenizer);
+    every other entry of an existing folder (a README.md, a pytorch_model.bin, a
+    subfolder) is kept as it was.
+
     Examples
     --------
     >>> import npgpt
@@ -397,6 +543,11 @@ def save_gpt2(model, folder) -> None:
     >>> save_gpt2(npgpt.GPT(cfg, seed=0), "tiny-gpt2")  # the same as model.save_gpt2("tiny-gpt2")
     >>> sorted(os.listdir("tiny-gpt2"))
     ['config.json', 'model.safetensors']
+    >>> with open("tiny-gpt2/README.md", "w") as f:     # a file of the user's...
+    ...     _ = f.write("my model")
+    >>> save_gpt2(npgpt.GPT(cfg, seed=1), "tiny-gpt2")  # ...survives saving again
+    >>> sorted(os.listdir("tiny-gpt2"))
+    ['README.md', 'config.json', 'model.safetensors']
     >>> with open("tiny-gpt2/config.json") as f:
     ...     hf = json.load(f)
     >>> hf["model_type"], hf["n_embd"], hf["activation_function"]
@@ -414,13 +565,14 @@ def save_gpt2(model, folder) -> None:
         if getattr(cfg, field) != wanted:
             raise ValueError(f"GPT-2 cannot express {field}={getattr(cfg, field)!r} "
                              f"(it needs {field}={wanted!r}); save with model.save() instead")
-    os.makedirs(folder, exist_ok=True)
     dtype_name = np.dtype(model.dtype).name
     tensors = _gpt2.hf_state_dict(model.params, cfg.num_layers)
-    write_safetensors(os.path.join(folder, "model.safetensors"), tensors, {"format": "pt"})
     text = json.dumps(_gpt2.hf_config(cfg, dtype_name), indent=2, sort_keys=True) + "\n"
-    from .safetensors import _atomic_write
-    _atomic_write(os.path.join(folder, "config.json"), [text.encode("utf-8")])
     tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None and hasattr(tokenizer, "save_gpt2"):     # a BPETokenizer
-        tokenizer.save_gpt2(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"))
+
+    def fill(tmp):
+        write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
+        atomic_write(os.path.join(tmp, "config.json"), text.encode("utf-8"))
+        if tokenizer is not None and hasattr(tokenizer, "save_gpt2"):     # a BPETokenizer
+            tokenizer.save_gpt2(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
+    atomic_folder(folder, fill, owned=_GPT2_FILES)

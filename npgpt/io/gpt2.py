@@ -22,9 +22,13 @@ import re
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, reject_repeated_keys, short_repr
+from .files import open_regular
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
+#: No size of a model (vocabulary, context, width, heads, layers) is larger: a config that
+#: says otherwise is refused before anything is allocated.
+MAX_DIMENSION = 2 ** 31 - 1
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _EXACT_GELUS = ("gelu",)
 _TRANSPOSED = {"attn.c_attn.weight": "attn.in_proj_weight",
@@ -51,15 +55,16 @@ def read_config_json(path) -> dict:
     >>> read_config_json("config.json")
     {'model_type': 'gpt2', 'n_embd': 768, 'n_head': 12}
     """
-    size = os.path.getsize(path)
-    if size > MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a config.json")
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a "
+                                  f"config.json")
         raw = f.read(MAX_CONFIG_BYTES + 1)
     try:
-        config = json.loads(raw.decode("utf-8"))
+        config = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_repeated_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{os.fspath(path)}: not valid JSON: {exc}"[:300]) from None
+        raise CheckpointError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{os.fspath(path)}: must hold a JSON object")
     return config
@@ -70,7 +75,9 @@ def config_fields_from_hf(hf: dict) -> dict:
 
     Refuses (CheckpointError, naming the field) what npgpt cannot run: another model_type,
     an activation other than GELU, n_inner != 4 n_embd, cross-attention, unscaled or
-    layer-scaled attention.
+    layer-scaled attention; and values of the wrong kind: a size that is not a positive
+    integer (``64.0``, ``true``) or is above :data:`MAX_DIMENSION`, a layer_norm_epsilon
+    that is not a number in (0, 1).
 
     Examples
     --------
@@ -85,7 +92,8 @@ def config_fields_from_hf(hf: dict) -> dict:
     """
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
-        raise CheckpointError(f"config.json: model_type must be 'gpt2', got {model_type!r}"[:200])
+        raise CheckpointError(f"config.json: model_type must be 'gpt2', got "
+                              f"{short_repr(model_type)}")
     fields = {}
     for ours, theirs in (("vocab_size", ("vocab_size",)), ("d_model", ("n_embd",)),
                          ("num_heads", ("n_head",)), ("num_layers", ("n_layer",)),
@@ -93,7 +101,10 @@ def config_fields_from_hf(hf: dict) -> dict:
         value = next((hf[k] for k in theirs if k in hf), None)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise CheckpointError(f"config.json: {theirs[0]} must be a positive integer, "
-                                  f"got {value!r}"[:200])
+                                  f"got {short_repr(value)}")
+        if value > MAX_DIMENSION:
+            raise CheckpointError(f"config.json: {theirs[0]}={short_repr(value)} is larger "
+                                  f"than any model (at most {MAX_DIMENSION})")
         fields[ours] = value
     act = hf.get("activation_function", "gelu_new")
     if act in _TANH_GELUS:
@@ -101,25 +112,25 @@ def config_fields_from_hf(hf: dict) -> dict:
     elif act in _EXACT_GELUS:
         fields["gelu"] = "exact"
     else:
-        raise CheckpointError(f"config.json: activation_function {act!r} is not supported "
-                              f"(npgpt has {', '.join(_TANH_GELUS + _EXACT_GELUS)})"[:200])
+        raise CheckpointError(f"config.json: activation_function {short_repr(act)} is not "
+                              f"supported (npgpt has {', '.join(_TANH_GELUS + _EXACT_GELUS)})")
     n_inner = hf.get("n_inner")
     if n_inner is not None and n_inner != 4 * fields["d_model"]:
-        raise CheckpointError(f"config.json: n_inner={n_inner!r} is not supported "
-                              f"(npgpt's feed-forward width is 4*n_embd)"[:200])
+        raise CheckpointError(f"config.json: n_inner={short_repr(n_inner)} is not supported "
+                              f"(npgpt's feed-forward width is 4*n_embd)")
     for key, wanted in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
                         ("add_cross_attention", False)):
         if hf.get(key, wanted) != wanted:
-            raise CheckpointError(f"config.json: {key}={hf[key]!r} is not supported "
-                                  f"(npgpt needs {wanted})"[:200])
+            raise CheckpointError(f"config.json: {key}={short_repr(hf[key])} is not "
+                                  f"supported (npgpt needs {wanted})")
     eps = hf.get("layer_norm_epsilon", 1e-5)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise CheckpointError(f"config.json: layer_norm_epsilon must be a number, "
-                              f"got {eps!r}"[:200])
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise CheckpointError(f"config.json: layer_norm_epsilon must be a number in (0, 1), "
+                              f"got {short_repr(eps)}")      # compared exactly: never overflows
     tie = hf.get("tie_word_embeddings", True)
     if not isinstance(tie, bool):
         raise CheckpointError(f"config.json: tie_word_embeddings must be true or false, "
-                              f"got {tie!r}"[:200])
+                              f"got {short_repr(tie)}")
     fields.update(residual="pre_norm", tie_embeddings=tie, output_bias=False,
                   layer_norm_eps=float(eps), dropout=0.0)
     return fields
@@ -164,8 +175,8 @@ def state_dict_from_hf(tensors: dict) -> dict:
             if rest in _TRANSPOSED:
                 value = np.asarray(value)
                 if value.ndim != 2:
-                    raise CheckpointError(f"{name}: expected a 2-D Conv1D weight, got shape "
-                                          f"{value.shape}")
+                    raise CheckpointError(f"{short_repr(name)}: expected a 2-D Conv1D weight, "
+                                          f"got shape {short_repr(value.shape)}")
                 out[prefix + _TRANSPOSED[rest]] = np.ascontiguousarray(value.T)
             elif rest in _PLAIN:
                 out[prefix + _PLAIN[rest]] = value

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-import secrets
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, reject_repeated_keys, short_repr
+from .files import atomic_write, open_regular
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024   # 100 MB: far more than any real header needs
 MAX_NDIM = 64
@@ -59,19 +59,10 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
-def _reject_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise CheckpointError(f"safetensors header: key {key!r} appears twice")
-        out[key] = value
-    return out
-
-
 def _parse_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CheckpointError(f"safetensors header: {what} must be a non-negative integer, "
-                              f"got {value!r}"[:300])
+                              f"got {short_repr(value)}")
     return value
 
 
@@ -84,12 +75,12 @@ def _header_json(header_bytes: bytes) -> dict:
     if not text.lstrip().startswith("{"):
         raise CheckpointError("safetensors header does not start with '{' (not JSON object)")
     try:
-        header = json.loads(text, object_pairs_hook=_reject_duplicates,
+        header = json.loads(text, object_pairs_hook=reject_repeated_keys,
                             parse_constant=lambda c: c)   # NaN/Infinity stay strings -> rejected
-    except CheckpointError:
-        raise
+    except CheckpointError as exc:
+        raise CheckpointError(f"safetensors header: {exc}") from None
     except (ValueError, RecursionError) as exc:
-        raise CheckpointError(f"safetensors header is not valid JSON: {exc}"[:300]) from None
+        raise CheckpointError(f"safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header must be a JSON object")
     return header
@@ -99,29 +90,30 @@ def _parse_entry(name: str, info, buffer_size: int):
     """(name, dtype_name, shape, begin, end) of one tensor's header entry, all checked: a
     known dtype, a shape of non-negative integers, offsets inside the buffer spanning
     exactly shape x dtype bytes."""
+    what = f"safetensors tensor {short_repr(name)}"
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise CheckpointError(f"safetensors tensor {name!r}: expected exactly the keys "
-                              f"dtype, shape, data_offsets, got {info!r}"[:300])
+        raise CheckpointError(f"{what}: expected exactly the keys dtype, shape, "
+                              f"data_offsets, got {short_repr(info)}")
     dtype = info["dtype"]
     if not isinstance(dtype, str) or dtype not in _DTYPES:
-        raise CheckpointError(f"safetensors tensor {name!r}: unknown or unsupported dtype "
-                              f"{dtype!r}; supported: {', '.join(_DTYPES)}"[:300])
+        raise CheckpointError(f"{what}: unknown or unsupported dtype {short_repr(dtype)}; "
+                              f"supported: {', '.join(_DTYPES)}")
     shape = info["shape"]
     if not isinstance(shape, list) or len(shape) > MAX_NDIM:
-        raise CheckpointError(f"safetensors tensor {name!r}: shape must be a list of at "
-                              f"most {MAX_NDIM} integers, got {shape!r}"[:300])
-    shape = tuple(_parse_int(s, f"tensor {name!r} shape entry") for s in shape)
+        raise CheckpointError(f"{what}: shape must be a list of at most {MAX_NDIM} integers, "
+                              f"got {short_repr(shape)}")
+    shape = tuple(_parse_int(s, f"tensor {short_repr(name)} shape entry") for s in shape)
     if any(s >= 2 ** 62 for s in shape):
-        raise CheckpointError(f"safetensors tensor {name!r}: shape {list(shape)} has an "
-                              f"impossibly large dimension"[:300])
+        raise CheckpointError(f"{what}: shape {short_repr(list(shape))} has an impossibly "
+                              f"large dimension")
     offsets = info["data_offsets"]
     if not isinstance(offsets, list) or len(offsets) != 2:
-        raise CheckpointError(f"safetensors tensor {name!r}: data_offsets must be "
-                              f"[begin, end], got {offsets!r}"[:300])
-    begin, end = (_parse_int(o, f"tensor {name!r} data offset") for o in offsets)
+        raise CheckpointError(f"{what}: data_offsets must be [begin, end], got "
+                              f"{short_repr(offsets)}")
+    begin, end = (_parse_int(o, f"tensor {short_repr(name)} data offset") for o in offsets)
     if begin > end or end > buffer_size:
         raise CheckpointError(
-            f"safetensors tensor {name!r}: data_offsets [{begin}, {end}] out of range "
+            f"{what}: data_offsets [{short_repr(begin)}, {short_repr(end)}] out of range "
             f"for a data buffer of {buffer_size} bytes")
     numel = 1
     for s in shape:
@@ -129,7 +121,7 @@ def _parse_entry(name: str, info, buffer_size: int):
     nbytes = numel * _DTYPES[dtype][1]
     if nbytes != end - begin:
         raise CheckpointError(
-            f"safetensors tensor {name!r}: shape {list(shape)} x {dtype} needs {nbytes} "
+            f"{what}: shape {short_repr(list(shape))} x {dtype} needs {short_repr(nbytes)} "
             f"bytes but data_offsets [{begin}, {end}] span {end - begin}")
     return name, dtype, shape, begin, end
 
@@ -139,11 +131,12 @@ def _check_tiling(entries, buffer_size: int) -> None:
     position = 0
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < position:
-            raise CheckpointError(f"safetensors tensor {name!r}: data_offsets [{begin}, {end}] "
-                                  f"overlap the previous tensor (which ends at {position})")
+            raise CheckpointError(f"safetensors tensor {short_repr(name)}: data_offsets "
+                                  f"[{begin}, {end}] overlap the previous tensor (which ends "
+                                  f"at {position})")
         if begin > position:
             raise CheckpointError(f"safetensors data buffer has a gap: bytes {position}..{begin} "
-                                  f"belong to no tensor (before {name!r})")
+                                  f"belong to no tensor (before {short_repr(name)})")
         position = end
     if position != buffer_size:
         raise CheckpointError(f"safetensors data buffer has {buffer_size - position} trailing "
@@ -216,7 +209,7 @@ def read_safetensors(path):
     ({'w': array([[1., 0.],
            [0., 1.]], dtype=float32)}, {'note': 'hi'})
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
             raise CheckpointError(f"{os.fspath(path)}: file of {size} bytes is too short for "
@@ -247,29 +240,9 @@ def read_safetensors(path):
         try:
             tensors[name] = array.reshape(shape)
         except ValueError as exc:   # e.g. a zero-size shape whose other dimensions overflow
-            raise CheckpointError(f"safetensors tensor {name!r}: shape {list(shape)}: {exc}"
-                                  [:300]) from None
+            raise CheckpointError(f"safetensors tensor {short_repr(name)}: shape "
+                                  f"{short_repr(list(shape))}: {exc}") from None
     return tensors, metadata
-
-
-def _atomic_write(path, chunks) -> None:
-    """Write ``chunks`` (bytes-like) to a temporary file next to ``path``, then rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.part")
-    try:
-        with open(tmp, "xb") as f:            # a fresh name; permissions follow the umask
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_safetensors(path, tensors, metadata=None) -> None:
@@ -322,4 +295,4 @@ def write_safetensors(path, tensors, metadata=None) -> None:
         offset += len(data)
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)   # pad so the data starts 8-byte aligned
-    _atomic_write(path, [struct.pack("<Q", len(header_bytes)), header_bytes] + arrays)
+    atomic_write(path, [struct.pack("<Q", len(header_bytes)), header_bytes] + arrays)

@@ -33,12 +33,18 @@ import zlib
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, short_repr
+from .files import open_regular
 from .safetensors import bfloat16_to_float32
 
 MAX_PICKLE_BYTES = 100 * 1024 * 1024
 MAX_MEMO = 10_000_000
 MAX_STACK = 1_000_000
+# What the pickle builds, counted as if every shared reference were a copy (the size of its
+# repr, of a deep copy, of any walk over it), may not exceed this many times the pickle's
+# size (plus a little): a few KB referencing one list thousands of times, nested a few
+# levels (a "billion laughs"), is refused instead of being walked into gigabytes.
+MAX_NODES_PER_BYTE = 4
 # The tensors rebuilt from a file may share storage (tied weights), but together they may
 # not hold more than this many times the file's size: views cannot blow up memory.
 MAX_EXPANSION = 4
@@ -98,7 +104,7 @@ def _int_tuple(value, what):
     if not isinstance(value, tuple) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise CheckpointError(f"torch pickle: {what} must be a tuple of non-negative integers, "
-                              f"got {value!r}"[:300])
+                              f"got {short_repr(value)}")
     if len(value) > 64:
         raise CheckpointError(f"torch pickle: {what} has {len(value)} dimensions (at most 64)")
     return value
@@ -126,7 +132,7 @@ def _call(func: _Global, args):
             raise CheckpointError("torch pickle: _rebuild_tensor_v2 got no storage")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise CheckpointError(f"torch pickle: storage offset must be a non-negative "
-                                  f"integer, got {offset!r}"[:200])
+                                  f"integer, got {short_repr(offset)}")
         size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
         if len(size) != len(stride):
             raise CheckpointError(f"torch pickle: size {size} and stride {stride} differ in length")
@@ -175,6 +181,49 @@ class _Reader:
             raise CheckpointError("torch pickle: GLOBAL name is not ASCII") from None
 
 
+class _Sizes:
+    """What the pickle machine has built, counted as if no reference were shared.
+
+    A container's size is 1 plus its items' sizes (anything else counts 1), so a list
+    holding one list a thousand times has the size of its ``repr``, not of its memory.
+    Building or filling a container spends its items' sizes from ``budget``; a pickle
+    that overspends is refused. A list or dict placed in another container is sealed:
+    filling it afterwards would grow sizes already counted (``pickle.dumps`` does that only
+    for structures that contain themselves, which no state_dict has).
+    """
+
+    def __init__(self, budget: int):
+        self.left = budget
+        self.known = {}   # id(container) -> [container, size, sealed]; held, so ids stay unique
+
+    def new(self, container, items=()):
+        """Register ``container`` built from ``items``; return it."""
+        self.known[id(container)] = [container, 1, False]
+        self.add(container, items)
+        return container
+
+    def add(self, container, items) -> None:
+        """Count ``items`` put into ``container`` (new, or not sealed yet)."""
+        entry = self.known[id(container)]
+        if entry[2]:
+            raise CheckpointError("torch pickle: a list or dict is changed after being put "
+                                  "inside another container (not something a state_dict has)")
+        total = 0
+        for item in items:
+            inner = self.known.get(id(item))
+            if inner is not None:
+                total += inner[1]
+                inner[2] = inner[2] or not isinstance(item, tuple)
+            else:
+                total += 1
+        entry[1] += total
+        self.left -= total
+        if self.left < 0:
+            raise CheckpointError("torch pickle: the objects it builds, counted without "
+                                  "sharing, far outnumber its bytes (references to the same "
+                                  "objects repeated and nested: a 'billion laughs'?)")
+
+
 def unpickle_state_dict(data: bytes, persistent_load):
     """Interpret ``data.pkl`` with the allow-list; return its (inert) top-level object.
 
@@ -197,6 +246,7 @@ def unpickle_state_dict(data: bytes, persistent_load):
     """
     r = _Reader(data)
     stack, marks, memo = [], [], {}
+    sizes = _Sizes(MAX_NODES_PER_BYTE * len(data) + 4096)
 
     def pop():
         if not stack or stack[-1] is _MARK:
@@ -251,8 +301,8 @@ def unpickle_state_dict(data: bytes, persistent_load):
             name, module = pop(), pop()
             if not isinstance(module, str) or not isinstance(name, str) or \
                     (module, name) not in ALLOWED_GLOBALS:
-                raise CheckpointError(f"torch pickle: global {module!r}.{name!r} is not "
-                                      f"allowed"[:200])
+                raise CheckpointError(f"torch pickle: global {short_repr(module)}."
+                                      f"{short_repr(name)} is not allowed")
             push(_Global(module, name))
         elif op == b"q":                        # BINPUT
             put(r.take(1)[0])
@@ -270,20 +320,23 @@ def unpickle_state_dict(data: bytes, persistent_load):
         elif op == b")":                        # EMPTY_TUPLE
             push(())
         elif op == b"t":                        # TUPLE
-            push(tuple(pop_mark()))
+            items = pop_mark()
+            push(sizes.new(tuple(items), items))
         elif op in (b"\x85", b"\x86", b"\x87"):  # TUPLE1/2/3
             n = op[0] - 0x84
             items = [pop() for _ in range(n)][::-1]
-            push(tuple(items))
+            push(sizes.new(tuple(items), items))
         elif op == b"]":                        # EMPTY_LIST
-            push([])
+            push(sizes.new([]))
         elif op == b"l":                        # LIST
-            push(pop_mark())
+            items = pop_mark()
+            push(sizes.new(items, items))
         elif op == b"a":                        # APPEND
             value = pop()
             target = pop()
             if not isinstance(target, list):
                 raise CheckpointError("torch pickle: APPEND to a non-list")
+            sizes.add(target, [value])
             target.append(value)
             push(target)
         elif op == b"e":                        # APPENDS
@@ -291,20 +344,23 @@ def unpickle_state_dict(data: bytes, persistent_load):
             target = pop()
             if not isinstance(target, list):
                 raise CheckpointError("torch pickle: APPENDS to a non-list")
+            sizes.add(target, items)
             target.extend(items)
             push(target)
         elif op == b"}":                        # EMPTY_DICT
-            push({})
+            push(sizes.new({}))
         elif op == b"d":                        # DICT
             items = pop_mark()
             if len(items) % 2:
                 raise CheckpointError("torch pickle: DICT with an odd number of items")
-            push({check_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+            push(sizes.new({check_key(items[i]): items[i + 1]
+                            for i in range(0, len(items), 2)}, items))
         elif op == b"s":                        # SETITEM
             value, key = pop(), pop()
             target = pop()
             if not isinstance(target, dict):
                 raise CheckpointError("torch pickle: SETITEM on a non-dict")
+            sizes.add(target, [key, value])
             target[check_key(key)] = value
             push(target)
         elif op == b"u":                        # SETITEMS
@@ -312,6 +368,7 @@ def unpickle_state_dict(data: bytes, persistent_load):
             target = pop()
             if not isinstance(target, dict) or len(items) % 2:
                 raise CheckpointError("torch pickle: malformed SETITEMS")
+            sizes.add(target, items)
             for i in range(0, len(items), 2):
                 target[check_key(items[i])] = items[i + 1]
             push(target)
@@ -354,7 +411,8 @@ def unpickle_state_dict(data: bytes, persistent_load):
             if not isinstance(func, _Global):
                 raise CheckpointError("torch pickle: REDUCE of something that is not an "
                                       "allowed global")
-            push(_call(func, args))
+            result = _call(func, args)
+            push(sizes.new(result, [args]) if isinstance(result, dict) else result)
         elif op == b"b":                        # BUILD: only OrderedDict's _metadata, ignored
             state = pop()
             target = pop()
@@ -374,15 +432,15 @@ def unpickle_state_dict(data: bytes, persistent_load):
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: int, limit: int) -> bytes:
     """Read exactly ``expected`` bytes of a zip entry, refusing entries that lie about it."""
     if info.file_size != expected:
-        raise CheckpointError(f"zip entry {info.filename!r} holds {info.file_size} bytes, "
-                              f"expected {expected}")
+        raise CheckpointError(f"zip entry {short_repr(info.filename)} holds {info.file_size} "
+                              f"bytes, expected {expected}")
     if expected > limit:
-        raise CheckpointError(f"zip entry {info.filename!r} declares {expected} bytes, more "
-                              f"than a file of this size can hold (zip bomb?)")
+        raise CheckpointError(f"zip entry {short_repr(info.filename)} declares {expected} bytes, "
+                              f"more than a file of this size can hold (zip bomb?)")
     with zf.open(info) as f:
         data = f.read(expected)
     if len(data) != expected:
-        raise CheckpointError(f"zip entry {info.filename!r} is truncated: {len(data)} of "
+        raise CheckpointError(f"zip entry {short_repr(info.filename)} is truncated: {len(data)} of "
                               f"{expected} bytes")
     return data
 
@@ -442,8 +500,8 @@ def read_torch_zip(path) -> dict:
 
 
 def _read_torch_zip(path) -> dict:
-    file_size = os.path.getsize(path)
-    with zipfile.ZipFile(path) as zf:
+    with open_regular(path) as raw, zipfile.ZipFile(raw) as zf:
+        file_size = os.fstat(raw.fileno()).st_size
         infos = {}
         for info in zf.infolist():
             infos[info.filename] = info
@@ -466,15 +524,15 @@ def _read_torch_zip(path) -> dict:
                                   f"{type(state).__name__}, not a state_dict")
         for name, value in state.items():
             if not isinstance(name, str) or not isinstance(value, _Tensor):
-                raise CheckpointError(f"{os.fspath(path)}: entry {name!r} is not a tensor "
-                                      f"(only a plain state_dict is supported)"[:300])
+                raise CheckpointError(f"{os.fspath(path)}: entry {short_repr(name)} is not a "
+                                      f"tensor (only a plain state_dict is supported)")
 
         flat = {}
         for key, storage in storages.items():
             entry = prefix + "data/" + key
             if entry not in infos:
                 raise CheckpointError(f"{os.fspath(path)}: storage {key!r} is missing "
-                                      f"(no zip entry {entry!r})")
+                                      f"(no zip entry {short_repr(entry)})")
             code, itemsize = STORAGE_DTYPES[storage.kind]
             raw = _read_entry(zf, infos[entry], storage.numel * itemsize, limit)
             limit -= len(raw)
@@ -518,14 +576,15 @@ def _storage_loader(storages: dict):
     ``storages`` (key -> _Storage), the same record each time a key comes back."""
     def persistent_load(pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise CheckpointError(f"torch pickle: unexpected persistent id {pid!r}"[:200])
+            raise CheckpointError(f"torch pickle: unexpected persistent id {short_repr(pid)}")
         _, kind, key, location, numel = pid
         if not isinstance(kind, _Global) or kind.name not in STORAGE_DTYPES:
-            raise CheckpointError(f"torch pickle: {kind!r} is not a storage class"[:200])
+            what = repr(kind) if isinstance(kind, _Global) else short_repr(kind)
+            raise CheckpointError(f"torch pickle: {what} is not a storage class")
         if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise CheckpointError(f"torch pickle: bad storage key {key!r}"[:200])
+            raise CheckpointError(f"torch pickle: bad storage key {short_repr(key)}")
         if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
-            raise CheckpointError(f"torch pickle: bad storage size {numel!r}"[:200])
+            raise CheckpointError(f"torch pickle: bad storage size {short_repr(numel)}")
         if not isinstance(location, str):
             raise CheckpointError("torch pickle: storage location must be a string")
         if key in storages:
@@ -545,16 +604,17 @@ def _materialise(name, t: _Tensor, storage: np.ndarray, budget: int) -> np.ndarr
     for s in t.size:
         numel *= s
     if numel * storage.itemsize > budget:
-        raise CheckpointError(f"tensor {name!r}: its views would need more memory than the "
-                              f"file's size justifies")
+        raise CheckpointError(f"tensor {short_repr(name)}: its views would need more memory "
+                              f"than the file's size justifies")
     if numel == 0:
         values = np.zeros(t.size, dtype=storage.dtype)
     else:
         last = t.offset + sum((s - 1) * st for s, st in zip(t.size, t.stride))
         if last >= storage.size:
-            raise CheckpointError(f"tensor {name!r}: size {t.size}, stride {t.stride} and "
-                                  f"offset {t.offset} reach element {last} of a storage "
-                                  f"with {storage.size}")
+            raise CheckpointError(f"tensor {short_repr(name)}: size {short_repr(t.size)}, "
+                                  f"stride {short_repr(t.stride)} and offset "
+                                  f"{short_repr(t.offset)} reach element {short_repr(last)} "
+                                  f"of a storage with {storage.size}")
         view = np.lib.stride_tricks.as_strided(
             storage[t.offset:], shape=t.size,
             strides=[st * storage.itemsize for st in t.stride], writeable=False)

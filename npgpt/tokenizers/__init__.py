@@ -17,7 +17,11 @@ travel inside npgpt checkpoints.
 
 Errors are ``ValueError`` naming the bad input: unknown words or characters (all of them),
 ids out of range (all of them), lone surrogates (with their position; such a string has no
-UTF-8 form).
+UTF-8 form). A tokenizer read from a file (:func:`load_tokenizer`,
+:meth:`BPETokenizer.from_gpt2`, :meth:`BPETokenizer.from_tiktoken`,
+:func:`tokenizer_from_dict`) is checked as strictly as weights: ids integral, non-negative
+and unique, special ids apart from ordinary ones, merges consistent with the vocabulary;
+anything else is a ValueError naming the problem.
 
 One file per idea; read them in this order:
 
@@ -26,7 +30,9 @@ One file per idea; read them in this order:
    :func:`load_tokenizer`;
 2. ``simple.py`` -- :class:`WordTokenizer` and :class:`CharTokenizer`;
 3. ``patterns.py`` -- GPT-2's pre-tokenisation regex (:data:`GPT2_PATTERN`,
-   :func:`gpt2_pattern`, :func:`gpt2_split`);
+   :func:`gpt2_pattern`, :func:`gpt2_split`), and the registry of patterns a tokenizer
+   file may name (:data:`PATTERNS`, :func:`register_pattern`): a file never brings its
+   own regex, which could make ``encode`` hang;
 4. ``bpe.py`` -- :func:`bytes_to_unicode`, the byte-pair merge rule and :class:`BPETokenizer`;
 5. ``bpe_train.py`` -- learning merges from text (:func:`~.bpe_train.train_bpe`, which
    ``BPETokenizer.train`` calls).
@@ -36,9 +42,9 @@ Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``
 
 from .base import load_tokenizer, tokenizer_from_dict
 from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
-from .patterns import GPT2_PATTERN, gpt2_pattern, gpt2_split
+from .patterns import GPT2_PATTERN, PATTERNS, gpt2_pattern, gpt2_split, register_pattern
 from .simple import CharTokenizer, WordTokenizer
 
 __all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict",
            "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
-           "GPT2_SPECIAL_TOKENS"]
+           "GPT2_SPECIAL_TOKENS", "PATTERNS", "register_pattern"]

@@ -10,11 +10,24 @@ NumPy integer array (NumPy itself is not imported: an array is recognised by its
   npgpt checkpoints.
 - helpers that turn bad input into a ``ValueError`` naming it: lone surrogates (with their
   position), ids out of range (all of them), unknown words or characters (all of them).
+
+A tokenizer read from a file or a dict is checked as strictly as weights: every malformed
+input is a ``ValueError`` naming the problem (never a TypeError, KeyError or
+UnicodeDecodeError), every value it quotes is cut short, and only regular files are read
+(a FIFO or a device is refused, never waited on).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
+
+from ..io.errors import reject_repeated_keys, short_repr
+from ..io.files import atomic_write, open_regular
+
+#: The largest token id a tokenizer may use (ids index an embedding table).
+MAX_TOKEN_ID = 2 ** 31 - 1
+_REQUIRED = object()
 
 
 def _check_text(text, what="text"):
@@ -55,17 +68,51 @@ def _raise_bad_ids(ids, is_valid, vocab_size):
 
 
 def _list_unknown(items, what):
-    """The message for unknown ``items`` (words, characters): how many, then each once."""
+    """The message for unknown ``items`` (words, characters): how many, then each once, each
+    cut to 40 characters and at most 50 of them, so the message stays short whatever the text.
+
+    >>> _list_unknown(["x" * 10_000, "y"], "words")
+    "2 unknown words: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (10,000 characters), 'y'"
+    """
     unique = list(dict.fromkeys(items))
-    shown = ", ".join(repr(u) for u in unique[:50]) + (", ..." if len(unique) > 50 else "")
+    shown = ", ".join(_short(u) for u in unique[:50]) + (", ..." if len(unique) > 50 else "")
     return f"{len(unique)} unknown {what}: {shown}"
+
+
+def _short(text, limit=40):
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def _check_type(d, expected):
     """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``)."""
     if not isinstance(d, dict) or d.get("type") != expected:
-        got = d.get("type") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got!r}")
+        got = short_repr(d.get("type")) if isinstance(d, dict) else repr(type(d).__name__)
+        raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got}")
+
+
+def _token_id(value, what):
+    """``value`` as a token id: an integer (not a bool, not a float) in [0, MAX_TOKEN_ID]."""
+    if type(value) is int and 0 <= value <= MAX_TOKEN_ID:        # the common case, fast
+        return value
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not 0 <= value <= MAX_TOKEN_ID):
+        raise ValueError(f"{what} must be an integer id in [0, {MAX_TOKEN_ID}], "
+                         f"got {short_repr(value)}")
+    return int(value)
+
+
+def _field(d, key, kinds, default=_REQUIRED):
+    """``d[key]`` if it is one of ``kinds`` (types), else a ValueError naming the key; a
+    missing key gives ``default``, or a ValueError when there is none."""
+    if key not in d:
+        if default is _REQUIRED:
+            raise ValueError(f"a {d.get('type')!r} tokenizer dict needs a {key!r} key")
+        return default
+    value = d[key]
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise ValueError(f"the tokenizer's {key!r} must be {names}, got {short_repr(value)}")
+    return value
 
 
 class _Tokenizer:
@@ -81,9 +128,9 @@ class _Tokenizer:
         return self.vocab_size
 
     def save(self, path):
-        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
+        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically."""
+        text = json.dumps(self.to_dict(), ensure_ascii=False)
+        atomic_write(path, text.encode("utf-8"))
 
     @classmethod
     def load(cls, path):
@@ -126,10 +173,11 @@ def tokenizer_from_dict(d):
     ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'word']
     """
     if not isinstance(d, dict) or "type" not in d:
-        raise ValueError(f"a tokenizer dict needs a 'type' key, got {d!r:.80}")
+        raise ValueError(f"a tokenizer dict needs a 'type' key, got {short_repr(d)}")
     types = _tokenizer_types()
-    if d["type"] not in types:
-        raise ValueError(f"unknown tokenizer type {d['type']!r}; expected one of {sorted(types)}")
+    if not isinstance(d["type"], str) or d["type"] not in types:
+        raise ValueError(f"unknown tokenizer type {short_repr(d['type'])}; expected one of "
+                         f"{sorted(types)}")
     return types[d["type"]].from_dict(d)
 
 
@@ -145,6 +193,28 @@ def load_tokenizer(path):
     WordTokenizer(vocab_size=2, unk_token=None)
     >>> tok.encode("world hello")
     [1, 0]
+
+    Anything else is a ValueError naming the file and the problem:
+
+    >>> with open("broken.json", "w") as f:
+    ...     _ = f.write('{"type": "char", "chars": 42}')
+    >>> load_tokenizer("broken.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: broken.json: the tokenizer's 'chars' must be str or list, got 42
     """
-    with open(path, encoding="utf-8") as f:
-        return tokenizer_from_dict(json.load(f))
+    d = _read_json(path)
+    try:
+        return tokenizer_from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _read_json(path):
+    """The JSON value in the regular file ``path``, or a ValueError naming the file."""
+    with open_regular(path) as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=reject_repeated_keys)
+    except (ValueError, RecursionError) as e:       # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid UTF-8 JSON: {e}") from None

@@ -19,16 +19,24 @@ Read in this order:
 from __future__ import annotations
 
 import base64
+import binascii
 import heapq
+import io
 import json
 import re
 
-from .base import _as_id_list, _check_text, _check_type, _raise_bad_ids, _Tokenizer
+from ..io.errors import short_repr
+from ..io.files import atomic_write, open_regular
+from .base import (MAX_TOKEN_ID, _as_id_list, _check_text, _check_type, _field, _raise_bad_ids,
+                   _read_json, _token_id, _Tokenizer)
 from .bpe_train import train_bpe
-from .patterns import _compile_pattern
+from .patterns import _compile_pattern, pattern_from_file
 
 #: GPT-2's only special token and its id.
 GPT2_SPECIAL_TOKENS = {"<|endoftext|>": 50256}
+#: The bytes of all tokens together may not exceed this: merges of merges double in length,
+#: so a few dozen lines of a hostile file could otherwise ask for terabytes.
+MAX_VOCAB_BYTES = 64 * 1024 * 1024
 _MAX_CACHE = 100_000     # cached pre-tokens per BPETokenizer before the cache is cleared
 
 
@@ -146,6 +154,76 @@ def _byte_pair_merge_heap(piece, ranks, max_rank=None):
     return parts
 
 
+def _gpt2_vocab(vocab, path):
+    """``vocab`` (token -> id, read from ``path``) if every id is valid and used once."""
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{path}: must hold a JSON object token -> id, got "
+                         f"{short_repr(vocab)}")
+    owner = {}
+    for token, i in vocab.items():
+        if type(i) is not int or not 0 <= i <= MAX_TOKEN_ID:
+            i = _token_id(i, f"{path}: the id of {short_repr(token)}")
+        if i in owner:
+            raise ValueError(f"{path}: tokens {short_repr(owner[i])} and {short_repr(token)} "
+                             f"share the id {i}")
+        owner[i] = token
+    return vocab
+
+
+def _gpt2_merges(path, vocab, vocab_path):
+    """(merges, merge_ids) of GPT-2's ``merges.txt`` at ``path``, spelled against ``vocab``."""
+    with open_regular(path) as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 ({e.reason})") from None
+    merges, merge_ids = [], []
+    for n, line in enumerate(io.StringIO(text, newline=None), 1):    # universal newlines
+        line = line.rstrip("\r\n")
+        if not line or (n == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {n}: expected 'a b', got {short_repr(line)}")
+        a, b = parts
+        for t in (a, b, a + b):
+            if t not in vocab:
+                raise ValueError(f"{path}, line {n}: {short_repr(t)} is not in {vocab_path}")
+        merges.append((vocab[a], vocab[b]))
+        merge_ids.append(vocab[a + b])
+    return merges, merge_ids
+
+
+def _ranks_of(tokens):
+    """token bytes -> id from a dict's ``tokens``: ``[[base64 bytes, id], ...]``."""
+    ranks = {}
+    for k, entry in enumerate(tokens):
+        if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str):
+            raise ValueError(f"tokens[{k}] must be [base64 bytes, id], got {short_repr(entry)}")
+        try:
+            token = base64.b64decode(entry[0], validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError(f"tokens[{k}]: {short_repr(entry[0])} is not base64") from None
+        if token in ranks:
+            raise ValueError(f"tokens[{k}]: token {short_repr(token)} appears twice")
+        ranks[token] = _token_id(entry[1], f"tokens[{k}]: the id")
+    return ranks
+
+
+def _merge_pair(merge, rank):
+    """``merge`` as a pair of token ids (ValueError naming merge ``rank`` otherwise)."""
+    sequence = type(merge) in (list, tuple) or (
+        hasattr(merge, "__len__") and not isinstance(merge, (str, bytes, dict)))
+    if not sequence or len(merge) != 2:
+        raise ValueError(f"merge {rank} must be a pair of ids, got {short_repr(merge)}")
+    a, b = merge
+    if type(a) is int and type(b) is int and 0 <= a <= MAX_TOKEN_ID and 0 <= b <= MAX_TOKEN_ID:
+        return a, b                                          # the common case, fast
+    return _token_id(a, f"merge {rank}: an id"), _token_id(b, f"merge {rank}: an id")
+
+
 # ----------------------------------------------------------------------------------------
 # BPETokenizer
 # ----------------------------------------------------------------------------------------
@@ -180,11 +258,17 @@ class BPETokenizer(_Tokenizer):
     special_tokens : dict[str, int], optional
         Special-token text -> id, e.g. ``{"<|endoftext|>": 50256}``.
     pattern : str
-        ``"gpt2"`` (default) or a Python ``re`` pattern without capturing groups.
+        ``"gpt2"`` (default), a name registered with
+        :func:`~npgpt.tokenizers.patterns.register_pattern`, or a Python ``re`` pattern
+        without capturing groups. A raw regex is saved as it is, and loading the file
+        again requires it to be registered first (a file alone may only name a pattern).
     byte_ids : sequence of 256 ints, optional
         ``byte_ids[b]`` is the id of the single byte ``b``; default ``b`` itself.
     merge_ids : sequence of ints, optional
         The id of each merged token; default ``256 + i``.
+
+    Every id is an integer (not a bool or a float) in [0, 2**31 - 1], and no id is used
+    twice; anything else is a ValueError naming it.
 
     Examples
     --------
@@ -200,12 +284,13 @@ class BPETokenizer(_Tokenizer):
 
     def __init__(self, merges, special_tokens=None, pattern="gpt2", byte_ids=None,
                  merge_ids=None):
-        byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
+        byte_ids = (list(range(256)) if byte_ids is None
+                    else [_token_id(i, "a byte id") for i in byte_ids])
         if len(byte_ids) != 256:
             raise ValueError(f"byte_ids must have 256 entries, got {len(byte_ids)}")
-        merges = [(int(a), int(b)) for a, b in merges]
+        merges = [_merge_pair(m, rank) for rank, m in enumerate(merges)]
         merge_ids = (list(range(256, 256 + len(merges))) if merge_ids is None
-                     else [int(i) for i in merge_ids])
+                     else [_token_id(i, "a merge id") for i in merge_ids])
         if len(merge_ids) != len(merges):
             raise ValueError(f"merge_ids has {len(merge_ids)} entries for {len(merges)} merges")
         decoder = {}
@@ -215,15 +300,21 @@ class BPETokenizer(_Tokenizer):
             decoder[i] = bytes([b])
         encoder = {v: k for k, v in decoder.items()}
         ranks = {}
+        total = 256                          # bytes of all tokens so far
         for rank, ((a, b), new) in enumerate(zip(merges, merge_ids)):
             if a not in decoder or b not in decoder:
                 raise ValueError(f"merge {rank} ({a}, {b}) uses an id not defined before it")
             if new in decoder:
                 raise ValueError(f"merge {rank} ({a}, {b}) reuses id {new}")
+            total += len(decoder[a]) + len(decoder[b])
+            if total > MAX_VOCAB_BYTES:
+                raise ValueError(f"merge {rank} ({a}, {b}): the tokens would hold more than "
+                                 f"{MAX_VOCAB_BYTES} bytes in all (merges of merges, each "
+                                 f"doubling in length?)")
             token = decoder[a] + decoder[b]
             if token in encoder:
-                raise ValueError(f"merge {rank} ({a}, {b}) makes {token!r}, already token "
-                                 f"{encoder[token]}")
+                raise ValueError(f"merge {rank} ({a}, {b}) makes {short_repr(token)}, already "
+                                 f"token {encoder[token]}")
             decoder[new] = token
             encoder[token] = new
             ranks[token] = rank
@@ -243,17 +334,19 @@ class BPETokenizer(_Tokenizer):
         self._split = _compile_pattern(pattern)
         self._cache = {}
         special = dict(special_tokens or {})
+        owner = {}                           # id -> the special token that has it
         for text, i in special.items():
-            _check_text(text, "a special token")
             if not isinstance(text, str) or not text:
-                raise ValueError(f"special tokens must be non-empty str, got {text!r}")
-            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                raise ValueError(f"special token {text!r} needs a non-negative int id, got {i!r}")
+                raise ValueError(f"special tokens must be non-empty str, got {short_repr(text)}")
+            _check_text(text, "a special token")
+            i = _token_id(i, f"the id of special token {short_repr(text)}")
             if i in decoder:
-                raise ValueError(f"special token {text!r} has id {i}, already the id of "
-                                 f"{decoder[i]!r}")
-        if len(set(special.values())) != len(special):
-            raise ValueError(f"special tokens share ids: {special}")
+                raise ValueError(f"special token {short_repr(text)} has id {i}, already the id "
+                                 f"of {short_repr(decoder[i])}")
+            if i in owner:
+                raise ValueError(f"special tokens {short_repr(owner[i])} and {short_repr(text)} "
+                                 f"share the id {i}")
+            owner[i], special[text] = text, i
         self.special_tokens = special
         self._special_decoder = {i: t.encode("utf-8") for t, i in special.items()}
         self._vocab_size = max(list(decoder) + list(special.values())) + 1
@@ -274,7 +367,16 @@ class BPETokenizer(_Tokenizer):
         >>> BPETokenizer.from_ranks(ranks).encode("abc")
         [256, 99]
         """
-        ranks = {bytes(t): int(r) for t, r in ranks.items()}
+        checked = {}
+        for t, r in ranks.items():
+            if type(t) is not bytes:
+                if not isinstance(t, (bytes, bytearray, memoryview)):
+                    raise ValueError(f"a token must be bytes, got {short_repr(t)}")
+                t = bytes(t)
+            if type(r) is not int or not 0 <= r <= MAX_TOKEN_ID:
+                r = _token_id(r, f"the rank of {short_repr(t)}")
+            checked[t] = r
+        ranks = checked
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
             raise ValueError(f"the ranks lack {len(missing)} single bytes (every byte must be a "
@@ -282,7 +384,8 @@ class BPETokenizer(_Tokenizer):
         decoder = {}
         for token, r in ranks.items():
             if r in decoder:
-                raise ValueError(f"rank {r} is given to both {decoder[r]!r} and {token!r}")
+                raise ValueError(f"rank {r} is given to both {short_repr(decoder[r])} and "
+                                 f"{short_repr(token)}")
             decoder[r] = token
         tok = cls.__new__(cls)
         tok._setup(ranks, ranks, decoder, special_tokens, pattern)
@@ -310,20 +413,32 @@ class BPETokenizer(_Tokenizer):
 
         With GPT-2's file, ``BPETokenizer.from_tiktoken("gpt2.tiktoken",
         special_tokens=GPT2_SPECIAL_TOKENS).encode("Hello world")`` is ``[15496, 995]``.
+
+        Every line is checked: a rank is a plain decimal number, no token appears twice, no
+        rank is given twice; a problem is a ValueError naming the file and the line.
         """
-        ranks = {}
-        with open(path, "rb") as f:
+        ranks, lines = {}, {}
+        with open_regular(path) as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
                 if not line:
                     continue
+                parts = line.split()
                 try:
-                    token, rank = line.split()
-                    ranks[base64.b64decode(token, validate=True)] = int(rank)
-                except ValueError:
+                    if len(parts) != 2 or not parts[1].isdigit() or len(parts[1]) > 10:
+                        raise ValueError      # a rank: 1 to 10 decimal digits, no sign
+                    token = base64.b64decode(parts[0], validate=True)
+                except (ValueError, binascii.Error):
                     raise ValueError(f"{path}, line {n}: expected '<base64> <rank>', "
-                                     f"got {line[:80]!r}") from None
-        return cls.from_ranks(ranks, special_tokens, pattern)
+                                     f"got {short_repr(line)}") from None
+                if token in lines:
+                    raise ValueError(f"{path}, line {n}: token {short_repr(token)} was already "
+                                     f"given a rank on line {lines[token]}")
+                ranks[token], lines[token] = int(parts[1]), n
+        try:
+            return cls.from_ranks(ranks, special_tokens, pattern)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     @classmethod
     def from_gpt2(cls, vocab_json, merges_txt, pattern="gpt2"):
@@ -333,6 +448,11 @@ class BPETokenizer(_Tokenizer):
         line in rank order after a ``#version`` header. The ids are exactly those of the
         vocab file. Vocabulary entries that are neither a single byte nor the result of a
         merge are special tokens (for GPT-2: ``"<|endoftext|>"`` = 50256).
+
+        Both files are checked as strictly as weights: the vocabulary is a JSON object of
+        integer ids (no floats, no bools, none negative, none used twice, no token given
+        twice); each merge's two parts and its result are in it, and no merge defines an
+        id twice. A problem is a ValueError naming the file (and the line of merges.txt).
 
         Examples
         --------
@@ -352,32 +472,20 @@ class BPETokenizer(_Tokenizer):
         >>> tok.encode(" the")
         [257, 101]
         """
-        with open(vocab_json, encoding="utf-8") as f:
-            vocab = json.load(f)
+        vocab = _gpt2_vocab(_read_json(vocab_json), vocab_json)
         byte_encoder = bytes_to_unicode()
         try:
             byte_ids = [vocab[byte_encoder[b]] for b in range(256)]
         except KeyError as e:
             raise ValueError(f"{vocab_json} lacks the single-byte token {e.args[0]!r}") from None
-        merges, merge_ids, used = [], [], set(byte_ids)
-        with open(merges_txt, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line or (n == 1 and line.startswith("#version")):
-                    continue
-                parts = line.split(" ")
-                if len(parts) != 2:
-                    raise ValueError(f"{merges_txt}, line {n}: expected 'a b', got {line!r}")
-                a, b = parts
-                for t in (a, b, a + b):
-                    if t not in vocab:
-                        raise ValueError(f"{merges_txt}, line {n}: {t!r} is not in {vocab_json}")
-                merges.append((vocab[a], vocab[b]))
-                merge_ids.append(vocab[a + b])
-                used.add(vocab[a + b])
+        merges, merge_ids = _gpt2_merges(merges_txt, vocab, vocab_json)
+        used = set(byte_ids) | set(merge_ids)
         special = {t: i for t, i in vocab.items() if i not in used}
-        return cls(merges, special_tokens=special, pattern=pattern, byte_ids=byte_ids,
-                   merge_ids=merge_ids)
+        try:
+            return cls(merges, special_tokens=special, pattern=pattern, byte_ids=byte_ids,
+                       merge_ids=merge_ids)
+        except ValueError as e:
+            raise ValueError(f"{vocab_json}, {merges_txt}: {e}") from None
 
     @classmethod
     def train(cls, text, vocab_size, pattern="gpt2", special_tokens=()):
@@ -395,7 +503,9 @@ class BPETokenizer(_Tokenizer):
         text, vocab_size, pattern, special_tokens
             As for :func:`~npgpt.tokenizers.bpe_train.train_bpe`: ``vocab_size`` is at least
             ``256 + len(special_tokens)`` and the result never exceeds it (it is smaller when
-            the text runs out of pairs); ``pattern`` is ``"gpt2"`` or a Python ``re`` pattern.
+            the text runs out of pairs); ``pattern`` is ``"gpt2"``, a registered name, or a
+            Python ``re`` pattern -- which the saved tokenizer keeps, so that loading it
+            again needs ``register_pattern(name, pattern)`` first (see :meth:`to_dict`).
 
         Examples
         --------
@@ -627,6 +737,12 @@ class BPETokenizer(_Tokenizer):
         byte) and ``merge_ids`` (id of each merged token). A rank file that is not
         expressible as merges is stored as ``tokens`` (``[base64 bytes, id]`` in rank order).
 
+        ``pattern`` is stored as given to the constructor: a name (``"gpt2"``, or one
+        registered with :func:`~npgpt.tokenizers.patterns.register_pattern`) or a raw
+        regex. :meth:`from_dict` (and so every loader) accepts only a registered name or a
+        registered regex, so a tokenizer made with an unregistered raw regex saves fine but
+        loads only after ``register_pattern(name, regex)``; the error says so.
+
         Examples
         --------
         >>> BPETokenizer.train("aaab aaab", vocab_size=258).to_dict()
@@ -660,13 +776,13 @@ class BPETokenizer(_Tokenizer):
         ([256, 97], 257)
         """
         _check_type(d, cls.type_name)
-        special = d.get("special_tokens") or {}
-        pattern = d.get("pattern", "gpt2")
+        pattern = pattern_from_file(d.get("pattern", "gpt2"))
+        special = _field(d, "special_tokens", (dict, type(None)), None) or {}
         if "tokens" in d:
-            ranks = {base64.b64decode(t): i for t, i in d["tokens"]}
-            return cls.from_ranks(ranks, special, pattern)
-        return cls(d["merges"], special_tokens=special, pattern=pattern,
-                   byte_ids=d.get("byte_ids"), merge_ids=d.get("merge_ids"))
+            return cls.from_ranks(_ranks_of(_field(d, "tokens", (list,))), special, pattern)
+        return cls(_field(d, "merges", (list,)), special_tokens=special, pattern=pattern,
+                   byte_ids=_field(d, "byte_ids", (list, type(None)), None),
+                   merge_ids=_field(d, "merge_ids", (list, type(None)), None))
 
     def save_gpt2(self, vocab_json, merges_txt):
         """Write GPT-2-style ``vocab.json`` and ``merges.txt`` (read back by :meth:`from_gpt2`).
@@ -690,12 +806,10 @@ class BPETokenizer(_Tokenizer):
         spell = lambda t: "".join(table[b] for b in t)         # noqa: E731
         vocab = {spell(t): i for i, t in sorted(self._decoder.items())}
         vocab.update(self.special_tokens)
-        with open(vocab_json, "w", encoding="utf-8") as f:
-            json.dump(vocab, f, ensure_ascii=False)
-        with open(merges_txt, "w", encoding="utf-8") as f:
-            f.write("#version: 0.2\n")
-            for a, b in derived[0]:
-                f.write(f"{spell(self._decoder[a])} {spell(self._decoder[b])}\n")
+        atomic_write(vocab_json, json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
+        lines = ["#version: 0.2\n"] + [f"{spell(self._decoder[a])} {spell(self._decoder[b])}\n"
+                                       for a, b in derived[0]]
+        atomic_write(merges_txt, "".join(lines).encode("utf-8"))
 
     def __repr__(self):
         return (f"BPETokenizer(vocab_size={self.vocab_size}, "

@@ -8,16 +8,23 @@ the text. BPE never merges across two pre-tokens.
 - :func:`gpt2_pattern` -- the same pattern for ``re``: the Unicode classes are built from
   ``unicodedata`` (``_unicode_classes``) and White_Space is spelled out (``_WHITE_SPACE``);
 - :func:`gpt2_split` -- ``gpt2_pattern().findall``, about five times faster;
-- ``_compile_pattern`` -- ``"gpt2"`` or any ``re`` pattern -> a function text -> pre-tokens.
+- :data:`PATTERNS` and :func:`register_pattern` -- the patterns a tokenizer *file* may use,
+  by name: ``"gpt2"``, and those registered in code. A regex read from a file is never
+  compiled unasked (``(?:a|a)*b|.`` makes ``encode`` backtrack for seconds on 26
+  characters); :func:`pattern_from_file` enforces this;
+- ``_compile_pattern`` -- a registered name or any ``re`` pattern given in code -> a
+  function text -> pre-tokens.
 
-Compiled patterns are kept in ``_PATTERNS`` and the Unicode classes in ``_CLASSES``, both
-built once, on first use.
+Compiled patterns are kept in ``_PATTERNS`` (GPT-2's) and ``_COMPILED`` (the others), and
+the Unicode classes in ``_CLASSES``, all built once, on first use.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from ..io.errors import short_repr
 
 #: GPT-2's pre-tokenisation pattern as written for the third-party ``regex`` module (and for
 #: tiktoken). :func:`gpt2_pattern` is the same pattern for the standard-library ``re``.
@@ -31,8 +38,14 @@ _WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680
                  (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
                  (0x3000, 0x3000)])
 
+#: The pre-tokenisation patterns a tokenizer file may name: name -> regular expression.
+#: Add to it with :func:`register_pattern`, never by hand.
+PATTERNS = {"gpt2": GPT2_PATTERN}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
 _CLASSES = None     # "L", "N", "S", "L_bmp", "N_bmp" -> class body (see _unicode_classes)
-_PATTERNS = {}      # "gpt2", "gpt2_bmp" or a pattern str -> its compiled re
+_PATTERNS = {}      # "gpt2", "gpt2_bmp" -> GPT-2's compiled re
+_COMPILED = {}      # any other regular expression -> its compiled re
 
 
 def _class_string(ranges):
@@ -136,20 +149,104 @@ def gpt2_split(text):
     return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
 
 
+def _compile_regex(regex):
+    """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups."""
+    if not isinstance(regex, str):
+        raise TypeError(f"pattern must be a registered name or a regular-expression str, "
+                        f"got {short_repr(regex)}")
+    if regex not in _COMPILED:
+        try:
+            compiled = re.compile(regex)
+        except (re.error, RecursionError, OverflowError) as e:
+            raise ValueError(f"pattern {short_repr(regex)} is not a valid Python regular "
+                             f"expression: {e}") from None
+        if compiled.groups:
+            raise ValueError(f"pattern {short_repr(regex)} has capturing groups; use (?:...) "
+                             "so that findall returns whole pre-tokens")
+        _COMPILED[regex] = compiled
+    return _COMPILED[regex]
+
+
 def _compile_pattern(pattern):
-    """The pre-tokenizer of ``pattern``: a function text -> list of pre-tokens."""
-    if pattern == "gpt2":
+    """The pre-tokenizer of ``pattern`` (a registered name, or a regex given in code): a
+    function text -> list of pre-tokens. A name wins over a regex spelled the same."""
+    if pattern == "gpt2" or pattern == GPT2_PATTERN:
         return gpt2_split
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be 'gpt2' or a regular-expression str, got {pattern!r}")
-    if pattern not in _PATTERNS:
-        try:
-            compiled = re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"pattern {pattern!r} is not a valid Python regular expression: {e}")
-        if compiled.groups:
-            raise ValueError(f"pattern {pattern!r} has capturing groups; use (?:...) so that "
-                             "findall returns whole pre-tokens")
-        _PATTERNS[pattern] = compiled
-    return _PATTERNS[pattern].findall
+        raise TypeError(f"pattern must be a registered name or a regular-expression str, "
+                        f"got {short_repr(pattern)}")
+    return _compile_regex(PATTERNS.get(pattern, pattern)).findall
+
+
+def register_pattern(name, regex):
+    r"""Let tokenizer files use the pre-tokenisation ``regex``, by ``name`` or by itself.
+
+    A tokenizer file (``tok.save``, the ``tokenizer`` in a model file, a training
+    checkpoint) stores its pattern as written in code: a name such as ``"gpt2"``, or a raw
+    regular expression. Loading it accepts only a registered name, or a regex registered
+    under some name: a regex from a file could make ``encode`` hang (catastrophic
+    backtracking), so it is compiled only once the programmer has vouched for it here.
+
+    Parameters
+    ----------
+    name : str
+        Letters, digits, ``_``, ``.`` and ``-``, at most 64 characters. A name cannot be
+        registered again with another regex.
+    regex : str
+        A Python ``re`` pattern without capturing groups.
+
+    Examples
+    --------
+    >>> from npgpt.tokenizers import BPETokenizer, tokenizer_from_dict
+    >>> words = r"\w+|\s+|[^\w\s]+"
+    >>> d = BPETokenizer.train("a small text", vocab_size=258, pattern=words).to_dict()
+    >>> d["pattern"]
+    '\\w+|\\s+|[^\\w\\s]+'
+    >>> register_pattern("words", words)
+    >>> tokenizer_from_dict(d).pretokenize("hi, you")     # the file's regex is now trusted
+    ['hi', ',', ' ', 'you']
+    >>> tokenizer_from_dict({**d, "pattern": "words"}).pattern
+    'words'
+
+    Registrations last as long as the process (a test may undo one: ``del PATTERNS[name]``):
+
+    >>> del PATTERNS["words"]
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"a pattern name is 1 to 64 letters, digits, '_', '.' or '-', "
+                         f"starting with a letter or digit; got {short_repr(name)}")
+    if PATTERNS.get(name, regex) != regex:
+        raise ValueError(f"pattern {name!r} is already registered, as "
+                         f"{short_repr(PATTERNS[name], 200)}; choose another name")
+    if name != "gpt2":
+        _compile_regex(regex)
+    PATTERNS[name] = regex
+
+
+def pattern_from_file(value):
+    """``value``, the pattern of a tokenizer read from a file, if it is registered.
+
+    Accepted: a name in :data:`PATTERNS`, or a regular expression registered under some
+    name (:func:`register_pattern`). Anything else is a ValueError that says how to
+    register it.
+
+    Examples
+    --------
+    >>> pattern_from_file("gpt2")
+    'gpt2'
+    >>> pattern_from_file("(?:a|a)*b|.")        # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: pre-tokenisation pattern '(?:a|a)*b|.' is neither a registered name ... \
+If you trust this one, register it before loading: \
+npgpt.tokenizers.register_pattern('some-name', <the regex>)
+    """
+    if isinstance(value, str) and (value in PATTERNS or value in PATTERNS.values()):
+        return value
+    names = ", ".join(repr(n) for n in sorted(PATTERNS)[:20])
+    raise ValueError(f"pre-tokenisation pattern {short_repr(value, 120)} is neither a "
+                     f"registered name (registered: {names}) nor the regex of one; a tokenizer "
+                     f"file may only name a pattern, since a regex from a file can make "
+                     f"encode hang. If you trust this one, register it before loading: "
+                     f"npgpt.tokenizers.register_pattern('some-name', <the regex>)")
 

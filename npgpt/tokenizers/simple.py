@@ -13,7 +13,9 @@ range.
 
 from __future__ import annotations
 
-from .base import _as_id_list, _check_text, _check_type, _list_unknown, _raise_bad_ids, _Tokenizer
+from ..io.errors import short_repr
+from .base import (_as_id_list, _check_text, _check_type, _field, _list_unknown, _raise_bad_ids,
+                   _Tokenizer)
 
 # ----------------------------------------------------------------------------------------
 # WordTokenizer: the seed's vocabulary
@@ -57,22 +59,22 @@ class WordTokenizer(_Tokenizer):
         words = list(vocabulary)
         for w in words:
             if not isinstance(w, str):
-                raise TypeError(f"vocabulary entries must be str, got {w!r}")
+                raise TypeError(f"vocabulary entries must be str, got {short_repr(w)}")
             _check_text(w, "a vocabulary word")
             if not w or w.split() != [w]:
                 raise ValueError(f"vocabulary words must be non-empty and contain no "
-                                 f"whitespace, got {w!r}")
+                                 f"whitespace, got {short_repr(w)}")
         index = {}
         for i, w in enumerate(words):
             if w in index:
-                raise ValueError(f"duplicate vocabulary entry {w!r} at positions {index[w]} "
-                                 f"and {i}")
+                raise ValueError(f"duplicate vocabulary entry {short_repr(w)} at positions "
+                                 f"{index[w]} and {i}")
             index[w] = i
         if not words:
             raise ValueError("vocabulary is empty")
-        if unk_token is not None and unk_token not in index:
-            raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary; add it to the "
-                             "vocabulary first")
+        if unk_token is not None and (not isinstance(unk_token, str) or unk_token not in index):
+            raise ValueError(f"unk_token {short_repr(unk_token)} is not in the vocabulary; add "
+                             "it to the vocabulary first")
         self.vocabulary = tuple(words)
         self.unk_token = unk_token
         self._index = index
@@ -142,7 +144,11 @@ class WordTokenizer(_Tokenizer):
         WordTokenizer(vocab_size=2, unk_token=None)
         """
         _check_type(d, cls.type_name)
-        return cls(d["vocabulary"], unk_token=d.get("unk_token"))
+        vocabulary = _field(d, "vocabulary", (list,))
+        for w in vocabulary:
+            if not isinstance(w, str):
+                raise ValueError(f"vocabulary entries must be str, got {short_repr(w)}")
+        return cls(vocabulary, unk_token=_field(d, "unk_token", (str, type(None)), None))
 
     def __repr__(self):
         return f"WordTokenizer(vocab_size={self.vocab_size}, unk_token={self.unk_token!r})"
@@ -183,7 +189,8 @@ class CharTokenizer(_Tokenizer):
         chars = list(chars)
         for c in chars:
             if not isinstance(c, str) or len(c) != 1:
-                raise ValueError(f"each entry of chars must be a single character, got {c!r}")
+                raise ValueError(f"each entry of chars must be a single character, got "
+                                 f"{short_repr(c)}")
         _check_text("".join(chars), "chars")
         index = {}
         for i, c in enumerate(chars):
@@ -271,7 +278,7 @@ class CharTokenizer(_Tokenizer):
         [2, 0, 1]
         """
         _check_type(d, cls.type_name)
-        return cls(d["chars"])
+        return cls(_field(d, "chars", (str, list)))
 
     def __repr__(self):
         return f"CharTokenizer(vocab_size={self.vocab_size})"

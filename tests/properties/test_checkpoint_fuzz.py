@@ -1,7 +1,8 @@
 """Fuzzing the checkpoint readers: a mutated file either loads or raises CheckpointError.
 
 Invariant for every test here: whatever bytes are on disk, ``npgpt.io.load`` returns a
-model or raises ``CheckpointError``, never another exception, never a hang.
+model or raises ``CheckpointError`` with a short message, never another exception, never a
+hang, never more memory than a few times the file's size.
 Files are tiny (a few KB) so each example takes milliseconds.
 """
 
@@ -11,19 +12,22 @@ import os
 import shutil
 import struct
 import tempfile
+import tracemalloc
 import zipfile
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npgpt
 import npgpt.io
 from npgpt.io import CheckpointError
 from helpers import FIXTURES
+from test_io_torch import op_global, op_int, op_str
 
 SEED_PT = os.path.join(FIXTURES, "checkpoint_seed.pt")
 SEED_OVERRIDES = dict(num_heads=2, residual="seed", gelu="exact")
 HF_FOLDER = os.path.join(FIXTURES, "tiny_gpt2_bin")
+SHORT = 1000        # characters: no message about a file's content is longer
 
 
 def own_file_bytes():
@@ -52,6 +56,7 @@ def load_bytes(blob, name="x.bin", **overrides):
             model = npgpt.io.load(path, **overrides)
         except CheckpointError as exc:
             assert str(exc), "a CheckpointError must say what is wrong"
+            assert len(str(exc)) < SHORT, str(exc)[:2000]
             return None
         assert isinstance(model, npgpt.GPT)
         return model
@@ -95,6 +100,63 @@ def test_mutated_pickle_inside_a_valid_zip_loads_or_raises_checkpoint_error(flip
     at, extra = insert
     at %= len(pkl) + 1
     load_bytes(rezip(pkl[:at] + extra + pkl[at:]), **SEED_OVERRIDES)
+
+
+# Pickle snippets that each push exactly one object, built from others: lists and tuples
+# of k copies, dicts, and memo entry 1 (a string at first) replaced by what was just built,
+# so that "h\x01" fetches it again: lists of lists of one shared list (a "billion laughs").
+def _many(child, k, opening, closing):
+    return opening + child * k + closing
+
+
+def _laughs(width, levels):
+    """Memo entry 1 replaced ``levels`` times by a list of ``width`` copies of itself."""
+    return (b"(" + b"h\x01" * width + b"lq\x01") * levels + b"h\x01"
+
+
+ONE_OBJECT = st.recursive(
+    st.sampled_from([op_str("lol"), b"K\x05", b"N", b"h\x01", b"\x8a\x02\xff\x7f", b")"])
+    | st.builds(_laughs, st.integers(2, 60), st.integers(1, 8)),
+    lambda inner: st.one_of(
+        st.builds(_many, inner, st.integers(1, 60), st.just(b"("), st.just(b"l")),
+        st.builds(_many, inner, st.integers(1, 60), st.just(b"("), st.just(b"t")),
+        st.builds(lambda key, v: b"}" + op_str(key) + v + b"s", st.sampled_from(["a", "b"]), inner),
+        inner.map(lambda ops: ops + b"q\x01")),
+    max_leaves=12)
+WHERE = ["state value", "size", "stride", "offset", "persistent id", "storage size",
+         "top level", "hooks"]
+
+
+def pickle_with(value, where):
+    """A state_dict pickle with the one object ``value`` pushes put at ``where``."""
+    prologue = b"\x80\x02" + op_str("lol") + b"q\x01" + b"0"
+    if where == "top level":
+        return prologue + value + b"."
+    if where == "state value":
+        return prologue + b"}" + op_str("w") + value + b"s."
+    parts = dict(numel=op_int(4), pid=None, offset=op_int(0), size=b"K\x04\x85",
+                 stride=b"K\x01\x85", hooks=b"}")
+    key = {"storage size": "numel", "persistent id": "pid"}.get(where, where)
+    parts[key] = value
+    storage = parts["pid"] or (b"(" + op_str("storage") + op_global("torch", "FloatStorage")
+                               + op_str("0") + op_str("cpu") + parts["numel"] + b"t")
+    tensor = (op_global("torch._utils", "_rebuild_tensor_v2") + b"(" + storage + b"Q"
+              + parts["offset"] + parts["size"] + parts["stride"] + b"\x89" + parts["hooks"]
+              + b"tR")
+    return prologue + b"}" + op_str("w") + tensor + b"s."
+
+
+@settings(max_examples=60)
+@given(value=ONE_OBJECT, where=st.sampled_from(WHERE))
+def test_shared_and_nested_objects_anywhere_in_a_pickle_are_refused_briefly(value, where):
+    blob = rezip(pickle_with(value, where))
+    tracemalloc.start()
+    try:
+        load_bytes(blob, **SEED_OVERRIDES)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2 ** 20, f"{peak / 2 ** 20:.0f} MB for a {len(blob)}-byte file"
 
 
 def header_of(blob):

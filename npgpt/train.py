@@ -10,20 +10,79 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
-import tempfile
+import re
+import signal
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .config import GPTConfig
-from .model import GPT
+from .io.files import process_alive
+from .model import GPT, parameter_shapes
 from .nn.crossentropy import cross_entropy_forward
 
+try:
+    import fcntl
+except ImportError:                     # Windows: the lock falls back to a file holding the pid
+    fcntl = None
+
 CHECKPOINT_FORMAT = "npgpt-train-1"
+LOCK_NAME = ".lock"
+
+
+class TrainingError(ValueError):
+    """A training run cannot go on: one line that says why (the command line prints it and
+    exits with 2). Raised when the loss diverges, when another run holds the output folder,
+    and when a state that is not finite would be saved.
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=4, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0)
+    >>> state = TrainState.new(model, TrainConfig(lr=1e10, min_lr=0.0, warmup=0))
+    >>> x, y = get_batch(np.array([0, 1, 2, 3] * 10), 4, 8, state.rng)
+    >>> with np.errstate(all="ignore"):          # doctest: +ELLIPSIS
+    ...     for _ in range(10):
+    ...         _ = train_step(state, x, y)
+    Traceback (most recent call last):
+        ...
+    npgpt.train.TrainingError: training diverged at step 2: the loss is nan ... (--lr); ...
+    """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a KeyboardInterrupt) stopped :func:`train`; says what it left behind.
+
+    Attributes
+    ----------
+    step : int or None
+        The step of the consistent state that ``state`` holds and that was saved; None when
+        a KeyboardInterrupt came in the middle of an AdamW update (then nothing is saved and
+        the files of the last save are kept).
+    saved : tuple of str
+        The files written on the way out (none without ``out_dir``).
+
+    Examples
+    --------
+    >>> err = TrainingInterrupted(10, ("out/ckpt.npz",))
+    >>> isinstance(err, KeyboardInterrupt), err.step, str(err)
+    (True, 10, 'training interrupted at step 10; saved out/ckpt.npz')
+    """
+
+    def __init__(self, step: int | None, saved=()):
+        self.step = step
+        self.saved = tuple(saved)
+        if step is None:
+            text = "training interrupted in the middle of an AdamW update: that state was not saved"
+        else:
+            text = f"training interrupted at step {step}" + ("; saved " + ", ".join(self.saved)
+                                                              if self.saved else "")
+        super().__init__(text)
 
 
 @dataclass(frozen=True)
@@ -94,6 +153,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.decay_embeddings, bool):
+            raise ValueError(f"decay_embeddings must be True or False, got {self.decay_embeddings!r}")
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -356,19 +419,90 @@ def split_loss(model: GPT, data, batch_size: int = 32) -> float:
     return total / n
 
 
+def training_memory(config: GPTConfig, batch_size: int, dtype=np.float32) -> int:
+    """About how many bytes training needs: the parameters, their gradients and AdamW's two
+    moments (4 numbers a parameter), and the activations a step keeps for its backward pass
+    (B·T·(L·(16 C + 2 H T) + 3 V) numbers: each block's vectors, its attention scores and
+    probabilities, the logits). A rough figure, computed without allocating anything, to
+    refuse sizes that cannot fit.
+
+    Examples
+    --------
+    The command line's default model (4 layers, d_model 128, context 64, batch 12) on a
+    vocabulary of 65: about 45 MB.
+
+    >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
+    >>> round(training_memory(cfg, batch_size=12) / 1e6)
+    45
+    """
+    V, T, C = config.vocab_size, config.context_length, config.d_model
+    H, L = config.num_heads, config.num_layers
+    params = ((V + T) * C + L * (12 * C * C + 13 * C) + 2 * C
+              + (0 if config.tie_embeddings else V * C) + (V if config.output_bias else 0))
+    activations = batch_size * T * (L * (16 * C + 2 * H * T) + 3 * V)
+    return (4 * params + activations) * np.dtype(dtype).itemsize
+
+
 # ----------------------------------------------------------------------------- checkpoints
-def _atomic_savez(path: str, arrays: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+# The checkpoint is written with npgpt.io's atomic_write: a temporary .ckpt.npz.PID.HEX.part
+# renamed over it; clean_stale_temporaries removes those whose writer PID is gone. npgpt
+# 0.1.0 saved checkpoints through .tmp-XXXXXXXX.npz instead: removed once an hour old.
+_LEGACY_TEMPORARY = re.compile(r"^\.tmp-[a-z0-9_]{8}\.npz$")
+_LEGACY_AGE = 3600.0                                              # seconds
+
+
+def _remove_stale_temporaries(folder: str) -> list:
+    """Delete what saves killed midway left in ``folder``: npgpt's temporaries whose writer
+    is gone (:func:`npgpt.io.clean_stale_temporaries`, for checkpoints and models alike),
+    and the ``.tmp-XXXXXXXX.npz`` of older versions once an hour old. Nothing else is
+    touched. Returns the names removed.
+
+    Examples
+    --------
+    >>> os.makedirs("run")
+    >>> for name in (".ckpt.npz.999999999.0123456789ab.part", "notes.txt", ".tmp-notes"):
+    ...     open(os.path.join("run", name), "w").close()
+    >>> _remove_stale_temporaries("run")             # no process 999999999: its writer is gone
+    ['.ckpt.npz.999999999.0123456789ab.part']
+    >>> sorted(os.listdir("run"))
+    ['.tmp-notes', 'notes.txt']
+    """
+    from .io import clean_stale_temporaries
+
+    removed = clean_stale_temporaries(folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if (_LEGACY_TEMPORARY.match(name) and os.path.isfile(path)
+                    and time.time() - os.path.getmtime(path) > _LEGACY_AGE):
+                os.unlink(path)
+                removed.append(name)
+        except OSError:                     # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    """np.savez through a temporary beside ``path`` (mode 0o666 less the umask, like any new
+    file), flushed to disk, then renamed over ``path``."""
+    from .io import atomic_write
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _require_finite(state: "TrainState") -> None:
+    """A TrainingError unless every parameter and both AdamW moments are finite."""
+    for what, arrays in (("parameter", state.model.params), ("AdamW moment m of", state.optimizer.m),
+                         ("AdamW moment v of", state.optimizer.v)):
+        for name, value in arrays.items():
+            if not np.isfinite(value).all():
+                raise TrainingError(f"at step {state.step} the {what} {name!r} is not finite: the run "
+                                    f"diverged; a non-finite state is never saved")
 
 
 def save_checkpoint(path: str, state: "TrainState") -> None:
@@ -385,7 +519,11 @@ def save_checkpoint(path: str, state: "TrainState") -> None:
     ...     shapes = f["param/token_embedding.weight"].shape, f["m/token_embedding.weight"].shape
     >>> meta["format"], meta["step"], shapes
     ('npgpt-train-1', 0, ((4, 16), (4, 16)))
+
+    A state whose parameters or moments are not finite (a diverged run) is refused with a
+    :class:`TrainingError`: the file keeps its last finite state.
     """
+    _require_finite(state)
     model = state.model
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -422,23 +560,127 @@ def load_checkpoint(path: str) -> "TrainState":
     (1, 1, True)
     >>> all(np.array_equal(restored.model.params[k], v) for k, v in model.params.items())
     True
+
+    Anything else (not an .npz archive, a truncated file, metadata or arrays that do not
+    fit together) raises one ValueError that says what is wrong, before any model is built.
+
+    >>> with open("broken.npz", "wb") as f:
+    ...     _ = f.write(b"not a zip")
+    >>> load_checkpoint("broken.npz")
+    Traceback (most recent call last):
+        ...
+    ValueError: cannot read training checkpoint broken.npz: it is not an .npz archive
     """
+    meta, arrays = _read_checkpoint(path)
     try:
+        _check_meta(meta)
+        return _state_from_checkpoint(meta, arrays)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"cannot read training checkpoint {path}: {_one_line(err)}") from None
+
+
+_META_KEYS = ("format", "config", "train_config", "step", "best_val", "history", "rng",
+              "adam_t", "decay", "tokenizer")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _read_checkpoint(path: str):
+    """(metadata, {name: array}) of a checkpoint file, or a ValueError saying what is wrong."""
+    try:
+        with open(path, "rb") as probe:
+            if probe.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):      # a zip file's first bytes
+                raise ValueError("it is not an .npz archive")
         with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
+            if "meta" not in f.files:
+                raise ValueError("it has no 'meta' entry")
+            text = f["meta"]
+            if text.ndim != 0 or text.dtype.kind != "U":
+                raise ValueError(f"its 'meta' is not a JSON text but {text.dtype} {list(text.shape)}")
+            try:
+                meta = json.loads(str(text))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"its 'meta' is not valid JSON ({err})") from None
             arrays = {k: f[k] for k in f.files if k != "meta"}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:   # JSONDecodeError is a ValueError
-        raise ValueError(f"cannot read training checkpoint {path}: {err}") from err
-    config = GPTConfig.from_dict(meta["config"])
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"cannot read training checkpoint {path}: it is not a complete .npz "
+                         f"archive ({_one_line(err)})") from None
+    except (OSError, KeyError, ValueError, zlib.error) as err:        # JSONDecodeError is a ValueError
+        raise ValueError(f"cannot read training checkpoint {path}: {_one_line(err)}") from None
+    return meta, arrays
+
+
+def _is_record(record) -> bool:
+    return (isinstance(record, dict) and set(record) == {"step", "train_loss", "val_loss", "best"}
+            and isinstance(record["step"], int) and isinstance(record["best"], bool)
+            and all(isinstance(record[k], (int, float)) for k in ("train_loss", "val_loss")))
+
+
+def _check_meta(meta) -> None:
+    """A ValueError unless the metadata has every entry, each of its type."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"its metadata is not a JSON object but {type(meta).__name__}")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
+    missing = [key for key in _META_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"its metadata lacks {', '.join(missing)}")
+    for key in ("step", "adam_t"):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value!r:.60}")
+    best = meta["best_val"]
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or not math.isfinite(best)):
+        raise ValueError(f"best_val must be a finite number or null, got {best!r:.60}")
+    if not isinstance(meta["history"], list) or not all(map(_is_record, meta["history"])):
+        raise ValueError("history must be a list of evaluation records {step, train_loss, val_loss, best}")
+    for key in ("config", "train_config", "rng"):
+        if not isinstance(meta[key], dict):
+            raise ValueError(f"{key} must be a JSON object, got {meta[key]!r:.60}")
+    if not isinstance(meta["decay"], list) or not all(isinstance(n, str) for n in meta["decay"]):
+        raise ValueError(f"decay must be a list of parameter names, got {meta['decay']!r:.60}")
+    if meta["tokenizer"] is not None and not isinstance(meta["tokenizer"], dict):
+        raise ValueError(f"tokenizer must be a JSON object or null, got {meta['tokenizer']!r:.60}")
+
+
+def _check_arrays(config: GPTConfig, arrays: dict) -> None:
+    """A ValueError unless ``arrays`` holds param/, m/ and v/ of every parameter of
+    ``config``, each of its shape, all of one float dtype."""
+    if 36 * config.num_layers > len(arrays):      # 12 parameters a block, each with m and v
+        raise ValueError(f"its config has {config.num_layers} layers but it holds only "
+                         f"{len(arrays)} arrays")
+    expected = {f"{kind}/{name}": shape for name, shape in parameter_shapes(config).items()
+                for kind in ("param", "m", "v")}
+    for problem, names in (("missing", set(expected) - set(arrays)), ("unexpected", set(arrays) - set(expected))):
+        if names:
+            listed = sorted(names)
+            raise ValueError(f"{problem} arrays: {', '.join(listed[:3])}" + (" ..." if len(listed) > 3 else ""))
     dtype = arrays["param/token_embedding.weight"].dtype
-    model = GPT(config, dtype=dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"its parameters must be float32 or float64, got {dtype}")
+    for name, shape in expected.items():
+        value = arrays[name]
+        if value.shape != tuple(shape) or value.dtype != dtype:
+            raise ValueError(f"array {name!r} is {value.dtype} {list(value.shape)}, expected "
+                             f"{dtype} {list(shape)}")
+
+
+def _state_from_checkpoint(meta: dict, arrays: dict) -> "TrainState":
+    config = GPTConfig.from_dict(meta["config"])
+    train_config = TrainConfig(**meta["train_config"])
+    _check_arrays(config, arrays)
+    model = GPT(config, dtype=arrays["param/token_embedding.weight"].dtype)
     model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")})
     if meta["tokenizer"] is not None:
         from .tokenizers import tokenizer_from_dict
         model.tokenizer = tokenizer_from_dict(meta["tokenizer"])
-    train_config = TrainConfig(**meta["train_config"])
+        if getattr(model.tokenizer, "vocab_size", 0) > config.vocab_size:
+            raise ValueError(f"its tokenizer has {model.tokenizer.vocab_size} tokens but the model "
+                             f"only {config.vocab_size}")
     optimizer = AdamW(model.params, (train_config.beta1, train_config.beta2), train_config.eps,
                       train_config.weight_decay, meta["decay"])
     optimizer.load_state_dict({"t": meta["adam_t"],
@@ -491,11 +733,18 @@ class TrainState:
         return cls(model, optimizer, np.random.default_rng(tc.seed), tc)
 
 
+def _diverged(step: int, loss: float, norm: float, lr: float) -> str:
+    return (f"training diverged at step {step}: the loss is {loss:.4g} and the gradient norm "
+            f"{norm:.4g}; try a lower learning rate than {lr:g} (--lr); the diverged state is not "
+            f"saved (an earlier checkpoint is kept)")
+
+
 def train_step(state: TrainState, x, y) -> dict:
     """One optimiser step on the batch (x, y): forward, backward, clip, AdamW.
 
     Returns {"step": steps done, "loss": the batch's loss before the step, "lr": the
-    learning rate used, "grad_norm": the gradient norm before clipping}.
+    learning rate used, "grad_norm": the gradient norm before clipping}. A loss or gradient
+    norm that is not finite raises :class:`TrainingError` before AdamW changes anything.
 
     Examples
     --------
@@ -510,6 +759,8 @@ def train_step(state: TrainState, x, y) -> dict:
     lr = learning_rate(state.step, tc)
     loss, grads = state.model.loss_and_grads(x, y, rng=state.rng)
     norm = clip_grad_norm(grads, tc.grad_clip)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise TrainingError(_diverged(state.step + 1, loss, norm, tc.lr))
     state.optimizer.step(state.model.params, grads, lr)
     state.step += 1
     return {"step": state.step, "loss": loss, "lr": lr, "grad_norm": norm}
@@ -523,8 +774,25 @@ def train(state: TrainState, train_data, val_data, out_dir: str | None = None,
 
     Every ``eval_interval`` steps (and at the end) the loss is estimated on both splits; a
     better validation loss writes ``out_dir/model.safetensors`` (loadable with
-    ``npgpt.load``), and ``out_dir/ckpt.npz`` always holds the latest full state. A
-    KeyboardInterrupt writes the checkpoint before it propagates.
+    ``npgpt.load``), and ``out_dir/ckpt.npz`` always holds the latest full state.
+
+    Interrupted runs lose nothing and resume bit-identically (with :func:`load_checkpoint`):
+
+    - Ctrl-C (SIGINT, in the main thread) only asks the loop to stop: it stops at the next
+      step boundary, saves that state and raises :class:`TrainingInterrupted` (a
+      KeyboardInterrupt). A second Ctrl-C stops at once; every save is atomic.
+    - A KeyboardInterrupt raised by code (``on_step``, ``on_eval``, or outside the main
+      thread) rewinds the state to the last step boundary, saves it and raises
+      :class:`TrainingInterrupted`; one that lands inside an AdamW update, where the
+      parameters are half-updated, saves nothing (the last checkpoint is kept).
+    - A run stopped between a step and its evaluation evaluates first when resumed.
+    - While no evaluation has written ``model.safetensors`` (a run interrupted before its
+      first), the saves on the way out write it too: the latest state, not yet evaluated.
+
+    A loss or gradient norm that is not finite stops the run with a :class:`TrainingError`
+    and saves nothing (the last checkpoint, finite, is kept). While it runs, ``train`` holds
+    ``out_dir/.lock``: a second run on the same folder gets a :class:`TrainingError`; the
+    temporaries of saves killed midway are removed.
 
     ``on_step(info)`` gets :func:`train_step`'s dict plus "seconds" and
     "tokens_per_second"; ``on_eval(record)`` gets :func:`evaluate`'s.
@@ -544,36 +812,216 @@ def train(state: TrainState, train_data, val_data, out_dir: str | None = None,
     ['ckpt.npz', 'model.safetensors']
     """
     tc = state.train_config
-    context = state.model.config.context_length
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
+    if out_dir is None:
+        return _run(state, train_data, val_data, None, on_step, on_eval, end)
+    with _FolderLock(out_dir):
+        _remove_stale_temporaries(out_dir)
+        return _run(state, train_data, val_data, out_dir, on_step, on_eval, end)
+
+
+def _run(state: TrainState, train_data, val_data, out_dir, on_step, on_eval, end: int) -> TrainState:
+    """train()'s loop: Ctrl-C waits for a step boundary, other interrupts are rewound to one."""
+    tc = state.train_config
+    context = state.model.config.context_length
     tokens_per_step = tc.batch_size * context
-    try:
-        while state.step < end:
-            start = time.perf_counter()
-            x, y = get_batch(train_data, tc.batch_size, context, state.rng)
-            info = train_step(state, x, y)
-            info["seconds"] = time.perf_counter() - start
-            info["tokens_per_second"] = tokens_per_step / info["seconds"]
-            if on_step is not None:
-                on_step(info)
-            if state.step % tc.eval_interval == 0 or state.step == tc.steps:
+    boundary = _Boundary()
+    with _StopRequest() as stop:
+        try:
+            boundary.take(state)
+            if _evaluation_pending(state):
                 evaluate(state, train_data, val_data, out_dir, on_eval)
-    except KeyboardInterrupt:
-        if out_dir is not None:
-            save_checkpoint(os.path.join(out_dir, "ckpt.npz"), state)
-        raise
-    if out_dir is not None:
-        save_checkpoint(os.path.join(out_dir, "ckpt.npz"), state)
+            while state.step < end and not stop.requested:
+                boundary.take(state)
+                start = time.perf_counter()
+                x, y = get_batch(train_data, tc.batch_size, context, state.rng)
+                info = train_step(state, x, y)
+                info["seconds"] = time.perf_counter() - start
+                info["tokens_per_second"] = tokens_per_step / info["seconds"]
+                if on_step is not None:
+                    on_step(info)
+                if _evaluation_pending(state) and not stop.requested:
+                    evaluate(state, train_data, val_data, out_dir, on_eval)
+        except KeyboardInterrupt as err:
+            step = state.step if boundary.rewind(state) else None
+            raise TrainingInterrupted(step, () if step is None else _save_state(state, out_dir)) from err
+        saved = _save_state(state, out_dir)
+    if stop.requested:
+        raise TrainingInterrupted(state.step, saved)
     return state
+
+
+def _evaluation_pending(state: TrainState) -> bool:
+    """Whether ``state.step`` is an evaluation step whose evaluation is not in the history
+    (just stepped there, or resumed from a run interrupted before it evaluated)."""
+    tc = state.train_config
+    due = state.step % tc.eval_interval == 0 or state.step == tc.steps
+    return state.step > 0 and due and not (state.history and state.history[-1]["step"] == state.step)
+
+
+def _save_state(state: TrainState, out_dir) -> tuple:
+    """Write ``out_dir/ckpt.npz``; while no evaluation has saved a model, write
+    ``out_dir/model.safetensors`` too (the latest state, not yet evaluated). The paths."""
+    if out_dir is None:
+        return ()
+    checkpoint = os.path.join(out_dir, "ckpt.npz")
+    written = [checkpoint]
+    if state.best_val is None:
+        _require_finite(state)
+        written.append(os.path.join(out_dir, "model.safetensors"))
+        state.model.save(written[-1])
+    save_checkpoint(checkpoint, state)
+    return tuple(written)
+
+
+class _Boundary:
+    """What a step changes, as it was when the step began: enough to rewind a step that an
+    exception cut short, without copying any array."""
+
+    def take(self, state: TrainState) -> None:
+        self.step, self.t = state.step, state.optimizer.t
+        self.rng = state.rng.bit_generator.state
+        self.history, self.best_val = len(state.history), state.best_val
+
+    def rewind(self, state: TrainState) -> bool:
+        """Back to a step boundary: True, or False when AdamW had begun the update (then the
+        parameters are half-updated and nothing can be saved)."""
+        del state.history[self.history:]          # an evaluation cut short is redone on resume
+        state.best_val = self.best_val
+        if state.step == self.step + 1:           # the step was done: its end is a boundary
+            return True
+        if state.step == self.step and state.optimizer.t == self.t:
+            state.rng.bit_generator.state = self.rng      # undo the draws of batch and dropout
+            return True
+        return False
+
+
+class _StopRequest:
+    """While a run is on, the first SIGINT (Ctrl-C) only sets ``requested``: the loop stops at
+    the next step boundary. A second one raises KeyboardInterrupt at once. Outside the main
+    thread, where no handler can be installed, or when SIGINT is ignored, it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def __enter__(self) -> "_StopRequest":
+        try:
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        except ValueError:                         # not the main thread
+            pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False
+
+
+class _FolderLock:
+    """``folder/.lock`` held for a run: flock where there is fcntl, else a file created
+    exclusively that holds the pid (and is taken over when that process is gone). A second
+    run on the same folder gets a TrainingError. The file is removed on release."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self) -> "_FolderLock":
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            for _ in range(10):                    # retried when the file went away meanwhile
+                self.fd = self._flock() if fcntl is not None else self._create()
+                if self.fd is not None:
+                    return self
+        except TrainingError:
+            raise
+        except OSError as err:
+            raise TrainingError(f"cannot use the output folder {self.folder!r}: {err.strerror or err}") from None
+        raise TrainingError(self._busy(None))
+
+    def _busy(self, pid) -> str:
+        holder = "another training run" + (f" (process {pid})" if pid else "")
+        return f"{holder} is using the output folder {self.folder!r}; wait for it to end or choose another (--out)"
+
+    def _flock(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise TrainingError(self._busy(pid)) from None
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            same = False
+        if not same:                               # its last holder removed it as we locked it
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def _create(self):
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            try:
+                with open(self.path, "rb") as f:
+                    pid = _read_pid(f.fileno())
+                young = time.time() - os.path.getmtime(self.path) < 10.0  # its pid may be on its way
+            except FileNotFoundError:              # released meanwhile: try again
+                return None
+            if (process_alive(pid) if pid else young):
+                raise TrainingError(self._busy(pid)) from None
+            _unlink_quietly(self.path)             # its run is gone
+            return None
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def __exit__(self, *exc) -> None:
+        if fcntl is not None:                      # remove it while still holding the lock
+            _unlink_quietly(self.path)
+            os.close(self.fd)
+        else:
+            os.close(self.fd)
+            _unlink_quietly(self.path)
+
+
+def _read_pid(fd: int):
+    """The pid written in a lock file, or None."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 32).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def evaluate(state: TrainState, train_data, val_data, out_dir=None, on_eval=None) -> dict:
     """Estimate train and validation loss; keep the best model and write checkpoints.
 
     Returns (and appends to ``state.history``) {"step", "train_loss", "val_loss", "best":
-    whether the validation loss is the lowest yet}.
+    whether the validation loss is the lowest yet}. A loss that is not finite (a diverged
+    model) raises :class:`TrainingError` and changes nothing: it is never recorded as best.
 
     Examples
     --------
@@ -590,6 +1038,12 @@ def evaluate(state: TrainState, train_data, val_data, out_dir=None, on_eval=None
     record = {"step": state.step,
               "train_loss": estimate_loss(state.model, train_data, tc.batch_size, context, tc.eval_iters, seed),
               "val_loss": estimate_loss(state.model, val_data, tc.batch_size, context, tc.eval_iters, seed)}
+    if not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])):
+        raise TrainingError(f"at step {state.step} the estimated loss is not finite (train "
+                            f"{record['train_loss']:.4g}, validation {record['val_loss']:.4g}): the "
+                            f"run diverged; nothing is recorded or saved")
+    if out_dir is not None:
+        _require_finite(state)
     improved = state.best_val is None or record["val_loss"] < state.best_val
     if improved:
         state.best_val = record["val_loss"]

@@ -4,6 +4,7 @@ clipping, batches, and bit-identical resume."""
 import json
 import math
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -155,9 +156,119 @@ def test_resume_is_bit_identical(tmp_path):
     save_checkpoint(path, first)
     resumed = train(load_checkpoint(path), tr, va)
     assert resumed.step == straight.step == 6
-    for k in straight.model.params:
-        np.testing.assert_array_equal(resumed.model.params[k], straight.model.params[k])
-    assert resumed.history == straight.history
+    assert_same_state(resumed, straight)
+
+
+def assert_same_state(got, want):
+    """Every parameter, both AdamW moments, the Generator and the history: bit for bit."""
+    assert got.step == want.step and got.optimizer.t == want.optimizer.t
+    for k in want.model.params:
+        assert np.array_equal(got.model.params[k], want.model.params[k]), k
+        assert np.array_equal(got.optimizer.m[k], want.optimizer.m[k]), k
+        assert np.array_equal(got.optimizer.v[k], want.optimizer.v[k]), k
+    assert got.rng.bit_generator.state == want.rng.bit_generator.state
+    assert got.history == want.history and got.best_val == want.best_val
+
+
+def sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+class Countdown:
+    """Calls ``action`` on the ``at``-th call (1-based), once."""
+
+    def __init__(self, at, action=sigint):
+        self.at, self.calls, self.action = at, 0, action
+
+    def __call__(self, *_):
+        self.calls += 1
+        if self.calls == self.at:
+            self.action()
+
+
+class Midway(dict):
+    """AdamW.step's gradients: ``countdown`` is called as the parameter loop reads each one."""
+
+    def __init__(self, grads, countdown):
+        super().__init__(grads)
+        self.countdown = countdown
+
+    def __getitem__(self, name):
+        self.countdown()
+        return super().__getitem__(name)
+
+
+def call_first(patch, owner, name, countdown):
+    """Patch ``owner.name`` to call ``countdown()`` before it does its work."""
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        countdown()
+        return original(*args, **kwargs)
+
+    patch.setattr(owner, name, wrapper)
+
+
+def in_adamw(patch, at_step, action=sigint):
+    """``action`` when the ``at_step``-th AdamW update has done half the parameters."""
+    step, calls = AdamW.step, Countdown(at_step, action=lambda: None)
+
+    def midway(self, params, grads, lr):
+        calls()
+        if calls.calls == at_step:
+            grads = Midway(grads, Countdown(len(grads) // 2, action))
+        return step(self, params, grads, lr)
+
+    patch.setattr(AdamW, "step", midway)
+
+
+def sigint_between_steps(monkeypatch, at_step):
+    return Countdown(at_step)                                        # on_step: after a step
+
+
+def sigint_in_forward_backward(monkeypatch, at_step):
+    import npgpt.model
+
+    call_first(monkeypatch, npgpt.model, "gpt_backward", Countdown(at_step))   # after the forward
+
+
+def sigint_in_adamw(monkeypatch, at_step):
+    in_adamw(monkeypatch, at_step)
+
+
+def sigint_in_evaluation(monkeypatch, at_call):
+    import npgpt.train
+
+    call_first(monkeypatch, npgpt.train, "estimate_loss", Countdown(at_call))
+
+
+@pytest.mark.parametrize("where, at", [
+    (sigint_between_steps, 2),          # an ordinary step
+    (sigint_between_steps, 3),          # after the step, before its evaluation
+    (sigint_between_steps, 8),          # after the last step, before the final evaluation
+    (sigint_in_forward_backward, 5),    # dropout masks drawn, no update yet
+    (sigint_in_forward_backward, 1),    # before any checkpoint exists
+    (sigint_in_adamw, 5),               # half the parameters updated
+    (sigint_in_adamw, 2),
+    (sigint_in_evaluation, 3),          # the evaluation at step 6, between its two splits
+    (sigint_in_evaluation, 1),          # the first evaluation
+], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_sigint_then_resume_is_bit_identical(tmp_path, monkeypatch, where, at):
+    data = np.random.default_rng(0).integers(0, 17, 400)
+    tr, va = split_corpus(data)
+    straight = train(_run(steps=8), tr, va, out_dir=str(tmp_path / "straight"))
+    out = tmp_path / "broken"
+    with monkeypatch.context() as patch:
+        on_step = where(patch, at)
+        with pytest.raises(KeyboardInterrupt):
+            train(_run(steps=8), tr, va, out_dir=str(out), on_step=on_step)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = train(load_checkpoint(str(out / "ckpt.npz")), tr, va, out_dir=str(out))
+    assert_same_state(resumed, straight)
+    best = npgpt.load(str(out / "model.safetensors"))
+    want = npgpt.load(str(tmp_path / "straight" / "model.safetensors"))
+    for k in want.params:
+        assert np.array_equal(best.params[k], want.params[k]), k
 
 
 def test_checkpoint_is_not_a_pickle_and_bad_files_are_refused(tmp_path):

@@ -6,13 +6,18 @@
     npgpt train ...        train a character-level model on a text file
     npgpt bench            time npgpt on this machine
 
-Every command answers --help with examples. User errors print one line and exit with 2.
+Every command answers --help with examples. User errors print one line and exit with 2,
+before anything else is printed; Ctrl-C exits with 130, and a closed pipe
+(``npgpt generate | head``) ends the command quietly, as it ends ``cat``.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import itertools
 import os
+import re
 import sys
 import time
 from typing import Callable, NamedTuple
@@ -36,10 +41,113 @@ class CLIError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line (and exit code 2), not usage plus a line."""
+    """argparse, but a bad option is one line (and exit code 2), not usage plus a line; it
+    names the sub-command it belongs to, and suggests the closest option, command or choice."""
+
+    commands: dict = {}       # the top-level parser's sub-command parsers, by name (build_parser)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse leaves a sub-command's unknown options to the top-level parser, which
+        # would blame (and point at the help of) ``npgpt``: report them for the sub-command
+        args, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            parser = self.commands.get(getattr(args, "command", None), self)
+            flags = getattr(parser, "_option_string_actions", {})
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(unknown, flags)}")
+        return args
+
+    def _check_value(self, action, value):
+        # argparse's check of ``choices`` (a sub-command's name, --early-stopping, ...):
+        # add the closest choice to its error
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            hint = _did_you_mean([value], [str(c) for c in action.choices or ()], options_only=False)
+            raise argparse.ArgumentError(action, f"{err.message}{hint}") from None
+
+
+def _did_you_mean(words, candidates, options_only=True) -> str:
+    """``"; did you mean --top-p?"``: the closest candidate of each misspelled word ('' if none).
+
+    >>> _did_you_mean(["--topp", "0.9"], ["--top-p", "--top-k", "--seed"])
+    '; did you mean --top-p?'
+    >>> _did_you_mean(["generat"], ["generate", "inspect"], options_only=False)
+    '; did you mean generate?'
+    >>> _did_you_mean(["--colour"], ["--top-p"])
+    ''
+    """
+    pairs = []
+    for word in words:
+        if options_only and not (isinstance(word, str) and word.startswith("-")):
+            continue                          # a value, such as the 0.9 of --topp 0.9
+        name = str(word).split("=", 1)[0]
+        close = difflib.get_close_matches(name, list(candidates), n=1)
+        if close and close[0] != name:
+            pairs.append((name, close[0]))
+    if not pairs:
+        return ""
+    if len(pairs) == 1:
+        return f"; did you mean {pairs[0][1]}?"
+    return "; did you mean " + ", ".join(f"{m} for {w}" for w, m in pairs) + "?"
+
+
+def _int_at_least(low: int):
+    """An argparse ``type=``: an int >= ``low`` (0 or 1) that NumPy's int64 holds, else a
+    one-line error naming the flag.
+
+    >>> _int_at_least(1)("3")
+    3
+    >>> _int_at_least(1)("0")
+    Traceback (most recent call last):
+        ...
+    argparse.ArgumentTypeError: must be a positive integer, got 0
+    """
+    kind = "a positive" if low == 1 else "a non-negative"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {kind} integer, got {value}")
+        if value > _INT64_MAX:
+            raise argparse.ArgumentTypeError(f"must be at most 2**63 - 1, got {value}")
+        return value
+
+    return parse
+
+
+_INT64_MAX = 2**63 - 1
+_POSITIVE_INT, _NON_NEGATIVE_INT = _int_at_least(1), _int_at_least(0)
+
+
+def _option_error(err: Exception, command: str) -> CLIError:
+    """The library's error about an option, worded for the command line: each option's Python
+    name becomes its flag (``top_p`` -> ``--top-p``, ``do_sample=True`` -> ``--do-sample``).
+
+    >>> print(_option_error(ValueError("top_p must be in (0, 1], got 1.5"), "generate"))
+    --top-p must be in (0, 1], got 1.5
+    >>> print(_option_error(ValueError("min_new_tokens (5) exceeds max_new_tokens (3)"), "generate"))
+    --min-new-tokens (5) exceeds --max-new-tokens (3)
+    >>> print(_option_error(ValueError("do_sample=True with num_beams > 1 is not supported"), "generate"))
+    --do-sample with --num-beams > 1 is not supported
+    """
+    message = " ".join(str(err).split("\n"))
+    names = [flag[2:].replace("-", "_") for row in _COMMANDS if row.name == command
+             for flags, _ in row.arguments for flag in flags if flag.startswith("--")]
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        if "_" in name:                   # a Python name: unambiguous wherever it stands
+            message = re.sub(rf"\b{name}=True\b", flag, message)
+            message = re.sub(rf"\b{name}=(?=\S)", flag + " ", message)
+            message = re.sub(rf"\b{name}\b", flag, message)
+        elif message.startswith(name + " "):  # "seed", "temperature": ordinary words elsewhere
+            message = flag + message[len(name):]
+    return CLIError(message)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -58,7 +166,7 @@ def _load_model(name_or_path: str):
 
     try:
         model = load(name_or_path)
-    except (FileNotFoundError, CheckpointError, ValueError) as err:
+    except (OSError, CheckpointError, ValueError) as err:
         raise CLIError(str(err).splitlines()[0]) from None
     if model.tokenizer is None:
         raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be encoded")
@@ -81,71 +189,150 @@ _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilo
 
 def _decoding_options(args) -> dict:
     """generate() keyword arguments from the command line, refusing combinations that would
-    silently do nothing."""
+    silently do nothing. Without --num-return-sequences, beam search returns every beam."""
     given = {name: getattr(args, name) for name in _SAMPLING_ONLY if getattr(args, name) is not None}
     if given and not args.do_sample:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise CLIError(f"{flag} only changes sampling; add --do-sample (greedy and beam search ignore it)")
-    if args.num_return_sequences > 1 and not args.do_sample and args.num_beams < args.num_return_sequences:
+    n = args.num_return_sequences
+    if n is not None and n > 1 and not args.do_sample and args.num_beams < n:
         raise CLIError("--num-return-sequences > 1 needs --do-sample, or --num-beams at least as large")
+    if n is None:
+        n = args.num_beams if args.num_beams > 1 and not args.do_sample else 1
     early = {"true": True, "false": False, "never": "never"}[args.early_stopping]
     options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, seed=args.seed,
                    repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
                    frequency_penalty=args.frequency_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
                    num_beams=args.num_beams, length_penalty=args.length_penalty, early_stopping=early,
-                   num_return_sequences=args.num_return_sequences, min_new_tokens=args.min_new_tokens,
+                   num_return_sequences=n, min_new_tokens=args.min_new_tokens,
                    eos_token_id=args.eos_token_id)
     options.update(given)
     return options
 
 
+def _generation_config(args, model):
+    """The run's GenerationConfig, every option checked (those that depend on the model too)
+    before anything is printed."""
+    from .generate import GenerationConfig
+
+    try:
+        config = GenerationConfig(**_decoding_options(args))
+    except ValueError as err:
+        raise _option_error(err, "generate") from None
+    V = model.config.vocab_size
+    for token in () if config.eos_token_id is None else np.atleast_1d(config.eos_token_id):
+        if token >= V:
+            raise CLIError(f"--eos-token-id {int(token)} is out of range: the model's token ids "
+                           f"are 0 to {V - 1}")
+    return config
+
+
 def _generate(args) -> int:
-    from .generate import generate, stream
+    from .generate import generate
 
     model = _load_model(args.model)
     prompt = _encode(model, args.prompt)
-    options = _decoding_options(args)
-    tok = model.tokenizer
-    out = sys.stdout
+    config = _generation_config(args, model)
+    if config.num_beams == 1 and config.num_return_sequences == 1:
+        return _stream(model, prompt, config, args.prompt)
     try:
-        if options["num_beams"] == 1 and options["num_return_sequences"] == 1:
-            # stream: print each token as it comes (decode the whole text, print what is new,
-            # so that multi-byte characters split across tokens come out whole)
-            out.write(args.prompt)
-            out.flush()
-            new, shown = [], ""
-            for tokens in stream(model, prompt, **options):
-                new.append(int(tokens[0]))
-                text = tok.decode(new)
-                if text.endswith("\ufffd"):
-                    continue                      # an incomplete character: wait for the rest
-                out.write(text[len(shown):])
-                out.flush()
-                shown = text
-            out.write(tok.decode(new)[len(shown):] + "\n")
-            return 0
-        result = generate(model, prompt, **options)
+        result = generate(model, prompt, config)
     except ValueError as err:
-        raise CLIError(str(err)) from None
-    n_prompt = len(prompt)
-    if options["num_beams"] > 1:
-        out.write(f"beam search, {options['num_beams']} beams: the candidates, best first "
-                  f"(score = sum log p / new_tokens ** {options['length_penalty']})\n")
-        for rank, (seq, score) in enumerate(zip(result.beam_sequences[0], result.beam_scores[0])):
+        raise _option_error(err, "generate") from None
+    out, tok, n_prompt = sys.stdout, model.tokenizer, len(prompt)
+    rows = zip(result.sequences, result.scores, result.num_new_tokens.tolist())
+    if config.num_beams > 1:
+        n, k = len(result.sequences), config.num_beams
+        beams = f"best {n} of {k} beams" if n < k else f"{k} beams"
+        out.write(f"beam search, {beams}: the candidates, best first "
+                  f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
+        for rank, (seq, score, n_new) in enumerate(rows):
             out.write(f"--- candidate {rank + 1}  score {score:.4f}\n")
-            out.write(args.prompt + tok.decode(seq[n_prompt:].tolist()) + "\n")
+            out.write(args.prompt + tok.decode(seq[n_prompt:n_prompt + n_new].tolist()) + "\n")
         return 0
-    for i, (seq, score) in enumerate(zip(result.sequences, result.scores)):
-        n_new = int(result.num_new_tokens[i])
+    for i, (seq, score, n_new) in enumerate(rows):
         out.write(f"--- sample {i + 1}  log p = {score:.2f} over {n_new} tokens\n")
         out.write(args.prompt + tok.decode(seq[n_prompt:n_prompt + n_new].tolist()) + "\n")
     return 0
+
+
+def _stream(model, prompt, config, prompt_text: str) -> int:
+    """Print the prompt, then each new token as it is chosen (the whole text is decoded and
+    what is new printed, so that a character split across tokens comes out whole)."""
+    from .generate import stream
+
+    out, tok = sys.stdout, model.tokenizer
+    steps = stream(model, prompt, config)
+    try:
+        first = next(steps, None)             # the run checks its inputs here, before any output
+    except ValueError as err:
+        raise _option_error(err, "generate") from None
+    out.write(prompt_text)
+    out.flush()
+    new, shown = [], ""
+    try:
+        for tokens in itertools.chain(() if first is None else (first,), steps):
+            new.append(int(tokens[0]))
+            text = tok.decode(new)
+            if text.endswith("\ufffd"):
+                continue                      # an incomplete character: wait for the rest
+            out.write(text[len(shown):])
+            out.flush()
+            shown = text
+    except (ValueError, MemoryError) as err:  # failed half-way: end the line, then say why
+        out.write("\n")
+        out.flush()
+        if isinstance(err, MemoryError):
+            raise
+        raise _option_error(err, "generate") from None
+    out.write(tok.decode(new)[len(shown):] + "\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------- pictures
+# what matplotlib (>= 3.5, with the Pillow it requires) writes, by the file name's extension
+_PICTURE_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def _check_picture_path(path: str) -> None:
+    """--png PATH must be a file name matplotlib can write, in a folder that exists: checked
+    before any work, so that a typo costs nothing.
+
+    >>> _check_picture_path("strategies.png")
+    >>> _check_picture_path("no-such-folder/strategies.png")
+    Traceback (most recent call last):
+        ...
+    npgpt.cli.CLIError: --png 'no-such-folder/strategies.png': there is no folder 'no-such-folder'
+    """
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in _PICTURE_FORMATS:
+        raise CLIError(f"--png {path!r}: the name must end in .png (or ."
+                       f"{', .'.join(f for f in _PICTURE_FORMATS if f != 'png')})")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise CLIError(f"--png {path!r}: there is no folder {folder!r}")
+    if os.path.isdir(path):
+        raise CLIError(f"--png {path!r} is a folder; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"--png {path!r}: the folder {folder!r} is not writable")
+
+
+def _draw(plot, *args, path: str, **kwargs) -> None:
+    """Run the viz function ``plot`` that writes ``path``; its failures as one-line errors."""
+    try:
+        plot(*args, path=path, **kwargs)
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        raise CLIError(f"--png {path!r}: cannot write it ({err.strerror or err})") from None
 
 
 # ----------------------------------------------------------------------------- inspect
 def _inspect(args) -> int:
     from . import viz
 
+    if args.png:
+        _check_picture_path(args.png)
     model = _load_model(args.model)
     ids = _encode(model, args.prompt)
     window = ids[-model.config.context_length:]
@@ -154,15 +341,14 @@ def _inspect(args) -> int:
         report = viz.strategy_report(logits, seed=args.seed, temperature=args.temperature,
                                      top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                                      typical_p=args.typical_p)
+        text = viz.inspect_text(report, labels=model.tokenizer, top=args.top)
     except ValueError as err:
-        raise CLIError(str(err)) from None
+        raise _option_error(err, "inspect") from None
+    if args.png:                              # drawn before anything is printed
+        _draw(viz.plot_strategies, report, labels=model.tokenizer, path=args.png)
     print(f"next token after {args.prompt!r} ({len(ids)} tokens):")
-    print(viz.inspect_text(report, labels=model.tokenizer, top=args.top))
+    print(text)
     if args.png:
-        try:
-            viz.plot_strategies(report, labels=model.tokenizer, path=args.png)
-        except ImportError as err:
-            raise CLIError(str(err)) from None
         print(f"wrote {args.png}")
     return 0
 
@@ -171,9 +357,10 @@ def _inspect(args) -> int:
 def _plot(args) -> int:
     from . import viz
 
-    model = _load_model(args.model)
     if args.what == "attention" and args.prompt is None:
         raise CLIError("plot attention needs --prompt TEXT")
+    _check_picture_path(args.png)
+    model = _load_model(args.model)
     text = args.prompt if args.prompt is not None else "ROMEO:\nBut soft, what light"
     try:
         ids = _encode(model, text)[: model.config.context_length]
@@ -181,13 +368,10 @@ def _plot(args) -> int:
         if args.prompt is not None:
             raise
         ids = np.arange(min(20, model.config.vocab_size, model.config.context_length))
-    try:
-        if args.what == "embeddings":
-            viz.plot_embeddings(model, ids, path=args.png, labels=model.tokenizer)
-        else:
-            viz.plot_attention(model, ids, labels=model.tokenizer, path=args.png)
-    except ImportError as err:
-        raise CLIError(str(err)) from None
+    if args.what == "embeddings":
+        _draw(viz.plot_embeddings, model, ids, path=args.png, labels=model.tokenizer)
+    else:
+        _draw(viz.plot_attention, model, ids, labels=model.tokenizer, path=args.png)
     print(f"wrote {args.png}")
     return 0
 
@@ -208,6 +392,27 @@ def _bench(args) -> int:
 
 
 # ----------------------------------------------------------------------------- train
+# The training flags: argparse leaves them None, so that a flag given can be told from its
+# default (a resumed run refuses a flag that contradicts its checkpoint). Flag -> (the
+# GPTConfig or TrainConfig field, the default).
+_MODEL_FLAGS = {"layers": ("num_layers", 4), "heads": ("num_heads", 4), "d_model": ("d_model", 128),
+                "context": ("context_length", 64), "residual": ("residual", "pre_norm"),
+                "gelu": ("gelu", "exact"), "tie_embeddings": ("tie_embeddings", False),
+                "dropout": ("dropout", 0.0)}
+_OPTIMISER_FLAGS = {"batch_size": ("batch_size", 12), "lr": ("lr", 1e-3), "min_lr": ("min_lr", 1e-4),
+                    "warmup": ("warmup", 100), "weight_decay": ("weight_decay", 0.1),
+                    "beta2": ("beta2", 0.99), "grad_clip": ("grad_clip", 1.0),
+                    "eval_interval": ("eval_interval", 250), "eval_iters": ("eval_iters", 20),
+                    "seed": ("seed", 1337)}
+_DEFAULT_STEPS = 2000
+
+
+def _default(flag: str) -> str:
+    """The --help note of a training flag, such as "(default 4)"."""
+    value = {**_MODEL_FLAGS, **_OPTIMISER_FLAGS}[flag][1]
+    return f"(default {'off' if value is False else value})"
+
+
 def default_corpus() -> tuple[str, str]:
     """(name, text): English every Python install carries — the interpreter's own pydoc
     topic texts (``pydoc_data.topics``), several hundred kilobytes.
@@ -230,28 +435,33 @@ def _read_data(path: str | None) -> tuple[str, str]:
         raise CLIError(f"data file {path!r} does not exist")
     if os.path.isdir(path):
         raise CLIError(f"data file {path!r} is a folder, not a text file")
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
+    try:
+        with open(path, encoding="utf-8", errors="strict") as f:
             text = f.read()
-        except UnicodeDecodeError as err:
-            raise CLIError(f"data file {path!r} is not UTF-8 text: {err}") from None
+    except UnicodeDecodeError as err:
+        raise CLIError(f"data file {path!r} is not UTF-8 text: {err}") from None
+    except OSError as err:
+        raise CLIError(f"data file {path!r} cannot be read: {err.strerror or err}") from None
     if not text:
         raise CLIError(f"data file {path!r} is empty")
     return path, text
 
 
 class _Progress:
-    """A live progress line on a terminal, plain log lines otherwise."""
+    """A live progress line on a terminal, plain log lines otherwise. The ``header`` lines
+    are written with the first step or message, once the run has really begun."""
 
-    def __init__(self, total_steps: int, stream, log_interval: int):
+    def __init__(self, total_steps: int, stream, log_interval: int, header=()):
         self.total = total_steps
         self.stream = stream
         self.live = stream.isatty()
         self.log_interval = log_interval
+        self.header = list(header)
         self.rate = None
         self.last_len = 0
 
     def step(self, info: dict) -> None:
+        self._write_header()
         sps = 1.0 / max(info["seconds"], 1e-9)
         self.rate = sps if self.rate is None else 0.9 * self.rate + 0.1 * sps
         eta = (self.total - info["step"]) / self.rate
@@ -266,70 +476,171 @@ class _Progress:
             self.stream.flush()
 
     def message(self, text: str) -> None:
-        if self.live and self.last_len:
-            self.stream.write("\r" + " " * self.last_len + "\r")
-            self.last_len = 0
+        self._write_header()
+        self.clear()
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Rub out the live line (before a message or an error)."""
+        if self.live and self.last_len:
+            self.stream.write("\r" + " " * self.last_len + "\r")
+            self.stream.flush()
+            self.last_len = 0
 
-def _train(args) -> int:
-    from . import GPT, GPTConfig
-    from .train import TrainConfig, TrainState, load_checkpoint, split_corpus, train
+    def _write_header(self) -> None:
+        for line in self.header:
+            self.stream.write(line + "\n")
+        self.header = []
 
-    out_dir = args.out
-    ckpt_path = os.path.join(out_dir, "ckpt.npz")
-    name, text = _read_data(args.data)
-    if args.resume:
-        if not os.path.exists(ckpt_path):
-            raise CLIError(f"--resume: no checkpoint at {ckpt_path!r}")
-        state = load_checkpoint(ckpt_path)
-        tokenizer = state.model.tokenizer
-        if args.steps is not None:          # the one setting a resumed run may change
-            import dataclasses
 
-            try:
-                state.train_config = dataclasses.replace(state.train_config, steps=args.steps)
-            except ValueError as err:
-                raise CLIError(str(err)) from None
-    else:
-        from .tokenizers import CharTokenizer
+def _train_option_error(err: Exception) -> CLIError:
+    """A GPTConfig / TrainConfig error worded with the training flags."""
+    message = str(err)
+    for flag, (field, _) in _MODEL_FLAGS.items():
+        if field != flag:                          # context_length -> --context, ...
+            message = re.sub(rf"\b{field}=(?=\S)", f"--{flag} ", message)
+            message = re.sub(rf"\b{field}\b", f"--{flag}", message)
+    return _option_error(ValueError(message), "train")
 
-        tokenizer = CharTokenizer.from_text(text)
-        try:
-            cfg = GPTConfig(vocab_size=tokenizer.vocab_size, context_length=args.context,
-                            d_model=args.d_model, num_heads=args.heads, num_layers=args.layers,
-                            dropout=args.dropout, gelu=args.gelu, residual=args.residual,
-                            tie_embeddings=args.tie_embeddings)
-            tc = TrainConfig(batch_size=args.batch_size, steps=args.steps or 2000, lr=args.lr,
-                             min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
-                             beta2=args.beta2, grad_clip=args.grad_clip,
-                             eval_interval=args.eval_interval, eval_iters=args.eval_iters,
-                             seed=args.seed)
-        except ValueError as err:
-            raise CLIError(str(err)) from None
-        model = GPT(cfg, seed=args.seed)
-        model.tokenizer = tokenizer
-        state = TrainState.new(model, tc)
+
+def _physical_memory():
+    """The machine's memory in bytes, or None where the system does not say."""
     try:
-        ids = np.array(tokenizer.encode(text), dtype=np.int64)
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return total if total > 0 else None
+
+
+def _check_memory(cfg, batch_size: int) -> None:
+    """Refuse, naming the flag to lower, sizes whose training would not fit in the machine's
+    memory (before anything is allocated)."""
+    import types
+
+    from .train import training_memory
+
+    limit = _physical_memory()
+    need = training_memory(cfg, batch_size)
+    if limit is None or need <= limit:
+        return
+    sizes = {"batch_size": batch_size, **{f: getattr(cfg, _MODEL_FLAGS[f][0])
+                                          for f in ("context", "d_model", "layers", "heads")}}
+    relief = {}
+    for flag, value in sizes.items():             # what each size back at its default would need
+        default = {**_MODEL_FLAGS, **_OPTIMISER_FLAGS}[flag][1]
+        if value > default:
+            fields = {**cfg.to_dict(), **({} if flag == "batch_size" else {_MODEL_FLAGS[flag][0]: default})}
+            relief[flag] = training_memory(types.SimpleNamespace(**fields),
+                                           default if flag == "batch_size" else batch_size)
+    gib = f"about {need / 2**30:,.0f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB"
+    if not relief:
+        raise CLIError(f"training this model would need {gib}")
+    flag = min(relief, key=relief.get)
+    raise CLIError(f"--{flag.replace('_', '-')} {sizes[flag]}: training would need {gib}; lower it")
+
+
+def _given(args, flags: dict) -> dict:
+    """{field: the flag's value, or its default} for a table of flags."""
+    return {field: default if getattr(args, flag) is None else getattr(args, flag)
+            for flag, (field, default) in flags.items()}
+
+
+def _new_state(args, text: str):
+    from . import GPT, GPTConfig
+    from .tokenizers import CharTokenizer
+    from .train import TrainConfig, TrainState
+
+    tokenizer = CharTokenizer.from_text(text)
+    steps = _DEFAULT_STEPS if args.steps is None else args.steps
+    try:
+        cfg = GPTConfig(vocab_size=tokenizer.vocab_size, **_given(args, _MODEL_FLAGS))
+        tc = TrainConfig(steps=steps, **_given(args, _OPTIMISER_FLAGS))
+    except ValueError as err:
+        raise _train_option_error(err) from None
+    _check_memory(cfg, tc.batch_size)
+    model = GPT(cfg, seed=tc.seed)
+    model.tokenizer = tokenizer
+    return TrainState.new(model, tc)
+
+
+def _resumed_state(args, ckpt_path: str):
+    import dataclasses
+
+    from .train import load_checkpoint
+
+    if not os.path.exists(ckpt_path):
+        raise CLIError(f"--resume: no checkpoint at {ckpt_path!r}")
+    try:
+        state = load_checkpoint(ckpt_path)
+    except ValueError as err:
+        raise CLIError(f"--resume: {err}") from None
+    for flags, config in ((_MODEL_FLAGS, state.model.config), (_OPTIMISER_FLAGS, state.train_config)):
+        for flag, (field, _) in flags.items():
+            given, saved = getattr(args, flag), getattr(config, field)
+            if given is not None and given != saved:
+                raise CLIError(f"--resume: --{flag.replace('_', '-')} {given} contradicts the checkpoint's "
+                               f"{saved} (a resumed run keeps its settings; only --steps may change)")
+    if args.steps is not None:            # the one setting a resumed run may change
+        if args.steps < state.step:
+            raise CLIError(f"--resume: --steps {args.steps} is fewer than the {state.step} steps "
+                           f"the checkpoint has done")
+        try:
+            state.train_config = dataclasses.replace(state.train_config, steps=args.steps)
+        except ValueError as err:
+            raise _train_option_error(err) from None
+    if state.model.tokenizer is None:
+        raise CLIError(f"--resume: {ckpt_path} carries no tokenizer, so the data cannot be encoded")
+    return state
+
+
+def _split_data(state, name: str, text: str):
+    from .train import split_corpus
+
+    try:
+        ids = np.array(state.model.tokenizer.encode(text), dtype=np.int64)
     except ValueError as err:
         raise CLIError(f"cannot encode {name} with the checkpoint's tokenizer: {err}") from None
     train_data, val_data = split_corpus(ids, 0.1)
     context = state.model.config.context_length
     if min(len(train_data), len(val_data)) <= context:
-        raise CLIError(f"{name} has {len(ids):,} tokens: too few for context {context} with a 90/10 split")
+        raise CLIError(f"{name} has {len(ids):,} tokens: too few for --context {context} with a 90/10 split")
+    return ids, train_data, val_data
 
-    tc = state.train_config
-    err = sys.stderr
-    cfg = state.model.config
-    err.write(f"data: {name}, {len(ids):,} tokens ({len(train_data):,} train / {len(val_data):,} val), "
-              f"vocabulary {cfg.vocab_size}\n")
-    err.write(f"model: {cfg.num_layers} layers, {cfg.num_heads} heads, d_model {cfg.d_model}, "
-              f"context {cfg.context_length}, {state.model.num_parameters():,} parameters\n")
+
+def _interrupted(err, ckpt_path: str) -> str:
+    """What an interrupted run says it left behind."""
+    if err.step is None:
+        kept = (f"{ckpt_path} keeps the last saved state (continue with --resume)"
+                if os.path.exists(ckpt_path) else "nothing had been saved yet")
+        return f"interrupted in the middle of an update, whose half-done state is not saved; {kept}"
+    text = f"interrupted at step {err.step}; saved {', '.join(err.saved)} (continue with --resume)"
+    if any(path.endswith("model.safetensors") for path in err.saved):
+        text += "; the model is the latest state, not yet evaluated"
+    return text
+
+
+def _train(args) -> int:
+    from .train import TrainingError, TrainingInterrupted, train
+
+    out_dir = args.out
+    ckpt_path = os.path.join(out_dir, "ckpt.npz")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise CLIError(f"--out {out_dir!r} is a file, not a folder")
+    name, text = _read_data(args.data)
+    state = _resumed_state(args, ckpt_path) if args.resume else _new_state(args, text)
+    ids, train_data, val_data = _split_data(state, name, text)
+    tc, cfg = state.train_config, state.model.config
+    header = [f"data: {name}, {len(ids):,} tokens ({len(train_data):,} train / {len(val_data):,} val), "
+              f"vocabulary {cfg.vocab_size}",
+              f"model: {cfg.num_layers} layers, {cfg.num_heads} heads, d_model {cfg.d_model}, "
+              f"context {cfg.context_length}, {state.model.num_parameters():,} parameters"]
     if args.resume:
-        err.write(f"resuming from {ckpt_path} at step {state.step}\n")
-    progress = _Progress(tc.steps, err, log_interval=max(1, min(100, tc.eval_interval)))
+        header.append(f"resuming from {ckpt_path} at step {state.step}")
+    if tc.steps <= tc.warmup:
+        header.append(f"warning: --steps {tc.steps} <= --warmup {tc.warmup}: the run never leaves its "
+                      f"warm-up, so the learning rate never reaches --lr {tc.lr:g}; lower --warmup")
+    progress = _Progress(tc.steps, sys.stderr, max(1, min(100, tc.eval_interval)), header)
 
     def on_eval(record):
         mark = "  (best: saved)" if record["best"] else ""
@@ -338,14 +649,24 @@ def _train(args) -> int:
 
     start = time.perf_counter()
     try:
-        train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval)
-    except KeyboardInterrupt:
-        progress.message(f"interrupted at step {state.step}; saved {ckpt_path} "
-                         f"(continue with --resume)")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # a divergence: one line
+            train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval)
+    except TrainingInterrupted as err:
+        progress.message(_interrupted(err, ckpt_path))
         return 130
+    except KeyboardInterrupt:             # a further Ctrl-C while saving: every save is atomic
+        progress.message("interrupted while saving; the files of the last complete save are kept")
+        return 130
+    except TrainingError as err:
+        progress.clear()
+        raise CLIError(str(err)) from None
+    except MemoryError:
+        progress.clear()
+        raise CLIError("out of memory while training; lower --batch-size, --context, --d-model "
+                       "or --layers") from None
     elapsed = time.perf_counter() - start
-    best = state.best_val
-    print(f"best validation loss {best:.4f} after {state.step} steps in {_format_seconds(elapsed)}; "
+    best = "none yet" if state.best_val is None else f"{state.best_val:.4f}"
+    print(f"best validation loss {best} after {state.step} steps in {_format_seconds(elapsed)}; "
           f"model: {os.path.join(out_dir, 'model.safetensors')} (npgpt.load), "
           f"training state: {ckpt_path}")
     return 0
@@ -392,11 +713,11 @@ _COMMANDS = (
         arguments=(
             _MODEL_ARG,
             _arg("--prompt", default="\n", help="the text to continue (default: a newline)"),
-            _arg("--max-new-tokens", type=int, default=200),
-            _arg("--min-new-tokens", type=int, default=0),
+            _arg("--max-new-tokens", type=_NON_NEGATIVE_INT, default=200),
+            _arg("--min-new-tokens", type=_NON_NEGATIVE_INT, default=0),
             _arg("--do-sample", action="store_true", help="sample instead of greedy decoding"),
             _arg("--temperature", type=float),
-            _arg("--top-k", type=int),
+            _arg("--top-k", type=_NON_NEGATIVE_INT),
             _arg("--top-p", type=float),
             _arg("--min-p", type=float),
             _arg("--typical-p", type=float),
@@ -405,13 +726,14 @@ _COMMANDS = (
             _arg("--repetition-penalty", type=float, default=1.0),
             _arg("--presence-penalty", type=float, default=0.0),
             _arg("--frequency-penalty", type=float, default=0.0),
-            _arg("--no-repeat-ngram-size", type=int, default=0),
-            _arg("--num-beams", type=int, default=1),
+            _arg("--no-repeat-ngram-size", type=_NON_NEGATIVE_INT, default=0),
+            _arg("--num-beams", type=_POSITIVE_INT, default=1),
             _arg("--length-penalty", type=float, default=1.0),
             _arg("--early-stopping", choices=["true", "false", "never"], default="false"),
-            _arg("--num-return-sequences", type=int, default=1),
-            _arg("--eos-token-id", type=int, nargs="+"),
-            _arg("--seed", type=int, default=None)),
+            _arg("--num-return-sequences", type=_POSITIVE_INT,
+                 help="how many to print (default: 1, or every beam)"),
+            _arg("--eos-token-id", type=_NON_NEGATIVE_INT, nargs="+"),
+            _arg("--seed", type=_NON_NEGATIVE_INT, default=None)),
         handler=_generate),
     _Command(
         name="inspect", help="the next-token distribution and what each strategy does with it",
@@ -423,12 +745,12 @@ _COMMANDS = (
             _MODEL_ARG,
             _arg("--prompt", required=True),
             _arg("--temperature", type=float, default=0.8),
-            _arg("--top-k", type=int, default=5),
+            _arg("--top-k", type=_NON_NEGATIVE_INT, default=5),
             _arg("--top-p", type=float, default=0.9),
             _arg("--min-p", type=float, default=0.1),
             _arg("--typical-p", type=float, default=0.9),
-            _arg("--seed", type=int, default=0),
-            _arg("--top", type=int, default=10, help="rows in the chart (default 10)"),
+            _arg("--seed", type=_NON_NEGATIVE_INT, default=0),
+            _arg("--top", type=_POSITIVE_INT, default=10, help="rows in the chart (default 10)"),
             _arg("--png", help="also write the seed's heatmaps, one row per strategy")),
         handler=_inspect),
     _Command(
@@ -447,7 +769,7 @@ _COMMANDS = (
         name="bench", help="time npgpt on this machine (NumPy only)",
         description="Run the benchmarks that need no optional package and print a table.",
         examples=("npgpt bench", "npgpt bench --repeats 9"),
-        arguments=(_arg("--repeats", type=int, default=5),),
+        arguments=(_arg("--repeats", type=_POSITIVE_INT, default=5),),
         handler=_bench),
     _Command(
         name="train", help="train a character-level model on a text file",
@@ -458,29 +780,34 @@ _COMMANDS = (
         footer="then: npgpt.load('run1/model.safetensors')",
         arguments=(
             _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),
-            _arg("--out", default="out", help="output folder (default: out)"),
-            _arg("--layers", type=int, default=4),
-            _arg("--heads", type=int, default=4),
-            _arg("--d-model", type=int, default=128),
-            _arg("--context", type=int, default=64),
-            _arg("--residual", choices=["pre_norm", "seed"], default="pre_norm"),
-            _arg("--gelu", choices=["exact", "tanh"], default="exact"),
-            _arg("--tie-embeddings", action="store_true"),
-            _arg("--dropout", type=float, default=0.0),
-            _arg("--batch-size", type=int, default=12),
-            _arg("--steps", type=int, default=None,
-                 help="optimiser steps in all (default 2000; with --resume: a new total)"),
-            _arg("--lr", type=float, default=1e-3),
-            _arg("--min-lr", type=float, default=1e-4),
-            _arg("--warmup", type=int, default=100),
-            _arg("--weight-decay", type=float, default=0.1),
-            _arg("--beta2", type=float, default=0.99),
-            _arg("--grad-clip", type=float, default=1.0),
-            _arg("--eval-interval", type=int, default=250),
-            _arg("--eval-iters", type=int, default=20),
-            _arg("--seed", type=int, default=1337),
+            _arg("--out", default="out", help="output folder (default: out); one run at a time"),
+            _arg("--layers", type=_POSITIVE_INT, help=f"transformer blocks {_default('layers')}"),
+            _arg("--heads", type=_POSITIVE_INT, help=f"attention heads {_default('heads')}"),
+            _arg("--d-model", type=_POSITIVE_INT, help=f"width of the token vectors {_default('d_model')}"),
+            _arg("--context", type=_POSITIVE_INT, help=f"tokens of context {_default('context')}"),
+            _arg("--residual", choices=["pre_norm", "seed"],
+                 help=f"pre_norm: GPT-2's blocks; seed: the tutorial's {_default('residual')}"),
+            _arg("--gelu", choices=["exact", "tanh"], help=f"tanh: GPT-2's approximation {_default('gelu')}"),
+            _arg("--tie-embeddings", action="store_true", default=None,
+                 help=f"the output layer reuses the token table {_default('tie_embeddings')}"),
+            _arg("--dropout", type=float, help=f"dropout probability while training {_default('dropout')}"),
+            _arg("--batch-size", type=_POSITIVE_INT, help=f"windows a step {_default('batch_size')}"),
+            _arg("--steps", type=_POSITIVE_INT,
+                 help=f"optimiser steps in all (default {_DEFAULT_STEPS}; with --resume: a new total)"),
+            _arg("--lr", type=float, help=f"peak learning rate {_default('lr')}"),
+            _arg("--min-lr", type=float, help=f"final learning rate {_default('min_lr')}"),
+            _arg("--warmup", type=_NON_NEGATIVE_INT,
+                 help=f"steps of linear warm-up {_default('warmup')}; a run of no more --steps "
+                      f"never leaves it: a warning says so"),
+            _arg("--weight-decay", type=float, help=f"AdamW's decay of the weight matrices {_default('weight_decay')}"),
+            _arg("--beta2", type=float, help=f"AdamW's second-moment decay {_default('beta2')}"),
+            _arg("--grad-clip", type=float, help=f"largest gradient norm, 0: no clipping {_default('grad_clip')}"),
+            _arg("--eval-interval", type=_POSITIVE_INT, help=f"steps between evaluations {_default('eval_interval')}"),
+            _arg("--eval-iters", type=_POSITIVE_INT, help=f"batches an evaluation {_default('eval_iters')}"),
+            _arg("--seed", type=_NON_NEGATIVE_INT, help=f"seed of the weights, batches and dropout {_default('seed')}"),
             _arg("--resume", action="store_true",
-                 help="continue from OUT/ckpt.npz (its settings; only --steps may change)")),
+                 help="continue from OUT/ckpt.npz with its settings: only --steps may change, "
+                      "other flags must match it")),
         handler=_train),
 )
 
@@ -501,10 +828,14 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.prompt, args.top_k, args.max_new_tokens, args.do_sample
     ('generate', 'hi', 5, 200, False)
     """
+    from . import __version__
+
     parser = _Parser(prog="npgpt", formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="A GPT language model and every common decoding strategy, in NumPy.",
                      epilog=_epilog(_EXAMPLES, "run 'npgpt COMMAND --help' for each command's options"))
+    parser.add_argument("--version", action="version", version=f"npgpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices             # name -> the sub-command's parser
     for command in _COMMANDS:
         command_parser = sub.add_parser(command.name, help=command.help, description=command.description,
                                         epilog=_epilog(command.examples, command.footer),
@@ -519,7 +850,9 @@ def main(argv=None) -> int:
     """Run ``npgpt ARGV...`` (default: the process's arguments) and return the exit code.
 
     The command prints its results; a user error prints one line to stderr and exits with
-    2 (``SystemExit``), Ctrl-C returns 130.
+    2 (``SystemExit``), before the command prints anything; Ctrl-C returns 130; a reader that
+    goes away (``npgpt generate | head``) ends the command quietly with 141, as a shell
+    reports ``cat`` ended by SIGPIPE.
 
     Examples
     --------
@@ -531,14 +864,46 @@ def main(argv=None) -> int:
     0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    command = None
+    _tolerant_stdout()
     try:
-        return args.func(args)
+        args = parser.parse_args(argv)
+        command = args.command
+        code = args.func(args)
+        sys.stdout.flush()                    # a closed pipe shows here, not at exit
+        return code
     except CLIError as err:
-        parser.exit(2, f"npgpt {args.command}: error: {err}\n")
+        parser.exit(2, f"npgpt {command}: error: {' '.join(str(err).splitlines())}\n")
+    except MemoryError as err:                # a last resort: options asking for too much
+        parser.exit(2, f"npgpt {command}: error: out of memory ({err or 'MemoryError'}); "
+                       f"the options ask for more than this machine has\n")
     except KeyboardInterrupt:                 # Ctrl-C in generate / inspect / bench: no traceback
         sys.stderr.write("\ninterrupted\n")
         return 130
+    except BrokenPipeError:                   # stdout's reader is gone: stop, say nothing
+        _silence_stdout()
+        return 141
+
+
+def _tolerant_stdout() -> None:
+    """On a stdout that cannot show every character (``PYTHONIOENCODING=ascii``, an old
+    Windows console), print '?' for those instead of failing half-way through a line."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        try:
+            sys.stdout.reconfigure(errors="replace")
+        except (ValueError, OSError):         # already written to in a way that forbids it
+            pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of what is still
+    buffered for the closed pipe does not fail at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_generate_errors(capsys, model_path):
     code, _, err = run(capsys, "generate", "--model", model_path, "--prompt", "ROMEO: Z")
     assert code == 2 and "cannot encode the prompt" in err and "'Z'" in err
     code, _, err = run(capsys, "generate", "--model", model_path, "--do-sample", "--top-p", "1.5")
-    assert code == 2 and "top_p" in err and "1.5" in err
+    assert code == 2 and "--top-p" in err and "1.5" in err
 
 
 def test_generate_samples_and_beams(capsys, model_path):

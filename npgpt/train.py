@@ -199,7 +199,7 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     >>> grads["w"].round(6)                           # scaled by 1 / 5: norm 1
     array([0.6, 0.8])
     """
-    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    norm = math.sqrt(sum(float(v @ v) for v in (g.ravel(order="K") for g in grads.values())))
     if max_norm > 0:
         coef = max_norm / (norm + 1e-6)
         if coef < 1.0:

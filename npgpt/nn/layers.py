@@ -32,7 +32,7 @@ def embedding_forward(ids, token_table, position_table, positions):
     Returns
     -------
     x : ndarray (B, T, C)
-    cache : (ids, positions, V, context_length) for :func:`embedding_backward`.
+    cache : (ids, positions, token_table, context_length) for :func:`embedding_backward`.
 
     Examples
     --------
@@ -41,7 +41,7 @@ def embedding_forward(ids, token_table, position_table, positions):
     [[[0.0, 1.0]]]
     """
     x = token_table[ids] + position_table[positions]      # (B, T, C) + (T, C) or (B, T, C)
-    return x, (ids, positions, token_table.shape[0], position_table.shape[0])
+    return x, (ids, positions, token_table, position_table.shape[0])
 
 
 def embedding_backward(dx, cache):
@@ -67,14 +67,19 @@ def embedding_backward(dx, cache):
     >>> dtoken.tolist(), dposition.tolist()          # token 1 was looked up twice
     ([[0.0, 0.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]])
     """
-    ids, positions, V, P = cache
+    ids, positions, token_table, P = cache
     C = dx.shape[-1]
-    dtoken = np.zeros((V, C), dtype=dx.dtype)
+    dtoken = np.zeros(token_table.shape, dtype=dx.dtype, order=_order(token_table))  # its table's layout
     np.add.at(dtoken, ids.ravel(), dx.reshape(-1, C))                      # scatter-add rows
     dposition = np.zeros((P, C), dtype=dx.dtype)
     positions = np.broadcast_to(positions, ids.shape)                      # (T,) -> (B, T)
     np.add.at(dposition, positions.ravel(), dx.reshape(-1, C))
     return dtoken, dposition
+
+
+def _order(a):
+    """"F" for a column-major matrix, else "C"."""
+    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
 
 
 # ------------------------------------------------------------------------------ LayerNorm
@@ -177,7 +182,8 @@ def linear_backward(dy, cache):
     """Gradients of y = x @ weight.T + bias.
 
     forward: y = x @ Wᵀ + b, so dx = dy @ W, dW = dyᵀ @ x (summed over every leading axis),
-    db = dy summed over every leading axis.
+    db = dy summed over every leading axis. dW is computed as (xᵀ @ dy)ᵀ, which comes out
+    column-major: the layout GPT keeps its weight matrices in (``npgpt.model.multiplies``).
 
     Parameters
     ----------
@@ -197,7 +203,7 @@ def linear_backward(dy, cache):
     x, weight, has_bias = cache
     dy2 = dy.reshape(-1, dy.shape[-1])                    # (..., OUT) -> (N, OUT)
     dx = (dy2 @ weight).reshape(x.shape)                  # (N, OUT) @ (OUT, IN) -> (N, IN) -> (..., IN)
-    dweight = dy2.T @ x.reshape(-1, x.shape[-1])          # (OUT, N) @ (N, IN) -> (OUT, IN)
+    dweight = (x.reshape(-1, x.shape[-1]).T @ dy2).T      # ((IN, N) @ (N, OUT))ᵀ -> (OUT, IN)
     dbias = dy2.sum(axis=0) if has_bias else None         # (N, OUT) -> (OUT,)
     return dx, dweight, dbias
 

@@ -24,7 +24,7 @@ EPS = 1e-6
 def numeric_grad(f, x):
     """Central differences of the scalar f() with respect to every entry of x (in place)."""
     g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
+    flat, gflat = x.ravel(order="K"), g.ravel(order="K")     # views, whatever the layout
     for i in range(flat.size):
         old = flat[i]
         flat[i] = old + EPS

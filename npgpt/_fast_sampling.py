@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from ._threads import by_rows
+
 MASS_RTOL = 1e-10               # the same slack as npgpt.sampling.MASS_RTOL
 TOP_K_MIN_VOCAB = 2048          # below this a partition of the whole row is as fast
 TOP_P_MIN_VOCAB = 4096          # below this a full sort is as fast
@@ -102,7 +104,8 @@ def top_p(logits, row_max, p, min_tokens_to_keep=1):
     """``sampling.top_p`` without sorting the vocabulary; None below 4096 tokens or for p = 1.
 
     Logits are binned by value into 1024 buckets; bucket masses (one bincount) locate the
-    bucket where the cumulative mass crosses p; only that bucket's tokens are sorted.
+    bucket where the cumulative mass crosses p; only that bucket's tokens are sorted. A large
+    batch's rows are shared between the cores (``npgpt._threads``).
 
     Examples
     --------
@@ -111,13 +114,19 @@ def top_p(logits, row_max, p, min_tokens_to_keep=1):
     >>> int(np.isfinite(top_p(x, x.max(-1, keepdims=True), 0.8)).sum())
     2
     """
-    if logits.shape[-1] < TOP_P_MIN_VOCAB or p == 1.0:
+    V = logits.shape[-1]
+    if V < TOP_P_MIN_VOCAB or p == 1.0:
         return None
-    threshold = top_p_threshold(logits, row_max, p)
-    if min_tokens_to_keep > 1:
-        k = min(min_tokens_to_keep, logits.shape[-1])
-        threshold = np.minimum(threshold, kth_largest(logits, k))
-    return remove_below(logits, threshold)
+    flat, flat_max = logits.reshape(-1, V), row_max.reshape(-1, 1)
+    out = np.empty(flat.shape, dtype=flat.dtype)
+
+    def rows(lo, hi):                                # each core its own rows
+        threshold = top_p_threshold(flat[lo:hi], flat_max[lo:hi], p)
+        if min_tokens_to_keep > 1:
+            threshold = np.minimum(threshold, kth_largest(flat[lo:hi], min(min_tokens_to_keep, V)))
+        out[lo:hi] = remove_below(flat[lo:hi], threshold)
+    by_rows(rows, len(flat), flat.size)
+    return out.reshape(logits.shape)
 
 
 def top_p_threshold(x, row_max, p):

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import sampling
+from . import inference, sampling
 from ._checks import check_option
-from .model import _as_ids, _as_mask
+from .model import _as_ids, _as_mask, positions_and_mask
 
 __all__ = ["GenerationConfig", "GenerateOutput", "generate", "stream"]
 
 _DEAD = -1.0e9          # score of a beam that must not be chosen (as transformers)
-_SCORE_CHUNK = 64       # steps of raw logits kept before their log-probs are summed
+_add_reduce = np.add.reduce
 
 
 # ------------------------------------------------------------------------ the options
@@ -393,6 +393,7 @@ class _Decoder:
 
     def __init__(self, model, seq, mask, max_new, pad):
         self.model, self.length, self.pad = model, seq.shape[1], pad
+        self.weights = inference.weights(model.params, model.config)   # looked up once
         self.seq, self.mask = seq, mask
         self._make_room(min(max_new, 256))
         self.C = model.config.context_length
@@ -417,26 +418,30 @@ class _Decoder:
         self.seq[:, self.length] = tokens
         self.length += 1
 
-    def _window(self):
-        lo = max(0, self.length - self.C)
-        mask = None if self.mask is None else self.mask[:, lo:self.length]
-        return self.model(self.seq[:, lo:self.length], attention_mask=mask, last_only=True)
+    def _run(self, lo, cache):
+        """Logits (R, V) of the last position, feeding columns lo..length to the inference
+        forward (with the cache: the columns not yet in it)."""
+        real = None if self.mask is None else self.mask[:, lo:self.length]
+        if real is not None and real.all():
+            real = None
+        T = self.length - lo
+        positions, mask = positions_and_mask(T, real, cache, self.model.dtype)
+        return inference.forward(self.weights, self.seq[:, lo:self.length], positions, mask,
+                                 cache, last_only=True)
 
     def first(self):
         """Logits (R, V) after the prompt."""
         if self.cache is None:
-            return self._window()
-        mask = None if self.mask is None else self.mask[:, :self.length]
-        return self.model(self.seq[:, :self.length], attention_mask=mask, cache=self.cache,
-                          last_only=True)
+            return self._run(max(0, self.length - self.C), None)
+        return self._run(0, self.cache)
 
     def step(self):
         """Logits (R, V) after the last appended tokens."""
         cache = self.cache
         if cache is not None and cache.length < cache.capacity:
-            return self.model(self.seq[:, self.length - 1:self.length], cache=cache, last_only=True)
+            return self._run(self.length - 1, cache)
         self.cache = None
-        return self._window()
+        return self._run(max(0, self.length - self.C), None)
 
     def reorder(self, rows):
         """Keep rows (R_new,) in that order (beam search)."""
@@ -455,7 +460,7 @@ def _widened(a, width, fill):
 
 
 def _check_logits(logits, step):
-    """The model's logits (R, V) must have a finite maximum in every row: NaN (which
+    """The maximum of each row of the model's logits (R, V), which must be finite: NaN (which
     propagates through max), +inf or a row of -inf mean the model broke (NaN weights,
     overflow), and no token can be chosen from them."""
     top = logits.max(axis=1)
@@ -464,6 +469,7 @@ def _check_logits(logits, step):
         what = "NaN" if np.isnan(logits[row]).any() else "infinite"
         raise ValueError(f"the model produced {what} logits at step {step} (row {row}); "
                          f"check the weights (e.g. for NaN or overflow)")
+    return top
 
 
 def _row_generators(seed, R):
@@ -474,18 +480,17 @@ def _row_generators(seed, R):
 
 def _token_steps(run: _Run):
     """Greedy / sampling, one step at a time: yields (tokens (R,), state) per step and
-    returns the final state (:func:`_finish` computes the scores).
+    returns the final state (:func:`_finish` makes the output).
 
-    The per-step work is kept to a few NumPy calls (the arrays are tiny, so call overhead is
-    what costs): the raw logits of each step are only kept, and the scores are computed
-    once at the end, vectorised over all steps.
+    Each step adds log p of the chosen tokens to the scores (:func:`_log_probs`), for the rows
+    not finished before it, so nothing of a step's logits outlives the step.
     """
     c = run.config
     seq, mask, counts = run.buffers(c.num_return_sequences)
     (R, P), n_steps = seq.shape, c.max_new_tokens
     rngs = _row_generators(c.seed, R) if c.do_sample else None
     decoder = _Decoder(run.model, seq, mask, n_steps, run.pad)
-    state = dict(decoder=decoder, prompt_length=P, raw=[], raw_start=0, scores=np.zeros(R),
+    state = dict(decoder=decoder, prompt_length=P, scores=np.zeros(R),
                  stop=np.full(R, n_steps, dtype=np.int64))
     if n_steps == 0:
         return state
@@ -493,12 +498,11 @@ def _token_steps(run: _Run):
     unfinished = np.ones(R, dtype=bool)
     rows = np.arange(R)
     for step in range(n_steps):
-        if len(state["raw"]) == _SCORE_CHUNK:
-            _flush_scores(state)                  # bounded memory for long generations
-        state["raw"].append(logits)
+        top = _check_logits(logits, step)
         tokens = _next_tokens(run, logits, rngs, decoder, counts, step)
         if not unfinished.all():
             tokens = np.where(unfinished, tokens, run.pad)
+        state["scores"] += np.where(unfinished, _log_probs(logits, top, rows, tokens), 0.0)
         decoder.append(tokens)
         if counts is not None:
             counts[rows, tokens] += unfinished
@@ -516,9 +520,16 @@ def _token_steps(run: _Run):
     return state
 
 
+def _log_probs(logits, top, rows, tokens):
+    """log softmax(logits)[row, token] for each row, (R,): the chosen logit minus the row's
+    log-sum-exp, in the logits' precision, the exponentials taken in place."""
+    z = logits - top[:, None]                                           # (R, V), max 0
+    np.exp(z, out=z)
+    return logits[rows, tokens] - top - np.log(_add_reduce(z, axis=1))
+
+
 def _next_tokens(run, logits, rngs, decoder, counts, step):
     """One step's tokens (R,): the processors, then argmax or a draw from the warped chain."""
-    _check_logits(logits, step)
     x = logits
     if run.needs_processing(step):
         x = run.process(x, decoder.seq, decoder.mask, counts, decoder.length, step)
@@ -530,29 +541,8 @@ def _next_tokens(run, logits, rngs, decoder, counts, step):
     return sampling.draw(sampling.softmax(sampling.warp(x, run.config)), rngs)
 
 
-def _flush_scores(state):
-    """Add Σ log_softmax(raw)[token] of the kept steps to the scores (rows count their new
-    tokens up to and including their EOS), vectorised over the kept steps, then drop them."""
-    raws = state["raw"]
-    if not raws:
-        return
-    first = state["raw_start"]                                          # step index of raws[0]
-    S = len(raws)
-    raw = np.stack(raws).astype(np.float64)                             # (S, R, V)
-    m = raw.max(axis=2, keepdims=True)
-    logp = raw - (m + np.log(np.exp(raw - m).sum(axis=2, keepdims=True)))
-    start = state["prompt_length"] + first
-    tokens = state["decoder"].seq[:, start:start + S].T                 # (S, R)
-    chosen = np.take_along_axis(logp, tokens[:, :, None], axis=2)[:, :, 0]
-    counted = (first + np.arange(S))[:, None] < state["stop"][None, :]  # (S, R)
-    state["scores"] += np.where(counted, chosen, 0.0).sum(axis=0)
-    state["raw_start"] = first + S
-    state["raw"] = []
-
-
 def _finish(state):
-    """GenerateOutput of a greedy / sampling run (see :func:`_flush_scores` for scores)."""
-    _flush_scores(state)
+    """GenerateOutput of a greedy / sampling run."""
     decoder, P = state["decoder"], state["prompt_length"]
     return GenerateOutput(sequences=decoder.seq[:, :decoder.length].copy(), scores=state["scores"],
                           num_new_tokens=np.minimum(state["stop"], decoder.length - P))

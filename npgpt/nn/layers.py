@@ -77,6 +77,11 @@ def embedding_backward(dx, cache):
     return dtoken, dposition
 
 
+def _product_like(like, a, b):
+    """a @ b, computed so that it comes out with the memory layout of ``like``."""
+    return (b.T @ a.T).T if _order(like) == "F" else a @ b
+
+
 def _order(a):
     """"F" for a column-major matrix, else "C"."""
     return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
@@ -182,8 +187,8 @@ def linear_backward(dy, cache):
     """Gradients of y = x @ weight.T + bias.
 
     forward: y = x @ Wᵀ + b, so dx = dy @ W, dW = dyᵀ @ x (summed over every leading axis),
-    db = dy summed over every leading axis. dW is computed as (xᵀ @ dy)ᵀ, which comes out
-    column-major: the layout GPT keeps its weight matrices in (``npgpt.model.multiplies``).
+    db = dy summed over every leading axis. dW comes out in the weight's own memory layout
+    (``npgpt.model.column_major``), so that the optimiser's updates run over matching arrays.
 
     Parameters
     ----------
@@ -203,7 +208,7 @@ def linear_backward(dy, cache):
     x, weight, has_bias = cache
     dy2 = dy.reshape(-1, dy.shape[-1])                    # (..., OUT) -> (N, OUT)
     dx = (dy2 @ weight).reshape(x.shape)                  # (N, OUT) @ (OUT, IN) -> (N, IN) -> (..., IN)
-    dweight = (x.reshape(-1, x.shape[-1]).T @ dy2).T      # ((IN, N) @ (N, OUT))ᵀ -> (OUT, IN)
+    dweight = _product_like(weight, dy2.T, x.reshape(-1, x.shape[-1]))   # (OUT, N) @ (N, IN) -> (OUT, IN)
     dbias = dy2.sum(axis=0) if has_bias else None         # (N, OUT) -> (OUT,)
     return dx, dweight, dbias
 

@@ -80,3 +80,17 @@ def test_the_transforms_give_the_plain_rule_whichever_form_they_choose(x, k, p, 
 def test_the_masked_copy_removes_exactly_what_the_plain_where_removes(x, threshold):
     np.testing.assert_array_equal(fast.remove_below(x, threshold), S.remove_below(x, threshold))
     assert fast.remove_below(x, threshold).dtype == x.dtype
+
+
+def test_threaded_rows_give_the_single_thread_result_and_never_deadlock_when_nested():
+    from npgpt import _threads
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((16, 50257)) * 3).astype(np.float32)       # large: split over cores
+    threads = S.top_p(x, 0.9), S.top_k(x, 50), S.min_p(x, 0.1)
+    old, _threads.MIN_ELEMENTS = _threads.MIN_ELEMENTS, 10 ** 12         # one thread only
+    try:
+        single = S.top_p(x, 0.9), S.top_k(x, 50), S.min_p(x, 0.1)
+    finally:
+        _threads.MIN_ELEMENTS = old
+    for a, b in zip(threads, single):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,49 @@
+"""Both cores for large row-wise work.
+
+NumPy lets go of Python's global lock inside its ufuncs, reductions and sorts, so two
+threads, each given its own rows of a large array, run at the same time. BLAS already uses
+every core for matrix products; this does the same for the elementwise steps between them
+(softmax, GELU, LayerNorm on a long prompt; top-p on a batch of GPT-2-sized rows). Each row's
+arithmetic is exactly what one thread would do, so results are bit-identical.
+
+Small arrays run in the calling thread: handing work to another thread costs tens of
+microseconds. So does work asked for from inside a part (nested calls never wait on the
+pool they run in).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+WORKERS = max(1, min(os.cpu_count() or 1, 8))
+MIN_ELEMENTS = 1 << 19          # below this many elements, one thread is as fast
+_pool = None
+
+
+def by_rows(function, n_rows, n_elements):
+    """Call ``function(start, stop)`` over row ranges covering ``range(n_rows)``: in
+    ``WORKERS`` threads when there are at least ``MIN_ELEMENTS`` elements and two rows, else
+    once. ``function`` must only read and write its own rows.
+
+    Examples
+    --------
+    >>> x = np.arange(12.0).reshape(4, 3)
+    >>> def double(start, stop):
+    ...     x[start:stop] *= 2
+    >>> by_rows(double, len(x), x.size)
+    >>> x[:, 0].tolist()
+    [0.0, 6.0, 12.0, 18.0]
+    """
+    global _pool
+    parts = min(WORKERS, n_rows)
+    if parts < 2 or n_elements < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
+        function(0, n_rows)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="npgpt")
+    bounds = [n_rows * i // parts for i in range(parts + 1)]
+    futures = [_pool.submit(function, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()                 # re-raises an exception of a part

@@ -1,0 +1,96 @@
+"""The inference forward (npgpt.inference, what generate, stream and beam search run) gives
+logits bit-identical to GPT.forward (the learner's gpt_forward): for any configuration and
+dtype, with and without left padding, over a whole sequence or its last position, and step
+by step through a KV cache, including the recomputed window past the context."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import npgpt
+from npgpt import inference
+from npgpt.model import positions_and_mask
+
+
+@st.composite
+def models(draw):
+    heads = draw(st.sampled_from([1, 2, 4]))
+    cfg = npgpt.GPTConfig(vocab_size=draw(st.integers(2, 40)), context_length=draw(st.integers(4, 12)),
+                          d_model=heads * draw(st.sampled_from([2, 4, 8])), num_heads=heads,
+                          num_layers=draw(st.integers(1, 3)),
+                          residual=draw(st.sampled_from(["pre_norm", "seed"])),
+                          gelu=draw(st.sampled_from(["exact", "tanh"])),
+                          tie_embeddings=draw(st.booleans()), output_bias=draw(st.booleans()))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return npgpt.GPT(cfg, seed=draw(st.integers(0, 1000)), dtype=dtype, init="torch")
+
+
+@st.composite
+def batches(draw, model):
+    """ids (B, T) and a left-padding mask (B, T) bool, or None."""
+    B = draw(st.integers(1, 3))
+    T = draw(st.integers(1, model.config.context_length))
+    ids = np.array(draw(st.lists(st.lists(st.integers(0, model.config.vocab_size - 1), min_size=T,
+                                          max_size=T), min_size=B, max_size=B)))
+    if not draw(st.booleans()):
+        return ids, None
+    pads = [draw(st.integers(0, T - 1)) for _ in range(B)]
+    return ids, np.array([[t >= p for t in range(T)] for p in pads])
+
+
+def infer(model, ids, real, cache=None, last_only=False):
+    real = None if real is None or real.all() else real
+    positions, mask = positions_and_mask(ids.shape[1], real, cache, model.dtype)
+    w = inference.weights(model.params, model.config)
+    return inference.forward(w, ids, positions, mask, cache, last_only=last_only)
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_the_inference_forward_is_bit_identical_to_gpt_forward(data):
+    model = data.draw(models())
+    ids, real = data.draw(batches(model))
+    for last_only in (False, True):
+        expected = model(ids, attention_mask=real, last_only=last_only)
+        got = infer(model, ids, real, last_only=last_only)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=40)
+@given(st.data())
+def test_step_by_step_through_a_cache_the_logits_stay_bit_identical(data):
+    model = data.draw(models())
+    ids, real = data.draw(batches(model))
+    B, T = ids.shape
+    room = model.config.context_length - T
+    steps = data.draw(st.integers(0, room))
+    capacity = T + max(steps, 1)
+    ours, theirs = model.new_cache(B, capacity), model.new_cache(B, capacity)
+    np.testing.assert_array_equal(infer(model, ids, real, ours, last_only=True),
+                                  model(ids, attention_mask=real, cache=theirs, last_only=True))
+    for _ in range(steps):
+        tokens = np.array(data.draw(st.lists(st.integers(0, model.config.vocab_size - 1),
+                                             min_size=B, max_size=B)))[:, None]
+        np.testing.assert_array_equal(infer(model, tokens, None, ours, last_only=True),
+                                      model(tokens, cache=theirs, last_only=True))
+    np.testing.assert_array_equal(ours.k[:, :, :, :ours.length], theirs.k[:, :, :, :theirs.length])
+
+
+@settings(max_examples=25)
+@given(st.data())
+def test_generation_past_the_context_matches_the_model_run_on_each_window(data):
+    model = data.draw(models())
+    C = model.config.context_length
+    prompt = data.draw(st.lists(st.integers(0, model.config.vocab_size - 1), min_size=1, max_size=C))
+    n = data.draw(st.integers(1, 2 * C))
+    ids = list(prompt)
+    score = 0.0
+    for _ in range(n):                                   # the window of the last C tokens
+        logits = model(np.array(ids[-C:]))[-1]
+        token = int(np.argmax(logits))
+        score += float(npgpt.sampling.log_softmax(logits.astype(np.float64))[token])
+        ids.append(token)
+    out = npgpt.generate(model, prompt, max_new_tokens=n)
+    assert out.sequences[0].tolist() == ids
+    np.testing.assert_allclose(out.scores[0], score, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,9 @@ before timing. Rows:
 - peak RSS: a child process loads the model and runs batch-8 decoding, or a 1,000-token prompt,
   and reports its peak resident memory, next to the weights' bytes.
 
-Both libraries use their default threads. ``--quick`` skips transformers and the memory rows.
+Both libraries use their default threads, timed alternately with half a second of rest before
+each call (so that neither runs while the other's threads still spin). ``--quick`` skips
+transformers and the memory rows.
 """
 
 import argparse
@@ -141,7 +143,7 @@ def main(argv=None):
 
     table, results = [], {}
     for name, fns in runs.items():
-        times = interleaved_medians(fns, repeats=args.repeats, warmup=1)
+        times = interleaved_medians(fns, repeats=args.repeats, warmup=1, pause=0.5)
         results[name] = times
         ours, theirs = times["npgpt"], times.get("transformers")
         if name.startswith("decode"):

@@ -29,14 +29,19 @@ def thread_note():
     return note
 
 
-def interleaved_medians(fns, repeats=5, warmup=1):
-    """Median times of several callables, run round-robin so drift hits all of them alike."""
+def interleaved_medians(fns, repeats=5, warmup=1, pause=0.0):
+    """Median times of several callables, run round-robin so drift hits all of them alike.
+
+    ``pause`` seconds of sleep before each timed call let the previous call's worker threads
+    go idle: OpenBLAS's and torch's threads keep spinning on the cores for a while after
+    their work, and would otherwise slow whatever runs next."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(pause)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -11,6 +11,7 @@ NumPy is the only dependency.
     print(model.tokenizer.decode(out.sequences[0]))
 """
 
+from ._memory import tune_malloc
 from .config import GPTConfig
 from .generate import GenerateOutput, GenerationConfig, generate, stream
 from .io import CheckpointError, load
@@ -18,6 +19,8 @@ from .model import GPT, KVCache, gpt_forward
 from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
 
 __version__ = "0.1.0"
+
+tune_malloc()          # arrays reuse freed memory instead of new pages (see npgpt/_memory.py)
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "gpt_forward", "generate", "stream", "GenerationConfig",
            "GenerateOutput", "load", "CheckpointError", "WordTokenizer", "CharTokenizer",

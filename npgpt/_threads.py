@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 WORKERS = max(1, min(os.cpu_count() or 1, 8))
-MIN_ELEMENTS = 1 << 19          # below this many elements, one thread is as fast
+MIN_ELEMENTS = 1 << 17          # below this many elements, one thread is as fast
 _pool = None
 
 

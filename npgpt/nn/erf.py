@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._threads import by_rows
+
 # Cody (1969), the coefficient tables as published (CALERF's A, B, C, D, P, Q), highest
 # power first so that Horner's rule reads left to right.
 _A = (1.85777706184603153e-1, 3.16112374387056560e00, 1.13864154151050156e02,
@@ -89,8 +91,14 @@ def erf(x):
     0.5204998778130465
     """
     x = np.asarray(x)
-    if x.dtype == np.float32:
-        return _erf_float32(x)
+    if x.dtype == np.float32:                      # a large array: each core its own rows
+        flat = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+        out = np.empty(flat.shape, dtype=np.float32)
+
+        def rows(lo, hi):
+            out[lo:hi] = _erf_float32(flat[lo:hi])
+        by_rows(rows, len(flat), flat.size)
+        return out.reshape(x.shape)
     x = x.astype(np.float64)
     y = np.abs(x)
     out = np.array(x, copy=True)  # NaN entries fall in no interval and stay NaN

@@ -1,10 +1,14 @@
-"""One training step, npgpt vs PyTorch eager, on nanoGPT's CPU "baby GPT" shape.
+"""One training step, npgpt vs PyTorch eager, on nanoGPT's CPU "baby GPT" shape or GPT-2 124M's.
 
     python benchmarks/bench_train_step.py [--repeats 15]
+    python benchmarks/bench_train_step.py --gpt2 [--repeats 3]
 
-Model: V=65, 4 layers, 4 heads, d_model 128, context 64, pre-norm, exact GELU; batch 12.
-A step is forward + backward + gradient clipping + AdamW. Both start from the same weights,
-run the same batch, and are timed alternately in one process; medians and the ratio printed.
+Baby GPT: V=65, 4 layers, 4 heads, d_model 128, context 64, pre-norm, exact GELU; batch 12;
+PyTorch runs the seed's GPTModel. ``--gpt2``: GPT-2 small's shape (V 50,257, 12 layers, 12
+heads, d_model 768, tanh GELU, tied embeddings) on batch 4 x 256 tokens; PyTorch runs
+transformers' GPT2LMHeadModel with the same weights. A step is forward + backward + gradient
+clipping + AdamW. Both start from the same weights, run the same batch, and are timed
+alternately in one process; medians and the ratio printed.
 """
 
 import argparse
@@ -29,7 +33,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--gpt2", action="store_true", help="GPT-2 124M's shape, batch 4 x 256")
     args = parser.parse_args(argv)
+    if args.gpt2:
+        return gpt2_step(args.repeats if args.repeats != 15 else 3)
 
     cfg = npgpt.GPTConfig(**SHAPE)
     tc = TrainConfig(batch_size=args.batch_size)
@@ -72,6 +79,51 @@ def main(argv=None):
                 ["implementation", "ms per step", "time / npgpt's"])
     if "PyTorch eager" in times:
         print(f"npgpt step time = {base / times['PyTorch eager']:.2f}x PyTorch's")
+    return times
+
+
+def gpt2_step(repeats):
+    """GPT-2 small's shape, batch 4 x 256: npgpt's step against transformers' GPT2LMHeadModel."""
+    cfg = npgpt.GPTConfig(vocab_size=50257, context_length=256, d_model=768, num_heads=12,
+                          num_layers=12, gelu="tanh", residual="pre_norm", tie_embeddings=True,
+                          output_bias=False)
+    tc = TrainConfig(batch_size=4)
+    state = TrainState.new(npgpt.GPT(cfg, seed=0), tc)
+    data = np.random.default_rng(0).integers(0, cfg.vocab_size, 50_000)
+    x, y = get_batch(data, tc.batch_size, cfg.context_length, np.random.default_rng(1))
+    runs = {"npgpt": lambda: train_step(state, x, y)}
+    if has("torch") and has("transformers"):
+        import torch
+
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
+        from make_decoding_fixtures import to_hf_gpt2
+
+        hf = to_hf_gpt2(state.model).train()
+        decay = [p for n, p in hf.named_parameters() if p.ndim == 2 and "wte" not in n and "wpe" not in n]
+        rest = [p for n, p in hf.named_parameters() if not (p.ndim == 2 and "wte" not in n and "wpe" not in n)]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=tc.lr, betas=(tc.beta1, tc.beta2))
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+        def torch_step():
+            logits = hf(tx).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), ty.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(hf.parameters(), tc.grad_clip)
+            opt.step()
+
+        runs["transformers GPT2LMHeadModel"] = torch_step
+        print(thread_note())
+    times = interleaved_medians(runs, repeats=repeats, warmup=1, pause=0.5)
+    base = times["npgpt"]
+    print(f"one training step, GPT-2 124M shape, batch {tc.batch_size} x {cfg.context_length}, "
+          f"median of {repeats}:")
+    print_table([[k, f"{t * 1000:,.0f}", f"{t / base:.2f}"] for k, t in times.items()],
+                ["implementation", "ms per step", "time / npgpt's"])
+    ref = times.get("transformers GPT2LMHeadModel")
+    if ref is not None:
+        print(f"npgpt step time = {base / ref:.2f}x PyTorch's")
     return times
 
 

@@ -47,3 +47,33 @@ def by_rows(function, n_rows, n_elements):
     futures = [_pool.submit(function, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     for future in futures:
         future.result()                 # re-raises an exception of a part
+
+
+def each(function, items, sizes):
+    """Call ``function(item)`` for every item: those of at least ``MIN_ELEMENTS`` elements
+    (``sizes``) in the worker threads, the rest in the calling thread. The calls must not
+    share what they write.
+
+    Examples
+    --------
+    >>> arrays = [np.ones(3), np.ones(4)]
+    >>> def halve(a):
+    ...     a /= 2
+    >>> each(halve, arrays, [a.size for a in arrays])
+    >>> [float(a.sum()) for a in arrays]
+    [1.5, 2.0]
+    """
+    global _pool
+    big = [item for item, size in zip(items, sizes) if size >= MIN_ELEMENTS]
+    if WORKERS < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
+        for item in items:
+            function(item)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="npgpt")
+    futures = [_pool.submit(function, item) for item in big]
+    for item, size in zip(items, sizes):
+        if size < MIN_ELEMENTS:
+            function(item)
+    for future in futures:
+        future.result()

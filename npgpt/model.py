@@ -107,12 +107,13 @@ def gpt_backward(dlogits, saved, config) -> dict:
     for i in reversed(range(config.num_layers)):
         dx, block_grads = block_backward(dx, saved["blocks"][i])                  # (B, T, C)
         grads.update({f"blocks.{i}.{name}": g for name, g in block_grads.items()})
-    d_token, grads["position_encoding.weight"] = embedding_backward(dx, saved["embedding"])
-    if config.tie_embeddings:
-        d_token = d_token + d_out_weight          # the table is used twice: gradients add
+    if config.tie_embeddings:                     # the table is used twice: gradients add
+        grads["token_embedding.weight"], grads["position_encoding.weight"] = embedding_backward(
+            dx, saved["embedding"], dtoken=d_out_weight)
     else:
+        grads["token_embedding.weight"], grads["position_encoding.weight"] = embedding_backward(
+            dx, saved["embedding"])
         grads["output_layer.weight"] = d_out_weight
-    grads["token_embedding.weight"] = d_token
     if not config.output_bias:
         del grads["output_layer.bias"]
     return grads

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._threads import each
 from .config import GPTConfig
 from .io.files import process_alive
 from .model import GPT, parameter_shapes
@@ -288,12 +289,12 @@ class AdamW:
         b1, b2 = self.betas
         bias1 = 1.0 - b1 ** self.t
         bias2_sqrt = math.sqrt(1.0 - b2 ** self.t)
-        for name, p in params.items():
-            g = grads[name]
+
+        def update(name):
+            p, g, m, v = params[name], grads[name], self.m[name], self.v[name]
             dt = p.dtype.type
             if name in self.decay and self.weight_decay:
                 p *= dt(1.0 - lr * self.weight_decay)
-            m, v = self.m[name], self.v[name]
             m *= dt(b1)
             m += dt(1.0 - b1) * g
             v *= dt(b2)
@@ -302,6 +303,8 @@ class AdamW:
             denom *= dt(1.0 / bias2_sqrt)
             denom += dt(self.eps)
             p -= dt(lr / bias1) * m / denom
+        # each parameter's update is independent: the large ones run on all cores at once
+        each(update, list(params), [p.size for p in params.values()])
 
     def state_dict(self) -> dict:
         """The step count and both moments: {"t": int, "m": {name: array}, "v": {name: array}}

@@ -44,7 +44,7 @@ def embedding_forward(ids, token_table, position_table, positions):
     return x, (ids, positions, token_table, position_table.shape[0])
 
 
-def embedding_backward(dx, cache):
+def embedding_backward(dx, cache, dtoken=None):
     """Gradients of the two lookup tables.
 
     forward: x[b, t] = token_table[ids[b, t]] + position_table[positions[b, t]], so each
@@ -55,6 +55,8 @@ def embedding_backward(dx, cache):
     ----------
     dx : ndarray (B, T, C)
     cache : from :func:`embedding_forward`.
+    dtoken : ndarray (V, C) or None; if given, the token table's gradient is added into it
+        (another use of the same table, e.g. a tied output layer), else into zeros.
 
     Returns
     -------
@@ -69,7 +71,8 @@ def embedding_backward(dx, cache):
     """
     ids, positions, token_table, P = cache
     C = dx.shape[-1]
-    dtoken = np.zeros(token_table.shape, dtype=dx.dtype, order=_order(token_table))  # its table's layout
+    if dtoken is None:
+        dtoken = np.zeros(token_table.shape, dtype=dx.dtype, order=_order(token_table))  # its table's layout
     np.add.at(dtoken, ids.ravel(), dx.reshape(-1, C))                      # scatter-add rows
     dposition = np.zeros((P, C), dtype=dx.dtype)
     positions = np.broadcast_to(positions, ids.shape)                      # (T,) -> (B, T)

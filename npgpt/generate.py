@@ -6,9 +6,8 @@ R rows decoded together (B * num_return_sequences when sampling, B * K in beam s
 L = P + max_new_tokens (the longest possible output).
 
 Read in this order: :class:`GenerationConfig` (every option, checked once), :func:`generate`
-and :func:`stream`, the greedy / sampling loop (:func:`_token_steps`), then beam search
-(:func:`_beam_search`, with its candidate scoring and selection and the set of finished
-hypotheses, :class:`_Finished`, which holds the early-stopping rule).
+and :func:`stream`, then the greedy / sampling loop (:func:`_token_steps`). Beam search is
+``npgpt.beam_search``; ``npgpt._decoder`` feeds the model (KV cache, context window).
 
 Context window: the model only has ``context_length`` position embeddings (learned absolute
 positions), so, like nanoGPT, it always sees the last ``context_length`` tokens. While the
@@ -25,13 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import inference, sampling
+from . import sampling
 from ._checks import check_option
-from .model import _as_ids, _as_mask, positions_and_mask
+from ._decoder import Decoder, check_logits
+from .model import _as_ids, _as_mask
 
 __all__ = ["GenerationConfig", "GenerateOutput", "generate", "stream"]
 
-_DEAD = -1.0e9          # score of a beam that must not be chosen (as transformers)
 _add_reduce = np.add.reduce
 
 
@@ -234,7 +233,7 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
       transformers' order); ``temperature=0`` is greedy. Each row has its own
       ``numpy.random.Generator`` spawned from ``seed``, so the same seed gives the same
       output and a row's tokens do not depend on the other rows.
-    - ``num_beams > 1``: beam search as transformers (see :func:`_beam_search`); the
+    - ``num_beams > 1``: beam search as transformers (see :mod:`npgpt.beam_search`); the
       score is ``sum log p / T_new ** length_penalty``.
 
     Parameters
@@ -263,7 +262,8 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
     """
     run = _Run(model, ids, attention_mask, _config(config, options), callback)
     if run.config.num_beams > 1:
-        return _beam_search(run)
+        from .beam_search import beam_search
+        return beam_search(run)
     steps = _token_steps(run)
     while True:
         try:
@@ -381,97 +381,6 @@ def _prompts(model, ids, attention_mask):
 
 
 # --------------------------------------------------------------------------- decoding
-class _Decoder:
-    """Holds every row's tokens and feeds them to the model: the KV cache while everything
-    fits in the context, then a recomputed window of the last ``context_length`` tokens (see
-    the module doc).
-
-    ``seq`` (R, width) holds every row's tokens, ``length`` columns filled; ``mask`` (R, width)
-    bool marks real tokens (None: no padding). The buffers grow as tokens come (doubling), so
-    memory follows the tokens produced, not ``max_new_tokens``.
-    """
-
-    def __init__(self, model, seq, mask, max_new, pad):
-        self.model, self.length, self.pad = model, seq.shape[1], pad
-        self.weights = inference.weights(model.params, model.config)   # looked up once
-        self.seq, self.mask = seq, mask
-        self._make_room(min(max_new, 256))
-        self.C = model.config.context_length
-        real = self.length if mask is None else int(mask.sum(axis=1).max())
-        room = self.C - real                          # new tokens whose positions still fit
-        self.cache = None
-        if self.length <= self.C and room > 0 and max_new > 1:
-            self.cache = model.new_cache(seq.shape[0], capacity=self.length + min(max_new - 1, room))
-
-    def _make_room(self, n):
-        """Widen the buffers to hold at least n more tokens."""
-        width = self.length + n
-        if width > self.seq.shape[1]:
-            self.seq = _widened(self.seq, width, self.pad)
-            if self.mask is not None:
-                self.mask = _widened(self.mask, width, True)
-
-    def append(self, tokens):
-        """Write tokens (R,) after the last filled column."""
-        if self.length == self.seq.shape[1]:
-            self._make_room(max(256, self.length))    # doubling: O(1) per token on average
-        self.seq[:, self.length] = tokens
-        self.length += 1
-
-    def _run(self, lo, cache):
-        """Logits (R, V) of the last position, feeding columns lo..length to the inference
-        forward (with the cache: the columns not yet in it)."""
-        real = None if self.mask is None else self.mask[:, lo:self.length]
-        if real is not None and real.all():
-            real = None
-        T = self.length - lo
-        positions, mask = positions_and_mask(T, real, cache, self.model.dtype)
-        return inference.forward(self.weights, self.seq[:, lo:self.length], positions, mask,
-                                 cache, last_only=True)
-
-    def first(self):
-        """Logits (R, V) after the prompt."""
-        if self.cache is None:
-            return self._run(max(0, self.length - self.C), None)
-        return self._run(0, self.cache)
-
-    def step(self):
-        """Logits (R, V) after the last appended tokens."""
-        cache = self.cache
-        if cache is not None and cache.length < cache.capacity:
-            return self._run(self.length - 1, cache)
-        self.cache = None
-        return self._run(max(0, self.length - self.C), None)
-
-    def reorder(self, rows):
-        """Keep rows (R_new,) in that order (beam search)."""
-        self.seq = self.seq[rows]
-        if self.mask is not None:
-            self.mask = self.mask[rows]
-        if self.cache is not None:
-            self.cache.reorder(rows)
-
-
-def _widened(a, width, fill):
-    """a (..., L) widened to ``width`` along the last axis, the new entries ``fill``."""
-    out = np.full(a.shape[:-1] + (width,), fill, dtype=a.dtype)
-    out[..., :a.shape[-1]] = a
-    return out
-
-
-def _check_logits(logits, step):
-    """The maximum of each row of the model's logits (R, V), which must be finite: NaN (which
-    propagates through max), +inf or a row of -inf mean the model broke (NaN weights,
-    overflow), and no token can be chosen from them."""
-    top = logits.max(axis=1)
-    if not np.isfinite(top).all():
-        row = int(np.flatnonzero(~np.isfinite(top))[0])
-        what = "NaN" if np.isnan(logits[row]).any() else "infinite"
-        raise ValueError(f"the model produced {what} logits at step {step} (row {row}); "
-                         f"check the weights (e.g. for NaN or overflow)")
-    return top
-
-
 def _row_generators(seed, R):
     """One Generator per row, spawned from the seed, so a row's draws never depend on the
     other rows of the batch."""
@@ -489,7 +398,7 @@ def _token_steps(run: _Run):
     seq, mask, counts = run.buffers(c.num_return_sequences)
     (R, P), n_steps = seq.shape, c.max_new_tokens
     rngs = _row_generators(c.seed, R) if c.do_sample else None
-    decoder = _Decoder(run.model, seq, mask, n_steps, run.pad)
+    decoder = Decoder(run.model, seq, mask, n_steps, run.pad)
     state = dict(decoder=decoder, prompt_length=P, scores=np.zeros(R),
                  stop=np.full(R, n_steps, dtype=np.int64))
     if n_steps == 0:
@@ -498,7 +407,7 @@ def _token_steps(run: _Run):
     unfinished = np.ones(R, dtype=bool)
     rows = np.arange(R)
     for step in range(n_steps):
-        top = _check_logits(logits, step)
+        top = check_logits(logits, step)
         tokens = _next_tokens(run, logits, rngs, decoder, counts, step)
         if not unfinished.all():
             tokens = np.where(unfinished, tokens, run.pad)
@@ -546,166 +455,6 @@ def _finish(state):
     decoder, P = state["decoder"], state["prompt_length"]
     return GenerateOutput(sequences=decoder.seq[:, :decoder.length].copy(), scores=state["scores"],
                           num_new_tokens=np.minimum(state["stop"], decoder.length - P))
-
-
-# ------------------------------------------------------------------------ beam search
-def _beam_search(run: _Run) -> GenerateOutput:
-    """Beam search as transformers' ``_beam_search``, all B * K beams decoded as one batch.
-
-    Each step: the candidates' scores (:func:`_candidate_scores`); the best
-    ``max(2, 1 + n_eos) * K`` of them over beams × vocabulary; a candidate ending in EOS
-    (or reaching the last step) among the top K joins the finished hypotheses
-    (:class:`_Finished`); the best K others continue (:func:`_continuing`), and the cache
-    rows follow them. The finished set's early-stopping rule decides when to stop.
-    """
-    c, (B, P), V = run.config, run.prompt.shape, run.V
-    K, n_steps = c.num_beams, c.max_new_tokens
-    if n_steps == 0:
-        seq = np.repeat(run.prompt, c.num_return_sequences, axis=0)
-        n = len(seq)
-        return GenerateOutput(seq, np.zeros(n), np.zeros(n, dtype=np.int64))
-    seq0, mask0, counts = run.buffers(1)
-    decoder = _Decoder(run.model, seq0, mask0, n_steps, run.pad)
-    logits = decoder.first()                                             # (B, V)
-    expand = np.repeat(np.arange(B), K)                                  # B rows -> B*K
-    decoder.reorder(expand)
-    logits, counts = logits[expand], None if counts is None else counts[expand]
-    running = np.zeros((B, K), dtype=np.float32)
-    running[:, 1:] = _DEAD                               # only beam 0 is live at first
-    finished = _Finished(B, K, run.pad, c.length_penalty, c.early_stopping)
-    n_candidates = min(max(2, 1 + run.eos.size) * K, K * V)
-    for step in range(n_steps):
-        scores = _candidate_scores(run, logits, running, decoder, counts, P + step, step)
-        top = _best_first(scores, n_candidates)                         # (B, Kc) best first
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        parent, token = top // V + (np.arange(B) * K)[:, None], top % V  # rows of seq, tokens
-        last = step == n_steps - 1                      # at the last step every candidate ends
-        ends = np.isin(token, run.eos) if run.eos.size and not last else np.full(token.shape, last)
-        if ends[:, :K].any():
-            finished.add(ends, top_scores, decoder.seq[parent, :P + step], token, step + 1)
-        if last:
-            break
-        running, rows, tokens = _continuing(top_scores, parent, token, ends, K)
-        if not np.array_equal(rows, np.arange(B * K)):
-            decoder.reorder(rows)
-            counts = None if counts is None else counts[rows]
-        decoder.append(tokens)
-        if counts is not None:
-            counts[np.arange(B * K), tokens] += 1
-        if run.callback is not None:
-            run.callback(step, tokens)
-        if finished.done(running[:, 0], step + 1, n_steps):
-            break
-        logits = decoder.step()
-    return finished.output(c.num_return_sequences, P)
-
-
-def _candidate_scores(run, logits, running, decoder, counts, length, step):
-    """Score of every (beam, next token) candidate, (B, K * V): the beam's running score
-    plus log p of the token, after the penalties (applied to log-probabilities, as in
-    transformers)."""
-    B, K = running.shape
-    _check_logits(logits, step)
-    logp = _log_softmax_rows(logits)                                    # (R, V) float32
-    if run.needs_processing(step):
-        logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
-    return (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
-
-
-def _log_softmax_rows(logits):
-    """log_softmax over the last axis of (R, V) finite-maximum logits, float32, without the
-    general-purpose checks and axis handling (this runs once per beam-search step)."""
-    m = logits.max(axis=1, keepdims=True)
-    z = (logits - m).astype(np.float32, copy=False)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def _best_first(scores, n):
-    """Column indices of the n best scores of each row, best first, the lower index first
-    among equal scores. Wide rows first select the n best with a partial sort (argpartition)
-    and then order only those."""
-    if scores.shape[1] <= 4096:
-        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
-
-
-def _continuing(top_scores, parent, token, ends, K):
-    """The K best candidates that did not just end: their running scores (B, K) float32, the
-    rows they extend (B*K,) and their tokens (B*K,)."""
-    if not ends.any():                                                    # the first K
-        return top_scores[:, :K].astype(np.float32, copy=False), parent[:, :K].ravel(), token[:, :K].ravel()
-    keep = np.argsort(ends.view(np.int8), axis=1, kind="stable")[:, :K]   # non-ending first
-    running = np.take_along_axis(top_scores, keep, axis=1).astype(np.float32, copy=False)
-    rows = np.take_along_axis(parent, keep, axis=1).ravel()
-    tokens = np.take_along_axis(token, keep, axis=1).ravel()
-    return running, rows, tokens
-
-
-class _Finished:
-    """The finished hypotheses of each prompt, at most K, best first (transformers'
-    ``BeamHypotheses``), and the early-stopping rule.
-
-    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``scores`` (B, K) = sum log p /
-    T_new ** length_penalty (-inf while empty), ``full`` (B, K) slots filled, ``length``
-    (B, K) T_new; ``improvable`` (B,): can a running beam of this prompt still beat its worst
-    finished hypothesis?
-    """
-
-    def __init__(self, B, K, pad, length_penalty, early_stopping):
-        self.K, self.pad, self.alpha, self.early_stopping = K, pad, length_penalty, early_stopping
-        self.seq = np.full((B, K, 0), pad, dtype=np.int64)
-        self.scores = np.full((B, K), -np.inf, dtype=np.float32)
-        self.full = np.zeros((B, K), dtype=bool)
-        self.length = np.zeros((B, K), dtype=np.int64)
-        self.improvable = np.ones(B, dtype=bool)
-
-    def add(self, ends, top_scores, parent_seq, token, n_new):
-        """Candidates that end (EOS, or the last step) ranked within the top K join, scored
-        ``sum log p / n_new ** alpha``; the best K of old and new stay. Prompts that cannot
-        improve, or are full under ``early_stopping=True``, take none. ``parent_seq``
-        (B, Kc, L) holds each candidate's tokens before its last one, ``token``."""
-        K = self.K
-        accept = ends.copy()
-        accept[:, K:] = False
-        closed = self.full.all(axis=1) & (self.early_stopping is True)
-        accept &= (self.improvable & ~closed)[:, None]
-        if not accept.any():
-            return
-        scores = np.where(accept, top_scores / np.float32(n_new ** self.alpha), -np.inf)
-        seq = np.concatenate([parent_seq, token[:, :, None]], axis=2)  # (B, Kc, L + 1)
-        width = max(seq.shape[2], self.seq.shape[2])
-        seq, self.seq = _widened(seq, width, self.pad), _widened(self.seq, width, self.pad)
-        merged = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
-        pick = np.argsort(-merged, axis=1, kind="stable")[:, :K]      # (B, K) best first
-        self.scores = np.take_along_axis(merged, pick, axis=1)
-        self.seq = np.take_along_axis(np.concatenate([self.seq, seq], axis=1), pick[:, :, None], axis=1)
-        self.full = np.take_along_axis(np.concatenate([self.full, accept], axis=1), pick, axis=1)
-        self.length = np.take_along_axis(
-            np.concatenate([self.length, np.full(accept.shape, n_new)], axis=1), pick, axis=1)
-
-    def done(self, best_running, n_new, n_steps):
-        """Stop? Each prompt is done when its best running beam (score ``best_running``
-        (B,)) cannot beat its worst finished hypothesis, judged at the length transformers
-        assumes (the current one; the longest for ``"never"`` with length_penalty > 0); with
-        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses."""
-        never = self.early_stopping == "never" and self.alpha > 0.0
-        best_possible = best_running / np.float32((n_steps if never else n_new) ** self.alpha)
-        worst = np.where(self.full.all(axis=1), self.scores.min(axis=1), _DEAD)
-        self.improvable &= best_possible > worst
-        return not self.improvable.any() or (self.early_stopping is True and self.full.all())
-
-    def output(self, n_return, P):
-        """GenerateOutput: the best ``n_return`` hypotheses of each prompt, and all K."""
-        B = self.seq.shape[0]
-        T_new = int(self.length[:, :n_return].max())
-        beams = self.seq[:, :, :P + T_new]
-        return GenerateOutput(
-            sequences=beams[:, :n_return].reshape(B * n_return, P + T_new).copy(),
-            scores=self.scores[:, :n_return].reshape(-1).astype(np.float64),
-            num_new_tokens=self.length[:, :n_return].reshape(-1).copy(),
-            beam_sequences=beams, beam_scores=self.scores.astype(np.float64))
 
 
 # ``npgpt.generate`` is this function once the package exports it, so these stay reachable

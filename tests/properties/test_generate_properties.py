@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt import sampling
-from npgpt.generate import GenerationConfig, _beam_search, _Run, generate
+from npgpt.beam_search import beam_search
+from npgpt.generate import GenerationConfig, _Run, generate
 
 
 def tiny_model(seed, V=7, context=10):
@@ -35,7 +36,7 @@ def test_beam_search_with_one_beam_equals_greedy(seed, prompt, n):
     assert generate(model, prompt, max_new_tokens=n, num_beams=1).sequences.tolist() == \
         generate(model, prompt, max_new_tokens=n).sequences.tolist()
     # and through the beam-search code itself (generate() sends num_beams=1 to greedy)
-    beam = _beam_search(_Run(model, prompt, None, GenerationConfig(max_new_tokens=n), None))
+    beam = beam_search(_Run(model, prompt, None, GenerationConfig(max_new_tokens=n), None))
     assert beam.sequences.tolist() == generate(model, prompt, max_new_tokens=n).sequences.tolist()
 
 

@@ -9,6 +9,7 @@ runs) and by ``GenerationConfig``. Errors are ValueErrors naming the option and 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import numbers
 
@@ -49,6 +50,16 @@ def _interval(name, low=None, high=None, low_open=False, high_open=False):
     return lambda value: real(value, name, low, high, low_open, high_open)
 
 
+def _config_rule(checker, *names):
+    """The rule of a token-id option, which GenerationConfig states once in
+    ``npgpt/generate.py`` (``checker(value, *names)``); the ids' range [0, V) is checked
+    where V is known (``npgpt.sampling.token_mask``)."""
+    def rule(value):
+        generate = importlib.import_module(".generate", __package__)   # it imports this module
+        return getattr(generate, checker)(value, *names)
+    return rule
+
+
 #: option name -> the check of a value that is in use (returns the value as the code uses it)
 RULES = {
     "temperature": _interval("temperature", 0.0),
@@ -64,10 +75,15 @@ RULES = {
     "no_repeat_ngram_size": lambda n: positive_int(n, "no_repeat_ngram_size"),
     "min_tokens_to_keep": lambda n: positive_int(n, "min_tokens_to_keep"),
     "length_penalty": _interval("length_penalty"),
+    "logit_bias": _config_rule("_logit_bias"),
+    "bad_words_ids": _config_rule("_sequences", "bad_words_ids"),
+    "suppress_tokens": _config_rule("_token_id_list", "suppress_tokens"),
+    "forced_eos_token_id": _config_rule("_token_ids", "forced_eos_token_id"),
 }
 #: options that may also be switched off: the values that mean "off"
 OFF = {"top_k": (None, 0), "top_p": (None,), "min_p": (None,), "typical_p": (None,),
-       "epsilon_cutoff": (None, 0), "eta_cutoff": (None, 0), "no_repeat_ngram_size": (0,)}
+       "epsilon_cutoff": (None, 0), "eta_cutoff": (None, 0), "no_repeat_ngram_size": (0,),
+       "logit_bias": (None,), "bad_words_ids": (None,), "suppress_tokens": (None,)}
 
 
 def check_option(name, value):
@@ -166,6 +182,10 @@ def transform(fast=None, **option_of):
     check found); it returns None when its algorithm does not pay for this input, and the
     plain rule runs then. The plain rule stays reachable as ``decorated.__wrapped__``.
 
+    ``check=False`` skips the checks (``generate``'s loops, whose logits and options were
+    checked once per call): the arguments must then be what the checks would return (float
+    logits without NaN, +inf or all -inf rows; options as a GenerationConfig holds them).
+
     Examples
     --------
     >>> @transform(t="temperature")
@@ -181,18 +201,21 @@ def transform(fast=None, **option_of):
         first = names[0]
 
         @functools.wraps(rule)
-        def checked(*args, **kwargs):
+        def checked(*args, check=True, **kwargs):
             values = dict(zip(names, args), **kwargs)
             if first not in values or len(args) > len(names):
                 return rule(*args, **kwargs)          # Python's own TypeError
-            x, row_max = _checked_logits(values[first], values.get("axis", -1))
-            values[first] = x
-            if "ids" in values:
-                values["ids"] = as_history(values["ids"], x.shape[:-1], x.shape[-1])
-            for param, value in values.items():
-                option = option_of.get(param, param)
-                if option in RULES:
-                    values[param] = RULES[option](value)
+            if not check:
+                row_max = None if fast is None else values[first].max(axis=-1, keepdims=True)
+            else:
+                x, row_max = _checked_logits(values[first], values.get("axis", -1))
+                values[first] = x
+                if "ids" in values:
+                    values["ids"] = as_history(values["ids"], x.shape[:-1], x.shape[-1])
+                for param, value in values.items():
+                    option = option_of.get(param, param)
+                    if option in RULES:
+                        values[param] = RULES[option](value)
             out = None if fast is None else fast(row_max=row_max, **values)
             return rule(**values) if out is None else out
         return checked

@@ -8,16 +8,21 @@
 
 Every command answers --help with examples. User errors print one line and exit with 2,
 before anything else is printed; Ctrl-C exits with 130, and a closed pipe
-(``npgpt generate | head``) ends the command quietly, as it ends ``cat``.
+(``npgpt generate | head``) ends the command quietly, as it ends ``cat``. Besides its text,
+generate writes on stderr the seed it picked (sampling without --seed), a counter or the best
+running beam on a terminal, and a last line with its timing (:class:`_Notes`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
-import itertools
 import os
 import re
+import select
+import shutil
+import stat
 import sys
 import time
 from typing import Callable, NamedTuple
@@ -47,6 +52,7 @@ class _Parser(argparse.ArgumentParser):
     commands: dict = {}       # the top-level parser's sub-command parsers, by name (build_parser)
 
     def error(self, message):
+        message = re.sub(r"\bargument -\w/--", "argument --", message)   # -n/--max-new-tokens: the long name
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):
@@ -133,14 +139,17 @@ def _option_error(err: Exception, command: str) -> CLIError:
     --top-p must be in (0, 1], got 1.5
     >>> print(_option_error(ValueError("min_new_tokens (5) exceeds max_new_tokens (3)"), "generate"))
     --min-new-tokens (5) exceeds --max-new-tokens (3)
-    >>> print(_option_error(ValueError("do_sample=True with num_beams > 1 is not supported"), "generate"))
-    --do-sample with --num-beams > 1 is not supported
+    >>> print(_option_error(ValueError("num_return_sequences (5) must be <= num_beams (4)"), "generate"))
+    --num-return-sequences (5) must be <= --num-beams (4)
+    >>> print(_option_error(ValueError("num_draft_tokens must be a positive integer, got 0"), "generate"))
+    --draft-tokens must be a positive integer, got 0
     """
     message = " ".join(str(err).split("\n"))
-    names = [flag[2:].replace("-", "_") for row in _COMMANDS if row.name == command
+    flags = [flag for row in _COMMANDS if row.name == command
              for flags, _ in row.arguments for flag in flags if flag.startswith("--")]
-    for name in names:
-        flag = "--" + name.replace("_", "-")
+    pairs = [(flag[2:].replace("-", "_"), flag) for flag in flags]
+    pairs += [(name, flag) for name, flag in _OTHER_NAMES.items() if flag in flags]
+    for name, flag in pairs:
         if "_" in name:                   # a Python name: unambiguous wherever it stands
             message = re.sub(rf"\b{name}=True\b", flag, message)
             message = re.sub(rf"\b{name}=(?=\S)", flag + " ", message)
@@ -148,6 +157,10 @@ def _option_error(err: Exception, command: str) -> CLIError:
         elif message.startswith(name + " "):  # "seed", "temperature": ordinary words elsewhere
             message = flag + message[len(name):]
     return CLIError(message)
+
+
+# GenerationConfig's names whose flag is not the name with dashes
+_OTHER_NAMES = {"stop_strings": "--stop", "draft_model": "--draft", "num_draft_tokens": "--draft-tokens"}
 
 
 def _format_seconds(seconds: float) -> str:
@@ -194,6 +207,8 @@ def _decoding_options(args) -> dict:
     if given and not args.do_sample:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise CLIError(f"{flag} only changes sampling; add --do-sample (greedy and beam search ignore it)")
+    if args.draft_tokens is not None and args.draft is None:
+        raise CLIError("--draft-tokens only changes speculative decoding; add --draft MODEL")
     n = args.num_return_sequences
     if n is not None and n > 1 and not args.do_sample and args.num_beams < n:
         raise CLIError("--num-return-sequences > 1 needs --do-sample, or --num-beams at least as large")
@@ -205,7 +220,10 @@ def _decoding_options(args) -> dict:
                    frequency_penalty=args.frequency_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
                    num_beams=args.num_beams, length_penalty=args.length_penalty, early_stopping=early,
                    num_return_sequences=n, min_new_tokens=args.min_new_tokens,
-                   eos_token_id=args.eos_token_id)
+                   eos_token_id=args.eos_token_id, context_overflow=args.context_overflow,
+                   stop_strings=None if args.stop is None else tuple(args.stop))
+    if args.draft_tokens is not None:
+        options["num_draft_tokens"] = args.draft_tokens
     options.update(given)
     return options
 
@@ -216,7 +234,7 @@ def _generation_config(args, model):
     from .generate import GenerationConfig
 
     try:
-        config = GenerationConfig(**_decoding_options(args))
+        config = GenerationConfig(**_decoding_options(args), logit_bias=_logit_bias(args.logit_bias, model))
     except ValueError as err:
         raise _option_error(err, "generate") from None
     V = model.config.vocab_size
@@ -224,69 +242,341 @@ def _generation_config(args, model):
         if token >= V:
             raise CLIError(f"--eos-token-id {int(token)} is out of range: the model's token ids "
                            f"are 0 to {V - 1}")
+    if args.draft is not None:
+        draft = _draft_model(args.draft, model)
+        try:
+            config = config.replace(draft_model=draft)
+        except ValueError as err:
+            raise _option_error(err, "generate") from None
     return config
 
 
-def _generate(args) -> int:
-    from .generate import generate
+def _bias_pair(text: str) -> tuple:
+    """An argparse ``type=`` for --logit-bias: ``"KEY=BIAS"`` -> (KEY, BIAS as a finite float,
+    the text). KEY is a token id or a token's text (:func:`_logit_bias` tells them apart); it
+    may itself hold "=", since the bias is what follows the last one.
 
+    >>> _bias_pair("10=-2.5"), _bias_pair("==5")
+    (('10', -2.5, '10=-2.5'), ('=', 5.0, '==5'))
+    >>> _bias_pair("e:5")
+    Traceback (most recent call last):
+        ...
+    argparse.ArgumentTypeError: expected ID=BIAS (a token id or text, '=', a number), got 'e:5'
+    """
+    key, equals, number = text.rpartition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected ID=BIAS (a token id or text, '=', a number), got {text!r}")
+    try:
+        bias = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the bias {number!r} is not a number") from None
+    if not np.isfinite(bias):
+        raise argparse.ArgumentTypeError(f"{text!r}: the bias must be a finite number, got {number}")
+    return key, bias, text
+
+
+def _logit_bias(pairs, model):
+    """{token id: bias} from --logit-bias's pairs (None without any; a later one for the same
+    token wins). A key of digits is a token id; any other key is a text, which the model's
+    tokenizer must encode to exactly one token."""
+    if not pairs:
+        return None
+    V, bias = model.config.vocab_size, {}
+    for key, value, text in pairs:
+        if re.fullmatch("[0-9]+", key):
+            token = int(key)
+            if token >= V:
+                raise CLIError(f"--logit-bias {text!r}: token id {token} is out of range: the "
+                               f"model's token ids are 0 to {V - 1}")
+        else:
+            try:
+                ids = model.tokenizer.encode(key)
+            except ValueError as err:
+                raise CLIError(f"--logit-bias {text!r}: cannot encode {key!r}: {err}") from None
+            if len(ids) != 1:
+                raise CLIError(f"--logit-bias {text!r}: the model's tokenizer encodes {key!r} to "
+                               f"{len(ids)} tokens, not one; give a token id instead")
+            token = int(ids[0])
+        bias[token] = value
+    return bias
+
+
+def _draft_model(name: str, model):
+    """The --draft model, refused in one line unless its tokenizer is the model's (speculative
+    decoding compares the two models' probabilities of the same token ids)."""
+    try:
+        draft = _load_model(name)
+    except CLIError as err:
+        raise CLIError(f"--draft: {err}") from None
+    if draft.tokenizer != model.tokenizer or draft.config.vocab_size != model.config.vocab_size:
+        mine, theirs = _vocabulary(draft), _vocabulary(model)
+        differs = f"({mine}) is not the model's ({theirs})" if mine != theirs else \
+            f"gives other ids to its tokens than the model's ({theirs}) does"
+        raise CLIError(f"--draft {name!r}: its tokenizer {differs}; a draft model must share the "
+                       f"model's tokenizer")
+    return draft
+
+
+def _vocabulary(model) -> str:
+    return f"{type(model.tokenizer).__name__} of {model.config.vocab_size} tokens"
+
+
+def _generate(args) -> int:
     model = _load_model(args.model)
     prompt = _encode(model, args.prompt)
     config = _generation_config(args, model)
+    seed_line = None
+    if config.do_sample and config.seed is None:     # pick one, and say which: a good sample can be repeated
+        seed = int.from_bytes(os.urandom(4), "little")
+        config = config.replace(seed=seed)
+        seed_line = f"seed: {seed} (pass --seed {seed} to repeat this sample)"
     if config.num_beams == 1 and config.num_return_sequences == 1:
-        return _stream(model, prompt, config, args.prompt)
-    try:
-        result = generate(model, prompt, config)
-    except ValueError as err:
-        raise _option_error(err, "generate") from None
-    out, tok, n_prompt = sys.stdout, model.tokenizer, len(prompt)
-    rows = zip(result.sequences, result.scores, result.num_new_tokens.tolist())
-    if config.num_beams > 1:
-        n, k = len(result.sequences), config.num_beams
-        beams = f"best {n} of {k} beams" if n < k else f"{k} beams"
-        out.write(f"beam search, {beams}: the candidates, best first "
-                  f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
-        for rank, (seq, score, n_new) in enumerate(rows):
-            out.write(f"--- candidate {rank + 1}  score {score:.4f}\n")
-            out.write(args.prompt + tok.decode(seq[n_prompt:n_prompt + n_new].tolist()) + "\n")
-        return 0
-    for i, (seq, score, n_new) in enumerate(rows):
-        out.write(f"--- sample {i + 1}  log p = {score:.2f} over {n_new} tokens\n")
-        out.write(args.prompt + tok.decode(seq[n_prompt:n_prompt + n_new].tolist()) + "\n")
+        return _one_sequence(model, prompt, config, args.prompt, _Notes(seed_line))
+    return _many_sequences(model, prompt, config, args.prompt, seed_line)
+
+
+def _one_sequence(model, prompt, config, prompt_text: str, notes: "_Notes") -> int:
+    """Print the prompt, then each new token as it is chosen: ``stream()``'s tokens, or with
+    --draft the tokens generate()'s callback reports (speculative decoding is generate's) and
+    then the rest of the final sequence."""
+    from .generate import generate, stream
+
+    text = _Text(model.tokenizer, prompt_text)
+
+    def show(step, tokens):
+        notes.step(step, tokens)
+        text.add(tokens)
+
+    result = None
+    with _reported(notes, text):
+        if config.draft_model is None:
+            for tokens in stream(model, prompt, config):
+                show(None, tokens)
+        else:
+            result = generate(model, prompt, config, callback=show)
+    P = len(prompt)
+    text.end(None if result is None else result.sequences[0, P:P + int(result.num_new_tokens[0])])
+    notes.finish(len(text.ids), note="" if result is None else _acceptance(result, config))
     return 0
 
 
-def _stream(model, prompt, config, prompt_text: str) -> int:
-    """Print the prompt, then each new token as it is chosen (the whole text is decoded and
-    what is new printed, so that a character split across tokens comes out whole)."""
+def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
+    """Beam search's candidates, or several samples, printed once the run is over. Meanwhile:
+    on a terminal, beam search shows its best running beam in place (:func:`_beams_in_place`);
+    otherwise a terminal's stderr shows a token counter."""
+    from .generate import generate
+
+    K, n = config.num_beams, config.num_return_sequences
+    in_place = K > 1 and _is_terminal(sys.stdout)
+    label = None if in_place else f"beam search, {K} beams" if K > 1 else f"sampling {n} sequences"
+    notes = _Notes(seed_line, label, config.max_new_tokens)
+    if in_place:
+        result = _beams_in_place(model, prompt, config, prompt_text, notes)
+    else:
+        with _reported(notes):
+            result = generate(model, prompt, config, callback=notes.step)
+    _print_sequences(result, config, model.tokenizer, prompt_text, len(prompt))
+    if K > 1:                                 # every step chose a token for each of K beams
+        steps = int(result.num_new_tokens.max(initial=0))
+        notes.finish(steps * K, f" ({steps} steps of {K} beams)")
+    else:
+        notes.finish(int(result.num_new_tokens.sum()), f" ({n} sequences)", _acceptance(result, config))
+    return 0
+
+
+def _acceptance(result, config) -> str:
+    """The summary's note on speculative decoding ('' without a draft model)."""
+    rate = result.acceptance_rate
+    if rate is None:
+        return ""
+    return f"; the draft's tokens accepted: {rate:.0%}"
+
+
+def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
+    """The GenerateOutput of a beam search whose best running beam (``stream()``'s yields) is
+    shown on stdout's line as it changes, then rubbed out."""
     from .generate import stream
 
-    out, tok = sys.stdout, model.tokenizer
+    line = _LiveLine(sys.stdout, f"best of {config.num_beams} beams: ")
     steps = stream(model, prompt, config)
+    with _reported(notes, line):
+        while True:
+            try:
+                best = next(steps)            # (1, t): the best beam's new tokens so far
+            except StopIteration as stop:
+                result = stop.value
+                break
+            notes.step(None, best)
+            line.show(prompt_text + model.tokenizer.decode(best[0].tolist()))
+        line.clear()
+    return result
+
+
+def _print_sequences(result, config, tokenizer, prompt_text: str, P: int) -> None:
+    """Beam search's candidates with their scores, best first, or the samples with log p."""
+    K, out = config.num_beams, sys.stdout
+    rows = zip(result.sequences, result.scores, result.num_new_tokens.tolist())
+    if K > 1:
+        shown = f"best {len(result.sequences)} of {K} beams" if len(result.sequences) < K else f"{K} beams"
+        out.write(f"beam search, {shown}: the candidates, best first "
+                  f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
+    for rank, (seq, score, n_new) in enumerate(rows):
+        out.write(f"--- candidate {rank + 1}  score {score:.4f}\n" if K > 1 else
+                  f"--- sample {rank + 1}  log p = {score:.2f} over {n_new} tokens\n")
+        out.write(prompt_text + tokenizer.decode(seq[P:P + n_new].tolist()) + "\n")
+
+
+@contextlib.contextmanager
+def _reported(notes: "_Notes", text: "_Text | None" = None):
+    """Around a run: a failure rubs out the progress line, ends a half-printed text's line,
+    and a ValueError of the library becomes a one-line error naming the flag."""
     try:
-        first = next(steps, None)             # the run checks its inputs here, before any output
-    except ValueError as err:
-        raise _option_error(err, "generate") from None
-    out.write(prompt_text)
-    out.flush()
-    new, shown = [], ""
+        yield
+    except BaseException as err:
+        notes.clear()
+        if text is not None and isinstance(err, (ValueError, MemoryError)):
+            text.abort()
+        if isinstance(err, ValueError):
+            raise _option_error(err, "generate") from None
+        raise
+
+
+class _Text:
+    """One continuation on stdout as its tokens come: the prompt with the first token, then
+    what each token adds. The whole text is decoded and the new part printed, so that a
+    character split across tokens comes out whole."""
+
+    def __init__(self, tokenizer, prompt_text: str):
+        self.tokenizer, self.prompt_text = tokenizer, prompt_text
+        self.ids, self.shown, self.begun = [], "", False
+
+    def add(self, tokens) -> None:
+        """Append tokens (an array of one row's new ids, any shape) and print what is whole."""
+        self._begin()
+        self.ids.extend(np.asarray(tokens).ravel().tolist())
+        text = self.tokenizer.decode(self.ids)
+        if not text.endswith("\ufffd"):       # an incomplete character: wait for the rest
+            sys.stdout.write(text[len(self.shown):])
+            sys.stdout.flush()
+            self.shown = text
+
+    def end(self, ids=None) -> None:
+        """Print the rest and end the line; ``ids``: the final new tokens, when known."""
+        self._begin()
+        if ids is not None:
+            self.ids = [int(i) for i in ids]
+        sys.stdout.write(self.tokenizer.decode(self.ids)[len(self.shown):] + "\n")
+
+    def abort(self) -> None:
+        """Failed half-way: end the line, so that the error starts one of its own."""
+        if self.begun:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    def _begin(self) -> None:
+        if not self.begun:
+            self.begun = True
+            sys.stdout.write(self.prompt_text)
+            sys.stdout.flush()
+
+
+class _Notes:
+    """What generate writes on stderr besides errors: the seed it picked (once the run has
+    begun, that is, once every option has passed), a token counter rewritten in place on a
+    terminal, and a last line with the timing, as llama.cpp prints its timings.
+
+    Only where someone may read them: not when stdout goes into a pipe and stderr is no
+    terminal (a script reading both, or ``npgpt generate | head`` in a test: whose reader may go
+    away at any moment, and then the command ends quietly), and no last line once stdout's
+    reader has gone."""
+
+    def __init__(self, seed_line=None, label=None, total_steps=0):
+        self.shown = _is_terminal(sys.stderr) or not _is_pipe(sys.stdout)
+        self.seed_line = seed_line if self.shown else None
+        live = label is not None and _is_terminal(sys.stderr)
+        self.counter = _LiveLine(sys.stderr, f"{label}: ") if live else None
+        self.total, self.steps = total_steps, 0
+        self.start = time.perf_counter()
+
+    def step(self, step, tokens) -> None:
+        """generate()'s callback: one more step (of ``tokens``, which only count here)."""
+        self._seed()
+        self.steps += 1
+        if self.counter is not None:
+            self.counter.show(f"token {self.steps}/{self.total}")
+
+    def clear(self) -> None:
+        """Rub out the counter."""
+        if self.counter is not None:
+            self.counter.clear()
+
+    def finish(self, tokens: int, detail: str = "", note: str = "") -> None:
+        """The last line: ``N tokens{detail} in S s (N/S tokens/s){note}``."""
+        seconds = time.perf_counter() - self.start
+        self.clear()
+        self._seed()
+        sys.stdout.flush()                    # a closed pipe shows here: main ends quietly
+        if not self.shown or _reader_gone(sys.stdout):
+            return
+        rate = f" ({tokens / seconds:,.1f} tokens/s)" if tokens and seconds > 0 else ""
+        sys.stderr.write(f"{tokens:,} tokens{detail} in {seconds:.2f} s{rate}{note}\n")
+        sys.stderr.flush()
+
+    def _seed(self) -> None:
+        if self.seed_line:
+            sys.stderr.write(self.seed_line + "\n")
+            sys.stderr.flush()
+            self.seed_line = None
+
+
+class _LiveLine:
+    """A terminal's line rewritten in place: ``label``, then the end of a text (newlines and
+    other control characters escaped, as ``\\n``) that fits the terminal's width."""
+
+    def __init__(self, stream, label: str):
+        self.stream, self.label, self.width = stream, label, 0
+        self.room = max(shutil.get_terminal_size().columns - 1 - len(label), 10)
+
+    def show(self, text: str) -> None:
+        flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        line = self.label + (flat if len(flat) <= self.room else "..." + flat[3 - self.room:])
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def clear(self) -> None:
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+    abort = clear                             # _reported's name for it
+
+
+def _is_terminal(stream) -> bool:
     try:
-        for tokens in itertools.chain(() if first is None else (first,), steps):
-            new.append(int(tokens[0]))
-            text = tok.decode(new)
-            if text.endswith("\ufffd"):
-                continue                      # an incomplete character: wait for the rest
-            out.write(text[len(shown):])
-            out.flush()
-            shown = text
-    except (ValueError, MemoryError) as err:  # failed half-way: end the line, then say why
-        out.write("\n")
-        out.flush()
-        if isinstance(err, MemoryError):
-            raise
-        raise _option_error(err, "generate") from None
-    out.write(tok.decode(new)[len(shown):] + "\n")
-    return 0
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):      # no isatty, or closed
+        return False
+
+
+def _is_pipe(stream) -> bool:
+    """Whether ``stream`` is a pipe or a socket (whose reader may go away), not a terminal,
+    a file or an in-memory buffer."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, ValueError, OSError):     # io.UnsupportedOperation is both
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _reader_gone(stream) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (poll reports an error on it)."""
+    if not _is_pipe(stream) or not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(stream.fileno(), select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -699,7 +989,7 @@ def _epilog(examples, footer=""):
     return "\n".join(lines)
 
 
-_MODEL_ARG = _arg("--model", default=DEFAULT_MODEL,
+_MODEL_ARG = _arg("-m", "--model", default=DEFAULT_MODEL,
                   help=f"a bundled model's name or a checkpoint path (default: {DEFAULT_MODEL})")
 
 _COMMANDS = (
@@ -712,11 +1002,11 @@ _COMMANDS = (
                   "npgpt generate --model out/model.safetensors --prompt 'Hello'"),
         arguments=(
             _MODEL_ARG,
-            _arg("--prompt", default="\n", help="the text to continue (default: a newline)"),
-            _arg("--max-new-tokens", type=_NON_NEGATIVE_INT, default=200),
+            _arg("-p", "--prompt", default="\n", help="the text to continue (default: a newline)"),
+            _arg("-n", "--max-new-tokens", type=_NON_NEGATIVE_INT, default=200),
             _arg("--min-new-tokens", type=_NON_NEGATIVE_INT, default=0),
             _arg("--do-sample", action="store_true", help="sample instead of greedy decoding"),
-            _arg("--temperature", type=float),
+            _arg("--temperature", type=float, help="(default: 1.0)"),
             _arg("--top-k", type=_NON_NEGATIVE_INT),
             _arg("--top-p", type=float),
             _arg("--min-p", type=float),
@@ -732,8 +1022,28 @@ _COMMANDS = (
             _arg("--early-stopping", choices=["true", "false", "never"], default="false"),
             _arg("--num-return-sequences", type=_POSITIVE_INT,
                  help="how many to print (default: 1, or every beam)"),
-            _arg("--eos-token-id", type=_NON_NEGATIVE_INT, nargs="+"),
-            _arg("--seed", type=_NON_NEGATIVE_INT, default=None)),
+            _arg("--eos-token-id", type=_NON_NEGATIVE_INT, nargs="+", help="(default: none)"),
+            _arg("--seed", type=_NON_NEGATIVE_INT, default=None,
+                 help="(default: a new one each run, printed on stderr)"),
+            _arg("--stop", action="append", metavar="STRING",
+                 help="stop once the new text contains STRING, which ends the output; repeatable "
+                      "(default: none)"),
+            _arg("--logit-bias", action="append", type=_bias_pair, metavar="ID=BIAS",
+                 help="add BIAS to the logit of token ID; repeatable. ID is a token id, or a text "
+                      "the model's tokenizer encodes to exactly one token (digits are an id), "
+                      "e.g. --logit-bias 'e=-5' (default: none)"),
+            _arg("--draft", metavar="MODEL",
+                 help="speculative decoding: a small model with the same tokenizer (a bundled "
+                      "name, such as shakespeare-char-draft, or a path) proposes tokens, the "
+                      "model checks them; the output distribution stays the model's (default: off)"),
+            _arg("--draft-tokens", type=_POSITIVE_INT, metavar="K",
+                 help="tokens the draft proposes in its first round; later rounds propose 2 more "
+                      "after all were accepted, 1 fewer after a rejection, and stop early at a "
+                      "token the draft doubts (default: 4)"),
+            _arg("--context-overflow", choices=["exact", "chunk"], default="exact",
+                 help="past the model's context length: exact re-encodes the last context-length "
+                      "tokens at every step (as nanoGPT); chunk, each time the window fills, drops "
+                      "its oldest half and re-encodes the rest once: faster, approximate")),
         handler=_generate),
     _Command(
         name="inspect", help="the next-token distribution and what each strategy does with it",
@@ -743,7 +1053,7 @@ _COMMANDS = (
                   "npgpt inspect --prompt 'To be or not to b' --top-k 3 --top-p 0.5 --png strategies.png"),
         arguments=(
             _MODEL_ARG,
-            _arg("--prompt", required=True),
+            _arg("-p", "--prompt", required=True),
             _arg("--temperature", type=float, default=0.8),
             _arg("--top-k", type=_NON_NEGATIVE_INT, default=5),
             _arg("--top-p", type=float, default=0.9),
@@ -762,7 +1072,8 @@ _COMMANDS = (
         arguments=(
             _arg("what", choices=["embeddings", "attention"]),
             _arg("--png", required=True),
-            _arg("--prompt"),
+            _arg("--prompt", help="(default: 'ROMEO:\\nBut soft, what light' for embeddings; "
+                                  "attention needs one)"),
             _MODEL_ARG),
         handler=_plot),
     _Command(
@@ -817,6 +1128,24 @@ _EXAMPLES = ("npgpt generate --prompt 'ROMEO:' --do-sample --temperature 0.8 --t
              "npgpt bench")
 
 
+def _showing_default(flags, options: dict) -> dict:
+    """add_argument's options, the help ending in "(default: ...)" as argparse's
+    ArgumentDefaultsHelpFormatter writes it ("off" for None and False), unless it already says
+    its default; a positional or a required option has none.
+
+    >>> _showing_default(("--top-k",), dict(type=int))["help"]
+    '(default: off)'
+    >>> _showing_default(("--repeats",), dict(type=int, default=5, help="times each"))["help"]
+    'times each (default: 5)'
+    """
+    help_text = options.get("help") or ""
+    if not flags[0].startswith("-") or options.get("required") or "(default" in help_text:
+        return options
+    default = options.get("default")
+    shown = "off" if default is None or default is False else str(default).replace("%", "%%")
+    return {**options, "help": f"{help_text} (default: {shown})".lstrip()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``npgpt`` argument parser: one sub-command per row of ``_COMMANDS``.
 
@@ -841,7 +1170,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         epilog=_epilog(command.examples, command.footer),
                                         formatter_class=argparse.RawDescriptionHelpFormatter)
         for flags, options in command.arguments:
-            command_parser.add_argument(*flags, **options)
+            command_parser.add_argument(*flags, **_showing_default(flags, options))
         command_parser.set_defaults(func=command.handler)
     return parser
 

@@ -57,6 +57,28 @@ class GenerationConfig:
     eos_token_id : int, list of ints or None; a row stops after generating one.
     pad_token_id : int or None, written after EOS (default: the first EOS id, else 0).
     seed : None, int >= 0 or numpy Generator.
+    suppress_tokens, begin_suppress_tokens : token ids never generated / not as the first
+        new token (transformers' processors).
+    bad_words_ids : sequences of token ids that are never completed (transformers').
+    logit_bias : {token id: additive bias} (OpenAI's ``logit_bias``).
+    forced_eos_token_id : int or ids, forced at the last step (``max_new_tokens``).
+    stop_strings : strings; a row stops once the decoded text of its new tokens contains one
+        (needs ``model.tokenizer``); ``include_stop_string`` keeps it in the output. In beam
+        search a stop string ends a beam as EOS does (``npgpt.beam_search``), and with
+        ``include_stop_string=False`` the hypotheses are ranked with the stop string, then cut.
+    draft_model, num_draft_tokens : speculative decoding with a smaller model sharing the
+        vocabulary, ``num_draft_tokens`` proposals per step; the output distribution is the
+        model's own (``npgpt.speculative``).
+    draft_schedule : ``"heuristic"`` (default: after a round whose proposals were all
+        accepted, 2 more proposals a round; after a rejection, 1 fewer, at least 1) or
+        ``"constant"`` (transformers' ``num_assistant_tokens_schedule``, reset each call).
+    draft_confidence : a round stops proposing after a proposal the draft gave a
+        probability below this (0 to 1; default 0.4; 0: never), as transformers'
+        ``assistant_confidence_threshold``.
+    context_overflow : ``"exact"`` (default: past ``context_length`` the model sees the
+        last ``context_length`` tokens, as nanoGPT) or ``"chunk"`` (when the window fills,
+        drop its oldest half and re-encode the rest once, then decode with the cache again:
+        much faster, an approximation).
 
     Examples
     --------
@@ -91,6 +113,18 @@ class GenerationConfig:
     eos_token_id: int | tuple | None = None
     pad_token_id: int | None = None
     seed: int | np.random.Generator | None = None
+    suppress_tokens: tuple | None = None
+    begin_suppress_tokens: tuple | None = None
+    bad_words_ids: tuple | None = None
+    logit_bias: dict | None = None
+    forced_eos_token_id: int | tuple | None = None
+    stop_strings: tuple | None = None
+    include_stop_string: bool = True
+    draft_model: object = None
+    num_draft_tokens: int = 4
+    draft_schedule: str = "heuristic"
+    draft_confidence: float = 0.4
+    context_overflow: str = "exact"
 
     def __post_init__(self):
         checked = {name: check_option(name, getattr(self, name)) for name in sampling.SAMPLING_OPTIONS}
@@ -102,7 +136,15 @@ class GenerationConfig:
             num_return_sequences=_count(self.num_return_sequences, "num_return_sequences", 1),
             do_sample=_boolean(self.do_sample, "do_sample"),
             eos_token_id=_token_ids(self.eos_token_id, "eos_token_id"),
-            pad_token_id=_token_ids(self.pad_token_id, "pad_token_id", single=True))
+            pad_token_id=_token_ids(self.pad_token_id, "pad_token_id", single=True),
+            suppress_tokens=_token_id_list(self.suppress_tokens, "suppress_tokens"),
+            begin_suppress_tokens=_token_id_list(self.begin_suppress_tokens, "begin_suppress_tokens"),
+            bad_words_ids=_sequences(self.bad_words_ids, "bad_words_ids"),
+            logit_bias=_logit_bias(self.logit_bias),
+            forced_eos_token_id=_token_ids(self.forced_eos_token_id, "forced_eos_token_id"),
+            stop_strings=_strings(self.stop_strings, "stop_strings"),
+            include_stop_string=_boolean(self.include_stop_string, "include_stop_string"),
+            num_draft_tokens=_count(self.num_draft_tokens, "num_draft_tokens", 1))
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         es = self.early_stopping
@@ -110,6 +152,17 @@ class GenerationConfig:
             raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
         object.__setattr__(self, "early_stopping", es if es == "never" else bool(es))
         _check_seed(self.seed)
+        if self.context_overflow not in ("exact", "chunk"):
+            raise ValueError(f"context_overflow must be 'exact' or 'chunk', got {self.context_overflow!r}")
+        if self.draft_schedule not in ("heuristic", "constant"):
+            raise ValueError(f"draft_schedule must be 'heuristic' or 'constant', got {self.draft_schedule!r}")
+        confidence = self.draft_confidence
+        if (isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real)
+                or not 0 <= confidence <= 1):
+            raise ValueError(f"draft_confidence must be a number in [0, 1], got {confidence!r}")
+        object.__setattr__(self, "draft_confidence", float(confidence))
+        if self.draft_model is not None and not hasattr(self.draft_model, "new_cache"):
+            raise ValueError(f"draft_model must be an npgpt.GPT, got {type(self.draft_model).__name__}")
         self._check_combination()
 
     def _check_combination(self):
@@ -118,8 +171,6 @@ class GenerationConfig:
                              f"({self.max_new_tokens})")
         n = self.num_return_sequences
         if self.num_beams > 1:
-            if self.do_sample:
-                raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported")
             if n > self.num_beams:
                 raise ValueError(f"num_return_sequences ({n}) must be <= num_beams ({self.num_beams})")
         elif n > 1 and not self.do_sample:
@@ -172,6 +223,53 @@ def _token_ids(value, name, single=False):
     return int(items[0]) if one else tuple(int(i) for i in items)
 
 
+def _token_id_list(value, name):
+    """None or ids (int or list) -> None or a tuple of ints >= 0."""
+    ids = _token_ids(value, name)
+    return None if ids is None else ((ids,) if isinstance(ids, int) else ids)
+
+
+def _sequences(value, name):
+    """None or a list of non-empty lists of token ids -> None or a tuple of tuples."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a list of lists of token ids, got {value!r:.80}")
+    out = tuple(_token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name) for seq in value)
+    if not out:
+        raise ValueError(f"{name} is an empty list")
+    return out
+
+
+def _logit_bias(value):
+    """None or {token id: finite bias} -> None or a dict of int -> float."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"logit_bias must be a dict {{token id: bias}}, got {value!r:.80}")
+    out = {}
+    for token, bias in value.items():
+        token = _token_ids(token, "a logit_bias token id", single=True)
+        out[token] = _finite(bias, f"logit_bias[{token}]")
+    return out
+
+
+def _finite(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _strings(value, name):
+    """None, a str or a list of non-empty str -> None or a tuple of str."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise ValueError(f"{name} must be a non-empty string or a list of them, got {value!r:.80}")
+    return tuple(items)
+
+
 def _check_seed(seed):
     if not (seed is None or isinstance(seed, np.random.Generator) or (
             isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0)):
@@ -204,6 +302,8 @@ class GenerateOutput:
         New tokens per row, EOS included.
     beam_sequences, beam_scores : (B, K, P + T_new), (B, K) or None
         Beam search only: every final hypothesis of each prompt, best first.
+    acceptance_rate : float or None
+        Speculative decoding only: the fraction of the draft model's proposals accepted.
 
     Examples
     --------
@@ -220,6 +320,7 @@ class GenerateOutput:
     num_new_tokens: np.ndarray
     beam_sequences: np.ndarray | None = None
     beam_scores: np.ndarray | None = None
+    acceptance_rate: float | None = None
 
 
 # ------------------------------------------------------------------------ entry points
@@ -234,7 +335,18 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
       ``numpy.random.Generator`` spawned from ``seed``, so the same seed gives the same
       output and a row's tokens do not depend on the other rows.
     - ``num_beams > 1``: beam search as transformers (see :mod:`npgpt.beam_search`); the
-      score is ``sum log p / T_new ** length_penalty``.
+      score is ``sum log p / T_new ** length_penalty``. With ``do_sample=True``, beam
+      sampling: 2 * num_beams candidates drawn from the warped beam scores.
+    - ``draft_model=small``: speculative decoding (:mod:`npgpt.speculative`): the draft
+      proposes ``num_draft_tokens`` tokens, the model checks them in one pass. Greedy gives
+      greedy's tokens, sampling draws from the model's own distribution; faster when the
+      draft agrees often. ``out.acceptance_rate`` says how often.
+
+    Every mode applies the processors (penalties, ``bad_words_ids``, ``suppress_tokens``,
+    ``logit_bias``, ...) in transformers' order, ends a row at EOS or at a stop string
+    (``stop_strings``), and past the model's context either reruns the window of the last
+    ``context_length`` tokens each step (``context_overflow="exact"``, the default) or drops
+    the oldest half and re-encodes the rest once (``"chunk"``, an approximation).
 
     Parameters
     ----------
@@ -261,31 +373,59 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
     (2, 5)
     """
     run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    if run.config.draft_model is not None:
+        from .speculative import speculative_generate
+        return speculative_generate(run)
     if run.config.num_beams > 1:
         from .beam_search import beam_search
         return beam_search(run)
-    steps = _token_steps(run)
+    return _finish(_to_the_end(_token_steps(run)))
+
+
+def _to_the_end(steps):
+    """Run a decoding loop written as a generator (``_token_steps``, ``beam_steps``,
+    ``speculative_steps``) to its end, dropping what it yields: its return value."""
     while True:
         try:
             next(steps)
         except StopIteration as stop:
-            return _finish(stop.value)
+            return stop.value
 
 
 def stream(model, ids, config=None, *, attention_mask=None, callback=None, **options):
-    """Like :func:`generate` (greedy or sampling), but an iterator: yields each step's new
-    tokens, an int64 array (N,), as soon as they are chosen (pad for finished rows).
+    """Like :func:`generate`, but an iterator.
+
+    - Greedy / sampling: yields each step's new tokens, an int64 array (N,), as soon as they
+      are chosen (pad for finished rows). With a ``draft_model``, a round of speculative
+      decoding yields the tokens it keeps one after the other.
+    - Beam search (``num_beams > 1``): after each step but the last, yields the new tokens of
+      each prompt's best running beam so far, an int64 array (B, t) at step t = 1, 2, ... The
+      whole hypothesis, not an increment: the best beam can change its mind, so a yield need
+      not extend the one before (show each in place of the last). The last yield is the
+      result, int64 (B, T_new): each prompt's best hypothesis, equal to
+      ``generate(...).sequences[::num_return_sequences, P:]`` (pad after an early EOS). The
+      iterator then stops with the whole GenerateOutput as its ``StopIteration.value`` (the
+      command line shows the beams with it, without searching again).
 
     >>> import npgpt
     >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
     ...                                   num_heads=2, num_layers=1), seed=0)
     >>> [t.shape for t in stream(model, [1, 2], max_new_tokens=2)]
     [(1,), (1,)]
+    >>> [t.shape for t in stream(model, [1, 2], max_new_tokens=3, num_beams=2)]
+    [(1, 1), (1, 2), (1, 3)]
     """
     run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    if run.config.draft_model is not None:
+        from .speculative import speculative_steps
+        for tokens in speculative_steps(run):
+            yield tokens.copy()
+        return
     if run.config.num_beams > 1:
-        raise ValueError("stream() supports greedy and sampling; beam search reorders its beams, "
-                         "use generate(..., callback=...) to watch the running beams")
+        from .beam_search import beam_steps
+        result = yield from beam_steps(run)
+        yield result.sequences[::run.config.num_return_sequences, run.prompt.shape[1]:].copy()
+        return result
     for tokens, _ in _token_steps(run):
         yield tokens.copy()
 
@@ -302,7 +442,9 @@ def _config(config, options):
 
 class _Run:
     """A call's inputs, checked against the model: prompts (B, P) int64, ``real`` (B, P) bool
-    or None (left padding), the config, EOS ids as an array, the pad id, the callback."""
+    or None (left padding), the config, EOS ids as an array, the pad id, the callback, and
+    what :meth:`process` needs, made once: the logit_bias vector (V,), the bad words, the
+    (V,) masks of forced EOS, suppressed and begin-suppressed tokens (None when unset)."""
 
     def __init__(self, model, ids, attention_mask, config, callback):
         cfg = getattr(model, "config", None)
@@ -312,18 +454,25 @@ class _Run:
             raise ValueError(f"callback must be callable, got {callback!r}")
         self.model, self.config, self.callback, self.V = model, config, callback, cfg.vocab_size
         self.prompt, self.real = _prompts(model, ids, attention_mask)
-        for name in ("eos_token_id", "pad_token_id"):
-            value = getattr(config, name)
-            for i in () if value is None else np.atleast_1d(value):
-                if i >= self.V:
-                    raise ValueError(f"{name} {int(i)} is out of range [0, {self.V})")
-        eos = config.eos_token_id
+        c, V = config, self.V
+        masks = {name: sampling.token_mask(getattr(c, name), V, name) for name in _TOKEN_ID_OPTIONS
+                 if getattr(c, name) is not None}           # (V,) bool each; ids >= V raise
+        eos = c.eos_token_id
         self.eos = np.array((eos,) if isinstance(eos, int) else (eos or ()), dtype=np.int64)
-        pad = config.pad_token_id
+        pad = c.pad_token_id
         self.pad = pad if pad is not None else (int(self.eos[0]) if self.eos.size else 0)
-        c = config
         self.has_penalties = (c.repetition_penalty != 1.0 or c.presence_penalty != 0.0
                               or c.frequency_penalty != 0.0)
+        self.bias = None if c.logit_bias is None else sampling.bias_vector(c.logit_bias, V)
+        self.bad_words = _bad_words(c.bad_words_ids, self.eos, V)
+        self.forced_eos = masks.get("forced_eos_token_id")
+        self.suppress = masks.get("suppress_tokens")
+        self.begin_suppress = masks.get("begin_suppress_tokens")
+        self.every_step = (self.has_penalties or c.no_repeat_ngram_size or self.bias is not None
+                           or self.bad_words is not None or self.suppress is not None)
+        if c.stop_strings is not None and getattr(model, "tokenizer", None) is None:
+            raise ValueError(f"stop_strings={list(c.stop_strings)!r:.80} need the model's tokenizer to "
+                             f"decode the new tokens, and model.tokenizer is None")
 
     def buffers(self, repeat):
         """The prompts repeated ``repeat`` times: tokens (R, P), mask (R, P) or None, and the
@@ -340,10 +489,16 @@ class _Run:
         return seq, mask, counts
 
     def process(self, x, seq, mask, counts, length, new):
-        """The processors that run in greedy, sampling and beam search, in transformers'
-        order: penalties (from each row's token counts), no-repeat n-gram (each row's own
-        real history), then EOS banned while new < min_new_tokens."""
+        """The processors of greedy, sampling and beam search on logits x (R, V), in the
+        order of transformers' ``_get_logits_processor``: logit_bias (its SequenceBias
+        place); the penalties (from each row's token counts); no-repeat n-gram and bad words
+        (each row's own real history, ``seq[:, :length]`` where ``mask``); EOS banned while
+        ``new < min_new_tokens``; at the last step (``new == max_new_tokens - 1``) only the
+        forced EOS ids, at logit 0; suppress_tokens; begin_suppress_tokens at the first new
+        token (``new == 0``). ``new``: the tokens each row has generated before this step."""
         c = self.config
+        if self.bias is not None:
+            x = x + self.bias.astype(x.dtype)
         if c.repetition_penalty != 1.0:
             x = sampling._penalise_seen(x, counts > 0, c.repetition_penalty)
         if c.presence_penalty != 0.0 or c.frequency_penalty != 0.0:
@@ -354,15 +509,43 @@ class _Run:
                 start = 0 if mask is None else int(np.argmax(mask[r]))
                 banned[r] = sampling.banned_ngram_mask(seq[r:r + 1, start:length], self.V,
                                                        c.no_repeat_ngram_size)[0]
-            x = np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
+            x = sampling._remove(x, banned)
+        if self.bad_words is not None:
+            real = None if mask is None else mask[:, :length]
+            x = sampling._remove(x, sampling.banned_words_mask(seq[:, :length], self.V, self.bad_words, real))
         if new < c.min_new_tokens and self.eos.size:
             x = x.copy()
             x[:, self.eos] = -np.inf
+        if self.forced_eos is not None and new == c.max_new_tokens - 1:
+            x = sampling._forced(x, self.forced_eos)
+        if self.suppress is not None:
+            x = sampling._remove(x, self.suppress)
+        if self.begin_suppress is not None and new == 0:
+            x = sampling._remove(x, self.begin_suppress)
         return x
 
     def needs_processing(self, new):
-        return (self.has_penalties or self.config.no_repeat_ngram_size
-                or (new < self.config.min_new_tokens and self.eos.size))
+        """Does :meth:`process` change anything at step ``new``?"""
+        c = self.config
+        return bool(self.every_step or (new < c.min_new_tokens and self.eos.size)
+                    or (self.forced_eos is not None and new == c.max_new_tokens - 1)
+                    or (self.begin_suppress is not None and new == 0))
+
+
+#: the options holding token ids, checked against the vocabulary by ``_Run``
+_TOKEN_ID_OPTIONS = ("eos_token_id", "pad_token_id", "forced_eos_token_id", "suppress_tokens",
+                     "begin_suppress_tokens")
+
+
+def _bad_words(bad_words_ids, eos, V):
+    """The bad words generate bans (None if none): ``bad_words_ids`` without the one-token
+    words that are an EOS id (transformers' NoBadWordsLogitsProcessor drops those, so EOS
+    stays possible); every id must be < V."""
+    if bad_words_ids is None:
+        return None
+    sampling.token_mask([i for word in bad_words_ids for i in word], V, "bad_words_ids")
+    words = tuple(w for w in bad_words_ids if not (len(w) == 1 and w[0] in eos))
+    return words or None
 
 
 def _prompts(model, ids, attention_mask):
@@ -392,13 +575,17 @@ def _token_steps(run: _Run):
     returns the final state (:func:`_finish` makes the output).
 
     Each step adds log p of the chosen tokens to the scores (:func:`_log_probs`), for the rows
-    not finished before it, so nothing of a step's logits outlives the step.
+    not finished before it, so nothing of a step's logits outlives the step. A row finishes
+    at EOS or when its new text contains a stop string (:func:`_ended`); a step's tokens are
+    yielded (and passed to the callback) before that check, so with
+    ``include_stop_string=False`` the tokens it then drops have already been seen.
     """
     c = run.config
     seq, mask, counts = run.buffers(c.num_return_sequences)
     (R, P), n_steps = seq.shape, c.max_new_tokens
     rngs = _row_generators(c.seed, R) if c.do_sample else None
-    decoder = Decoder(run.model, seq, mask, n_steps, run.pad)
+    stops = None if c.stop_strings is None else _StopStrings(run.model.tokenizer, c.stop_strings, R)
+    decoder = Decoder(run.model, seq, mask, n_steps, run.pad, c.context_overflow)
     state = dict(decoder=decoder, prompt_length=P, scores=np.zeros(R),
                  stop=np.full(R, n_steps, dtype=np.int64))
     if n_steps == 0:
@@ -418,15 +605,121 @@ def _token_steps(run: _Run):
         if run.callback is not None:
             run.callback(step, tokens)
         yield tokens, state
-        if run.eos.size:
-            hit = unfinished & np.isin(tokens, run.eos)
-            state["stop"][hit] = step + 1
-            unfinished &= ~hit
-            if not unfinished.any():
-                break
+        unfinished &= ~_ended(run, state, tokens, unfinished, step, stops)
+        if not unfinished.any():
+            break
         if step + 1 < n_steps:
             logits = decoder.step()
     return state
+
+
+def _ended(run, state, tokens, unfinished, step, stops):
+    """The rows (R,) bool that end with this step's tokens, among the unfinished: EOS, or a
+    stop string in the row's new text (``stops``, a :class:`_StopStrings` or None).
+
+    An ended row's ``state["stop"]`` becomes its count of new tokens: up to the token that
+    ended it, or, for a stop string with ``include_stop_string=False``, only the tokens
+    before the one holding the stop string's first byte; the others become padding and
+    leave the score.
+    """
+    ended = unfinished & np.isin(tokens, run.eos) if run.eos.size else np.zeros_like(unfinished)
+    state["stop"][ended] = step + 1
+    if stops is None:
+        return ended
+    decoder, P, scores = state["decoder"], state["prompt_length"], state["scores"]
+    for r in np.flatnonzero(unfinished):
+        start = stops.add(r, int(tokens[r]), scores[r])
+        if start is None:
+            continue
+        ended[r] = True
+        n, scores[r] = (step + 1, scores[r]) if run.config.include_stop_string else stops.kept(r, start)
+        state["stop"][r] = n
+        decoder.seq[r, P + n:decoder.length] = run.pad
+    return ended
+
+
+class _StopStrings:
+    """Finds stop strings in the new text of each row, incrementally.
+
+    The text is matched as UTF-8 bytes (each stop string encoded), so a character split
+    across tokens is matched once its last byte arrives. Per row it keeps the last
+    ``len(longest stop string) - 1`` bytes of the text: a match completed by the next token
+    lies within them and that token's bytes, so each step costs the same however long the
+    text is. It also keeps, per new token, the byte offset where the token ends and the
+    row's score after it, to cut the row before a stop string. A token's bytes are
+    ``tokenizer.token_bytes(id)`` (byte-level BPE), else what it adds to the decoded text of
+    the row's previous new token, ``decode([prev, id])[len(decode([prev])):]``.
+
+    Rows can be reordered (:meth:`reorder`) and a candidate token tried without adding it
+    (:meth:`find`), which is what beam search needs (a row is a beam there; it uses
+    :meth:`kept` for the count of tokens only).
+
+    Against transformers' StopStringCriteria: the same stop (the first token whose text
+    completes a stop string; bytes for byte-level tokenizers, as its "byte_level" mode),
+    except that (1) npgpt reads the new tokens' text only, where transformers also matches a
+    stop string that begins in the prompt; (2) a stopped row is padded even without EOS,
+    where transformers pads only when an EOS criterion is set (otherwise that row goes on
+    generating until every row has stopped); (3) ``include_stop_string=False`` has no
+    transformers counterpart.
+    """
+
+    def __init__(self, tokenizer, strings, R):
+        self.tokenizer, self.targets = tokenizer, [s.encode("utf-8") for s in strings]
+        self.keep = max(map(len, self.targets)) - 1
+        self.tail = [b""] * R                     # the last `keep` bytes of each row's text
+        self.ends = [[] for _ in range(R)]         # byte offset after each new token
+        self.scores = [[] for _ in range(R)]       # the row's score after each new token
+        self.last = [None] * R                     # the row's last new token
+
+    def find(self, r, token):
+        """Where (byte offset in row r's new text) the earliest stop string starts if the
+        text with ``token`` appended contains one, else None; row r is not changed."""
+        piece = self._piece(r, token)
+        return self._match(self.tail[r] + piece, self._length(r) + len(piece))
+
+    def add(self, r, token, score):
+        """Append ``token`` (the row's score after it) to row r: :meth:`find`'s answer."""
+        piece = self._piece(r, token)
+        window, total = self.tail[r] + piece, self._length(r) + len(piece)
+        self.tail[r] = window[max(0, len(window) - self.keep):]
+        self.ends[r].append(total)
+        self.scores[r].append(score)
+        self.last[r] = token
+        return self._match(window, total)
+
+    def kept(self, r, start):
+        """(n, score): row r's new tokens that end at or before byte ``start``, and the
+        row's score after the last of them (0 if none)."""
+        n = int(np.searchsorted(self.ends[r], start, side="right"))
+        return n, (self.scores[r][n - 1] if n else 0.0)
+
+    def reorder(self, rows):
+        """Keep rows (R_new,) in that order (copies, so two rows never share a list)."""
+        self.tail, self.last = [self.tail[i] for i in rows], [self.last[i] for i in rows]
+        self.ends = [list(self.ends[i]) for i in rows]
+        self.scores = [list(self.scores[i]) for i in rows]
+
+    def _length(self, r):
+        return self.ends[r][-1] if self.ends[r] else 0
+
+    def _match(self, window, total):
+        """The absolute start of the earliest stop string in ``window``, the last bytes of a
+        text ``total`` bytes long, or None."""
+        starts = [i for i in map(window.find, self.targets) if i >= 0]
+        return total - len(window) + min(starts) if starts else None
+
+    def _piece(self, r, token):
+        tok = self.tokenizer
+        if hasattr(tok, "token_bytes"):
+            return tok.token_bytes(token)
+        if self.last[r] is None:
+            return tok.decode([token]).encode("utf-8")
+        before, both = tok.decode([self.last[r]]), tok.decode([self.last[r], token])
+        if not both.startswith(before):
+            raise ValueError(f"stop_strings: the tokenizer's decode([{self.last[r]}, {token}]) does "
+                             f"not start with decode([{self.last[r]}]), so its text cannot be "
+                             f"decoded token by token")
+        return both[len(before):].encode("utf-8")
 
 
 def _log_probs(logits, top, rows, tokens):
@@ -439,15 +732,22 @@ def _log_probs(logits, top, rows, tokens):
 
 def _next_tokens(run, logits, rngs, decoder, counts, step):
     """One step's tokens (R,): the processors, then argmax or a draw from the warped chain."""
-    x = logits
-    if run.needs_processing(step):
-        x = run.process(x, decoder.seq, decoder.mask, counts, decoder.length, step)
-        if np.isneginf(x.max(axis=1)).any():
-            raise ValueError(f"row {int(np.argmax(np.isneginf(x.max(axis=1))))}: every token "
-                             f"was removed at step {step}")
+    x = _processed(run, logits, decoder.seq, decoder.mask, counts, decoder.length, step)
     if not run.config.do_sample:
         return x.argmax(axis=1)
-    return sampling.draw(sampling.softmax(sampling.warp(x, run.config)), rngs)
+    return sampling.draw(sampling.warped_probs(x, run.config), rngs)
+
+
+def _processed(run, logits, seq, mask, counts, length, step):
+    """The logits (R, V) after ``run.process`` (when it changes anything at this step), with
+    the history ``seq[:, :length]``; a row left without a possible token raises."""
+    if not run.needs_processing(step):
+        return logits
+    x = run.process(logits, seq, mask, counts, length, step)
+    if np.isneginf(x.max(axis=1)).any():
+        raise ValueError(f"row {int(np.argmax(np.isneginf(x.max(axis=1))))}: every token "
+                         f"was removed at step {step}")
+    return x
 
 
 def _finish(state):

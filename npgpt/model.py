@@ -458,6 +458,44 @@ class KVCache:
         if self.key_valid is not None:
             self.key_valid = self.key_valid[index]
 
+    def truncate(self, length) -> None:
+        """Forget every slot from ``length`` on, as if only the first ``length`` had been
+        added (speculative decoding rolls back the rejected proposals this way).
+
+        Each row's ``next_position`` goes back by the real tokens it forgets (the slots
+        ``key_valid`` marks, all of them without padding), so the next token added gets the
+        position it would have had; the forgotten keys and values are overwritten by the
+        next :meth:`add_tokens`.
+
+        Raises
+        ------
+        ValueError
+            ``length`` is not an integer in [0, ``self.length``].
+
+        Examples
+        --------
+        >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+        >>> cache = model.new_cache()
+        >>> _ = model([[1, 2, 3, 4]], cache=cache)
+        >>> cache.truncate(2)
+        >>> cache.length, cache.next_position.tolist()
+        (2, [2])
+        >>> logits = model([[3, 4]], cache=cache)        # the same logits as before
+        >>> bool(np.allclose(logits[0, -1], model([1, 2, 3, 4])[-1], atol=1e-5))
+        True
+        """
+        if (isinstance(length, (bool, np.bool_)) or not isinstance(length, (int, np.integer))
+                or not 0 <= length <= self.length):
+            raise ValueError(f"length must be an integer in [0, {self.length}] (the cached "
+                             f"tokens), got {length!r}")
+        if self.key_valid is None:
+            forgotten = self.length - int(length)                     # every slot is real
+        else:
+            forgotten = self.key_valid[:, length:self.length].sum(axis=1)   # (B,)
+        self.next_position = self.next_position - forgotten
+        self.length = int(length)
+        self.start = min(self.start, self.length)
+
 
 def _check_positions(positions, context_length):
     if int(positions.max()) >= context_length:

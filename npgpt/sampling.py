@@ -12,10 +12,16 @@ For GPT-2-sized vocabularies some rules run a faster algorithm for the same resu
 (:mod:`npgpt._fast_sampling`).
 
 The chain used by :func:`distribution`, :func:`sample` and ``npgpt.generate`` is
-transformers' order::
+transformers' order (``_get_logits_processor``)::
 
-    repetition_penalty -> presence_frequency_penalty -> no_repeat_ngram
+    logit_bias -> repetition_penalty -> presence_frequency_penalty -> no_repeat_ngram
+    -> bad_words -> suppress_tokens
     -> temperature -> top_k -> top_p -> min_p -> typical -> epsilon -> eta
+
+``generate`` also applies the rules that depend on the step, at their place in that order:
+EOS banned while fewer than ``min_new_tokens`` are made and :func:`forced_eos` at the last
+step (both after ``bad_words``), and ``begin_suppress_tokens`` (:func:`suppress_tokens` at
+the first new token, after ``suppress_tokens``).
 
 Decided semantics (see the README's table for how other libraries differ):
 
@@ -36,7 +42,8 @@ from ._checks import as_logits, transform
 
 __all__ = ["softmax", "log_softmax", "greedy", "temperature", "top_k", "top_p", "min_p",
            "typical", "epsilon", "eta", "repetition_penalty", "presence_frequency_penalty",
-           "no_repeat_ngram", "process", "distribution", "draw", "sample"]
+           "no_repeat_ngram", "logit_bias", "bad_words", "suppress_tokens", "forced_eos",
+           "process", "distribution", "draw", "sample"]
 
 # Mass comparisons in top-p and typical are made in float64 with this relative slack, so a
 # set whose mass equals p in exact arithmetic (e.g. dyadic probabilities 1/2 + 1/4 = 3/4) is
@@ -383,65 +390,245 @@ def _penalise_counts(x, counts, presence, frequency):
     return (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
 
 
+# ------------------------------------------------------------------- token-id transforms
+@transform(bias="logit_bias")
+def logit_bias(logits, bias):
+    """OpenAI's ``logit_bias``: add ``bias[i]`` to the logit of each token id ``i`` in the
+    dict; every other logit is unchanged.
+
+    The bias is added in the logits' dtype (as transformers' SequenceBiasLogitsProcessor
+    does for one-token sequences). On typical logits -100 all but bans a token and +100 all
+    but forces it; OpenAI accepts -100..100, npgpt any finite bias.
+
+    Parameters
+    ----------
+    logits : float array (..., V)
+    bias : dict {token id < V: finite float}
+
+    >>> logit_bias(np.array([1.0, 2.0, 3.0]), {0: 5.0, 2: -100.0})
+    array([  6.,   2., -97.])
+    """
+    return logits + bias_vector(bias, logits.shape[-1], logits.dtype)
+
+
+@transform(bad_words_ids="bad_words_ids")
+def bad_words(logits, ids, bad_words_ids):
+    """Never complete a bad word (transformers' NoBadWordsLogitsProcessor).
+
+    A one-token bad word ``(w,)`` is always ``-inf``; a longer one ``(w_1, ..., w_n)`` makes
+    ``w_n`` ``-inf`` in the rows whose history ends with ``w_1 ... w_(n-1)``. Every other
+    logit is unchanged.
+
+    Parameters
+    ----------
+    logits : float array (..., V)
+    ids : int array (..., T) or (T,), the history
+    bad_words_ids : sequences of token ids < V, e.g. ``[[3], [1, 2]]``
+
+    >>> bad_words(np.zeros(4), [0, 1], [[3], [1, 2], [0, 2]])
+    array([  0.,   0., -inf, -inf])
+    """
+    V, T = logits.shape[-1], ids.shape[-1]
+    token_mask([i for word in bad_words_ids for i in word], V, "bad_words_ids")   # ids < V
+    banned = banned_words_mask(ids.reshape(logits.size // V, T), V, bad_words_ids)
+    return _remove(logits, banned.reshape(logits.shape))
+
+
+@transform(token_ids="suppress_tokens")
+def suppress_tokens(logits, token_ids):
+    """Never generate these tokens: their logits become ``-inf``, every other logit is
+    unchanged (transformers' SuppressTokensLogitsProcessor; ``begin_suppress_tokens`` is
+    this rule applied at the first new token only).
+
+    Parameters
+    ----------
+    logits : float array (..., V)
+    token_ids : int or sequence of ints < V
+
+    >>> suppress_tokens(np.array([1.0, 2.0, 3.0]), [0, 2])
+    array([-inf,   2., -inf])
+    """
+    return _remove(logits, token_mask(token_ids, logits.shape[-1], "suppress_tokens"))
+
+
+@transform(eos_ids="forced_eos_token_id")
+def forced_eos(logits, eos_ids):
+    """Force an end-of-sequence token: every logit becomes ``-inf`` except those of
+    ``eos_ids``, which become 0 (transformers' ForcedEOSTokenLogitsProcessor, which
+    ``generate`` applies at the last step, ``max_new_tokens``).
+
+    With several EOS ids they tie: sampling picks each with equal probability, greedy
+    decoding the lowest id.
+
+    Parameters
+    ----------
+    logits : float array (..., V)
+    eos_ids : int or sequence of ints < V
+
+    >>> forced_eos(np.array([1.0, 2.0, 3.0]), 1)
+    array([-inf,   0., -inf])
+    """
+    return _forced(logits, token_mask(eos_ids, logits.shape[-1], "forced_eos_token_id"))
+
+
+def token_mask(token_ids, V, name="token_ids"):
+    """(V,) bool, True at ``token_ids`` (an int or a sequence of ints); an id outside
+    ``[0, V)`` raises ValueError naming the option.
+
+    >>> token_mask([0, 2], 4).tolist()
+    [True, False, True, False]
+    >>> token_mask(7, 4, "suppress_tokens")
+    Traceback (most recent call last):
+    ...
+    ValueError: suppress_tokens 7 is out of range [0, 4)
+    """
+    if token_ids is None:
+        raise ValueError(f"{name} must be a token id or a list of them, got None")
+    ids = np.atleast_1d(np.asarray(token_ids, dtype=np.int64))
+    bad = ids[(ids < 0) | (ids >= V)]
+    if bad.size:
+        raise ValueError(f"{name} {int(bad[0])} is out of range [0, {V})")
+    mask = np.zeros(V, dtype=bool)
+    mask[ids] = True
+    return mask
+
+
+def bias_vector(bias, V, dtype=np.float64):
+    """The (V,) vector of a ``logit_bias`` dict: ``bias[i]`` at each id i, 0 elsewhere.
+
+    >>> bias_vector({1: 0.5}, 3).tolist()
+    [0.0, 0.5, 0.0]
+    """
+    vector = np.zeros(V, dtype=dtype)
+    ids = list(bias)
+    if ids:
+        token_mask(ids, V, "logit_bias")                  # the range check
+        vector[ids] = [bias[i] for i in ids]
+    return vector
+
+
+def banned_words_mask(hist, V, bad_words_ids, real=None):
+    """(R, T) ids -> (R, V) bool: the last tokens of the bad words whose other tokens end
+    the row's history (one-token bad words: in every row). ``real`` (R, T) bool marks the
+    real tokens (left padding): a prefix never matches padding.
+
+    >>> banned_words_mask(np.array([[5, 1], [1, 5]]), 6, [[2], [1, 4]]).tolist()
+    [[False, False, True, False, True, False], [False, False, True, False, False, False]]
+    """
+    R, T = hist.shape
+    banned = np.zeros((R, V), dtype=bool)
+    by_length = {}
+    for word in bad_words_ids:
+        by_length.setdefault(len(word), []).append(word)
+    for n, words in by_length.items():            # words with n - 1 prefix tokens at once
+        words = np.array(words, dtype=np.int64)                            # (W, n)
+        if n - 1 > T:
+            continue
+        tail = hist[:, T - n + 1:]                                          # (R, n-1)
+        match = (tail[:, None, :] == words[None, :, :-1]).all(axis=-1)      # (R, W)
+        if real is not None and n > 1:
+            match &= real[:, T - n + 1:].all(axis=1)[:, None]
+        rows, which = np.nonzero(match)
+        banned[rows, words[which, -1]] = True
+    return banned
+
+
+def _remove(x, banned):
+    """-inf where banned (broadcast against x), x elsewhere, in x's dtype."""
+    return np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
+
+
+def _forced(x, forced):
+    """0 where forced (V,), -inf elsewhere, shaped and typed like x."""
+    return np.where(forced, np.zeros_like(x), -np.inf).astype(x.dtype, copy=False)
+
+
 # ----------------------------------------------------------------------------- the chain
 SAMPLING_OPTIONS = ("repetition_penalty", "presence_penalty", "frequency_penalty",
                     "no_repeat_ngram_size", "temperature", "top_k", "top_p", "min_p",
-                    "typical_p", "epsilon_cutoff", "eta_cutoff", "min_tokens_to_keep")
+                    "typical_p", "epsilon_cutoff", "eta_cutoff", "min_tokens_to_keep",
+                    "logit_bias", "bad_words_ids", "suppress_tokens")
 
 
 def process(logits, ids=None, **options):
     """Apply the whole chain, in transformers' order, and return the processed logits.
 
-    ``repetition_penalty -> presence/frequency -> no_repeat_ngram -> temperature -> top_k
-    -> top_p -> min_p -> typical -> epsilon -> eta``. Options are keywords with the names,
-    defaults and checks of :class:`npgpt.GenerationConfig` (:data:`SAMPLING_OPTIONS`); one
-    at its neutral value (temperature 1, top_k None/0, top_p None/1, min_p None, typical_p
-    None/1, epsilon/eta None/0, penalties 1/0/0, no_repeat_ngram_size 0) skips its step.
-    ``ids`` (the history, prompt included) is needed by the three history transforms.
+    ``logit_bias -> repetition_penalty -> presence/frequency -> no_repeat_ngram -> bad_words
+    -> suppress_tokens -> temperature -> top_k -> top_p -> min_p -> typical -> epsilon ->
+    eta``. Options are keywords with the names, defaults and checks of
+    :class:`npgpt.GenerationConfig` (:data:`SAMPLING_OPTIONS`); one at its neutral value
+    (temperature 1, top_k None/0, top_p None/1, min_p None, typical_p None/1, epsilon/eta
+    None/0, penalties 1/0/0, no_repeat_ngram_size 0, logit_bias / bad_words_ids /
+    suppress_tokens None) skips its step. ``ids`` (the history, prompt included) is needed
+    by the three history transforms and by bad words longer than one token. The rules that
+    depend on the step (``min_new_tokens``, ``forced_eos_token_id``,
+    ``begin_suppress_tokens``) are ``generate``'s.
 
     >>> process(np.array([0.0, 1.0, 2.0]), temperature=0.5, top_k=2)
     array([-inf,   2.,   4.])
+    >>> process(np.array([0.0, 1.0, 2.0]), logit_bias={0: 5.0}, suppress_tokens=[2])
+    array([  5.,   1., -inf])
     """
     o = _options(options)
+    long_bad_words = o.bad_words_ids is not None and max(map(len, o.bad_words_ids)) > 1
     uses_history = (o.repetition_penalty != 1.0 or o.presence_penalty != 0.0
-                    or o.frequency_penalty != 0.0 or o.no_repeat_ngram_size)
+                    or o.frequency_penalty != 0.0 or o.no_repeat_ngram_size or long_bad_words)
     if uses_history and ids is None:
-        raise ValueError("repetition/presence/frequency penalties and no_repeat_ngram_size "
-                         "need ids (the history)")
+        raise ValueError("repetition/presence/frequency penalties, no_repeat_ngram_size and "
+                         "bad words of several tokens need ids (the history)")
     x = as_logits(logits)[0]
+    if o.logit_bias is not None:
+        x = logit_bias(x, o.logit_bias)
     if o.repetition_penalty != 1.0:
         x = repetition_penalty(x, ids, o.repetition_penalty)
     if o.presence_penalty != 0.0 or o.frequency_penalty != 0.0:
         x = presence_frequency_penalty(x, ids, o.presence_penalty, o.frequency_penalty)
     if o.no_repeat_ngram_size:
         x = no_repeat_ngram(x, ids, o.no_repeat_ngram_size)
+    if o.bad_words_ids is not None:
+        x = bad_words(x, np.zeros(0, dtype=np.int64) if ids is None else ids, o.bad_words_ids)
+    if o.suppress_tokens is not None:
+        x = suppress_tokens(x, o.suppress_tokens)
     return warp(x, o)
 
 
-def warp(x, o):
+def warp(x, o, check=True):
     """The warpers of the chain, in order, each skipped at its neutral value: temperature ->
     top_k -> top_p -> min_p -> typical -> epsilon -> eta. ``o`` holds the options as
-    attributes (a :class:`npgpt.GenerationConfig`).
+    attributes (a :class:`npgpt.GenerationConfig`). ``check=False``: x is known to be
+    valid logits (``generate`` checks each step's once), so no transform checks it again.
 
     >>> import npgpt
     >>> warp(np.array([0.0, 1.0, 2.0]), npgpt.GenerationConfig(top_k=1))
     array([-inf, -inf,   2.])
     """
+    m = o.min_tokens_to_keep
     if o.temperature != 1.0:
-        x = temperature(x, o.temperature)
+        x = temperature(x, o.temperature, check=check)
     if o.top_k:
-        x = top_k(x, o.top_k, o.min_tokens_to_keep)
+        x = top_k(x, o.top_k, m, check=check)
     if o.top_p is not None and o.top_p < 1.0:
-        x = top_p(x, o.top_p, o.min_tokens_to_keep)
+        x = top_p(x, o.top_p, m, check=check)
     if o.min_p is not None:
-        x = min_p(x, o.min_p, o.min_tokens_to_keep)
+        x = min_p(x, o.min_p, m, check=check)
     if o.typical_p is not None and o.typical_p < 1.0:
-        x = typical(x, o.typical_p, o.min_tokens_to_keep)
+        x = typical(x, o.typical_p, m, check=check)
     if o.epsilon_cutoff:
-        x = epsilon(x, o.epsilon_cutoff, o.min_tokens_to_keep)
+        x = epsilon(x, o.epsilon_cutoff, m, check=check)
     if o.eta_cutoff:
-        x = eta(x, o.eta_cutoff, o.min_tokens_to_keep)
+        x = eta(x, o.eta_cutoff, m, check=check)
     return x
+
+
+def warped_probs(x, o):
+    """softmax(warp(x, o)) for logits x (R, V) that ``generate`` has checked: what a
+    sampling step draws from, without checking x again.
+
+    >>> import npgpt
+    >>> warped_probs(np.array([[0.0, 1.0, 5.0]]), npgpt.GenerationConfig(top_k=2)).round(3)
+    array([[0.   , 0.018, 0.982]])
+    """
+    return softmax(warp(x, o, check=False), check=False)
 
 
 def _options(options):

@@ -56,7 +56,6 @@ PYTHON_NAMES = ("max_new_tokens", "min_new_tokens", "do_sample", "top_k", "top_p
     (["--frequency-penalty", "nan"], "--frequency-penalty"),
     (["--num-beams", "2", "--length-penalty", "nan"], "--length-penalty"),
     (["--min-new-tokens", "5", "--max-new-tokens", "3"], "--min-new-tokens (5) exceeds --max-new-tokens (3)"),
-    (["--num-beams", "3", "--do-sample"], "--do-sample with --num-beams"),
     (["--num-beams", "2", "--num-return-sequences", "3"], "--num-return-sequences"),
     (["--eos-token-id", "999"], "--eos-token-id 999 is out of range"),
     (["--eos-token-id", "1", "80"], "--eos-token-id 80 is out of range"),
@@ -323,6 +322,17 @@ def test_beam_search_prints_num_return_sequences_best_first(capsys, model_path):
     assert code == 0 and best.startswith("beam search, best 2 of 4 beams:")
     assert _candidates(best) == _candidates(every)[:2]
     assert best.splitlines()[1:] == every.splitlines()[1:5]
+
+
+def test_beam_sampling_prints_the_drawn_candidates_best_first_and_a_seed_repeats_them(capsys, model_path):
+    argv = ["generate", "--model", model_path, "--prompt", "ROMEO:", "--num-beams", "3", "--do-sample",
+            "--top-k", "5", "--max-new-tokens", "5", "--num-return-sequences", "3"]
+    code, first, err = run(capsys, *argv, "--seed", "1")
+    assert code == 0 and first.startswith("beam search, 3 beams:"), (code, err)
+    scores = _candidates(first)
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert run(capsys, *argv, "--seed", "1")[1] == first
+    assert any(run(capsys, *argv, "--seed", str(seed))[1] != first for seed in (2, 3, 4))   # it draws
 
 
 # ------------------------------------------------------- --version, python -m npgpt

@@ -196,7 +196,7 @@ def test_num_return_sequences_with_sampling_repeats_each_prompt():
     (dict(num_return_sequences=2), "needs do_sample=True"),
     (dict(min_new_tokens=9, max_new_tokens=3), "min_new_tokens \\(9\\) exceeds max_new_tokens \\(3\\)"),
     (dict(early_stopping="sometimes"), "early_stopping must be True, False or 'never', got 'sometimes'"),
-    (dict(num_beams=2, do_sample=True), "beam sampling"),
+    (dict(num_beams=2, do_sample=True, num_return_sequences=3), "num_return_sequences \\(3\\) must be <= num_beams"),
     (dict(do_sample=True, top_p=1.5), "top_p must be in \\(0, 1\\], got 1.5"),
     (dict(do_sample=True, temperature=-0.5), "temperature must be in \\[0, inf\\), got -0.5"),
     (dict(max_new_tokens=-1), "max_new_tokens must be a non-negative integer, got -1"),
@@ -211,12 +211,12 @@ def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message):
         generate(model, [[1, 2, 3]], **kwargs)
 
 
-def test_bad_ids_and_stream_with_beams_raise():
+def test_bad_ids_and_bad_beam_options_in_stream_raise():
     model = npgpt.GPT(tiny_config(), seed=0)
     with pytest.raises(ValueError, match="token ids out of range \\[0, 17\\): 40"):
         generate(model, [1, 40])
-    with pytest.raises(ValueError, match="beam search"):
-        next(stream(model, [1, 2], num_beams=2))
+    with pytest.raises(ValueError, match="num_return_sequences \\(3\\) must be <= num_beams \\(2\\)"):
+        next(stream(model, [1, 2], num_beams=2, num_return_sequences=3))
 
 
 def test_a_generator_seed_is_drawn_from_once_per_run_and_never_by_the_config():

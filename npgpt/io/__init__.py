@@ -70,7 +70,7 @@ def bundled_models() -> list:
     Examples
     --------
     >>> bundled_models()
-    ['shakespeare-char']
+    ['shakespeare-char', 'shakespeare-char-draft']
     """
     try:
         files = os.listdir(DATA_DIR)

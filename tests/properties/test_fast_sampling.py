@@ -94,3 +94,21 @@ def test_threaded_rows_give_the_single_thread_result_and_never_deadlock_when_nes
         _threads.MIN_ELEMENTS = old
     for a, b in zip(threads, single):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=40)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([7, 65, 5000]), st.integers(1, 3), st.booleans(),
+       st.sampled_from([0.7, 1.0, 1.3]), st.sampled_from([0, 1, 5, 40]), st.sampled_from([None, 0.5, 0.95]),
+       st.sampled_from([None, 0.05]), st.sampled_from([None, 0.9]), st.sampled_from([0.0, 3e-4]),
+       st.sampled_from([0.0, 3e-4]), st.integers(1, 3))
+def test_the_unchecked_chain_generate_runs_equals_the_checked_one(
+        seed, V, rows, ties, t, k, p, min_p, typical, eps, eta, keep):
+    """generate checks each step's logits once and then calls the warpers with check=False
+    (sampling.warped_probs): the same arrays as the checked chain, fast forms included."""
+    from npgpt import GenerationConfig
+    x = random_logits(seed, rows, V, ties)
+    o = GenerationConfig(temperature=t, top_k=k, top_p=p, min_p=min_p, typical_p=typical,
+                         epsilon_cutoff=eps, eta_cutoff=eta, min_tokens_to_keep=keep)
+    checked = S.warp(x, o)
+    np.testing.assert_array_equal(S.warp(x, o, check=False), checked)
+    np.testing.assert_array_equal(S.warped_probs(x, o), S.softmax(checked))

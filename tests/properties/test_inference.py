@@ -1,7 +1,9 @@
 """The inference forward (npgpt.inference, what generate, stream and beam search run) gives
 logits bit-identical to GPT.forward (the learner's gpt_forward): for any configuration and
 dtype, with and without left padding, over a whole sequence or its last position, and step
-by step through a KV cache, including the recomputed window past the context."""
+by step through a KV cache. Past the context, where each step reruns the window through
+``inference.last_logits`` (the last block for the last position only, so equal up to
+rounding), greedy generation picks the tokens of the model run on each window."""
 
 import numpy as np
 from hypothesis import given, settings

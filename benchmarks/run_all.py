@@ -24,7 +24,7 @@ README = os.path.join(os.path.dirname(HERE), "README.md")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 RUNS = [("bench_generate.py", []), ("bench_beam.py", []), ("bench_sampling.py", []),
         ("bench_train_step.py", []), ("bench_train_step.py", ["--gpt2"]), ("bench_scale.py", []),
-        ("bench_speculative.py", []), ("bench_tokenize.py", [])]
+        ("bench_speculative.py", []), ("bench_llama.py", []), ("bench_tokenize.py", [])]
 
 
 def run(script, args, quick):

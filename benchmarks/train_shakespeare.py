@@ -1,6 +1,8 @@
-"""The training targets, reproducible: nanoGPT's CPU "baby GPT" run and the bundled model.
+"""The training targets, reproducible: nanoGPT's CPU "baby GPT" run (and a Llama-style model of
+its size), and the bundled model.
 
     python benchmarks/train_shakespeare.py baby      # nanoGPT's CPU run: target val loss <= 1.88
+    python benchmarks/train_shakespeare.py baby-llama   # the same with the Llama-style block
     python benchmarks/train_shakespeare.py bundled   # the model shipped as "shakespeare-char"
     python benchmarks/train_shakespeare.py bundle    # runs/bundled -> npgpt/data (float16)
     python benchmarks/train_shakespeare.py draft     # the bundled model's draft for speculative decoding
@@ -41,6 +43,9 @@ RUNS = {
               "--weight-decay", "0.1", "--grad-clip", "1.0", "--eval-interval", "1000",
               "--eval-iters", "50"],
 }
+# the Llama-style block (RMSNorm, rotary positions, SwiGLU) with baby GPT's settings; its SwiGLU
+# width is chosen so that it has the GPT's parameter count (npgpt.train.matched_ffn_dim)
+RUNS["baby-llama"] = ["--arch", "llama"] + RUNS["baby"]
 BUNDLED = {"bundle": ("bundled", "shakespeare-char"), "bundle-draft": ("draft", "shakespeare-char-draft")}
 
 

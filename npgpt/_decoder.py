@@ -2,9 +2,9 @@
 chosen from. Used by ``npgpt.generate`` and ``npgpt.beam_search``.
 
 While a row's tokens fit in the context, each step feeds only the new token: the keys and
-values of the earlier ones wait in a KV cache. Past ``context_length`` the model's learned
-absolute positions rule a sliding cache out (every token's position changes when the window
-moves), and ``GenerationConfig.context_overflow`` chooses what the model sees:
+values of the earlier ones wait in a KV cache. Past ``context_length`` learned absolute
+positions rule a sliding cache out (every token's position changes when the window moves),
+and ``GenerationConfig.context_overflow`` chooses what the model sees:
 
 - ``"exact"`` (default): the last ``context_length`` tokens, as nanoGPT's loop crops them, at
   positions 0..context_length-1; each step recomputes that window
@@ -15,6 +15,18 @@ moves), and ``GenerationConfig.context_overflow`` chooses what the model sees:
   step stays close to one cached step, but the model sees between half a context and a whole
   one of history, not always a whole one, so its predictions are an approximation of the
   exact mode's (``benchmarks/measure_chunk_loss.py`` measures the loss it costs).
+- ``"slide"`` (rotary positions only, ``config.positions == "rope"``): one KV cache of
+  ``context_length`` slots for the whole run. When it is full, the oldest slot is dropped
+  before each new token (:meth:`npgpt.model.KVCache.drop_oldest`), so the new token attends
+  to the last ``context_length - 1`` cached tokens and itself: the same ``context_length``
+  tokens as exact mode, for the cost of a cached step (plus moving the cache by one slot).
+  Position ids keep counting past ``context_length``; a rotary model has no position table,
+  and its attention scores depend only on the distance between query and key, so the
+  positions that moved on do not matter. It is still an approximation: a cached key or
+  value of layer 2 and up was computed when its token could see tokens that have left the
+  window since, whereas exact mode recomputes every layer from the window alone. With one
+  layer the two agree (up to rounding, ``tests/test_slide.py``); deeper, they differ
+  (``benchmarks/slide_loss.py`` measures the loss it costs).
 
 Rows are independent either way: a left-padded row sees the same tokens as alone.
 
@@ -29,15 +41,40 @@ from . import inference
 from .model import positions_and_mask
 from .nn.attention import causal_mask
 
+OVERFLOW_MODES = ("exact", "chunk", "slide")
+
+
+def check_overflow(config, overflow):
+    """A ValueError unless ``overflow`` is a context-overflow mode the model of ``config`` can
+    use: ``"slide"`` needs rotary positions, as a learned position table has no row past
+    ``context_length``.
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> check_overflow(npgpt.GPTConfig(vocab_size=10, context_length=4, d_model=8, num_heads=2,
+    ...                                num_layers=1), "slide")
+    Traceback (most recent call last):
+    ...
+    ValueError: context_overflow='slide' needs rotary positions (config.positions='rope'); this model has config.positions='learned' (use 'exact' or 'chunk')
+    """
+    if overflow not in OVERFLOW_MODES:
+        raise ValueError(f"context_overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
+    if overflow == "slide" and config.positions != "rope":
+        raise ValueError(f"context_overflow='slide' needs rotary positions (config.positions="
+                         f"'rope'); this model has config.positions={config.positions!r} "
+                         f"(use 'exact' or 'chunk')")
+
 
 class Decoder:
     """Holds every row's tokens and feeds them to the model (see the module doc).
 
     ``seq`` (R, width) holds every row's tokens, ``length`` columns filled; ``mask`` (R, width)
     bool marks real tokens (None: no padding). The buffers grow as tokens come (doubling), so
-    memory follows the tokens produced, not ``max_new_tokens``. ``overflow`` is ``"exact"`` or
-    ``"chunk"``; in chunk mode ``start`` (R,) is the column where each row's chunk begins and
-    ``count`` (R,) the real tokens in it.
+    memory follows the tokens produced, not ``max_new_tokens``. ``overflow`` is ``"exact"``,
+    ``"chunk"`` or ``"slide"``; in chunk mode ``start`` (R,) is the column where each row's
+    chunk begins and ``count`` (R,) the real tokens in it; in slide mode the cache holds the
+    last (up to) ``context_length`` columns.
 
     Examples
     --------
@@ -52,16 +89,28 @@ class Decoder:
     ...     logits = decoder.step()
     >>> decoder.start.tolist(), decoder.count.tolist()     # restarted at the newest 2 of 5
     ([3], [2])
+
+    Slide mode, on a rotary model: the cache keeps the last 4 tokens, positions go on.
+
+    >>> rotary = npgpt.GPT(model.config.replace(norm="rmsnorm", positions="rope", mlp="swiglu"))
+    >>> decoder = Decoder(rotary, np.array([[1, 2, 3]]), None, max_new=4, pad=0, overflow="slide")
+    >>> _ = decoder.first()
+    >>> for token in (4, 5, 6):
+    ...     decoder.append(np.array([token]))
+    ...     _ = decoder.step()
+    >>> decoder.cache.length, decoder.cache.next_position.tolist()
+    (4, [6])
     """
 
     def __init__(self, model, seq, mask, max_new, pad, overflow="exact"):
+        check_overflow(model.config, overflow)
         self.model, self.length, self.pad = model, seq.shape[1], pad
         self.weights = inference.weights(model.params, model.config)   # looked up once
         self.seq, self.mask = seq, mask
         self._make_room(min(max_new, 256))
         self.C = C = model.config.context_length
         self.final_length = self.length + max_new - 1   # the length when the last step runs
-        self.chunk = overflow == "chunk"
+        self.chunk, self.slide = overflow == "chunk", overflow == "slide"
         real = np.full(len(seq), self.length) if mask is None else mask.sum(axis=1)   # (R,)
         if self.chunk:
             self.count = np.minimum(real, C)          # each row's last real tokens that fit
@@ -69,7 +118,9 @@ class Decoder:
             self.keep = max(1, C // 2)
         room = C - int(real.max())                    # new tokens whose positions still fit
         self.cache = None
-        if not self.chunk and self.length <= C and room > 0 and max_new > 1:
+        if self.slide:                                # every column fed, at most C at a time
+            self.cache = model.new_cache(len(seq), capacity=min(C, max(self.length, self.final_length)))
+        elif not self.chunk and self.length <= C and room > 0 and max_new > 1:
             self.cache = model.new_cache(len(seq), capacity=self.length + min(max_new - 1, room))
         self._window_mask = None
 
@@ -94,6 +145,9 @@ class Decoder:
         """Logits (R, V) after the prompt."""
         if self.chunk:
             return self._encode()
+        if self.slide:                                # the last C columns at positions from 0
+            lo = max(0, self.length - self.C)
+            return self._run(lo, self.cache, self._real(lo))
         if self.cache is None:
             return self._window()
         return self._run(0, self.cache, self._real(0))
@@ -108,6 +162,10 @@ class Decoder:
                 self.count[full] = self.keep
                 return self._encode()
             return self._run(self.length - 1, cache, None)
+        if self.slide:
+            if cache.length == cache.capacity:
+                cache.drop_oldest(1)                  # keep the last C - 1: with the new one, C
+            return self._run(self.length - 1, cache, self._real(self.length - 1))
         if cache is not None and cache.length < cache.capacity:
             return self._run(self.length - 1, cache, self._real(self.length - 1))
         self.cache = None

@@ -688,7 +688,7 @@ def _bench(args) -> int:
 _MODEL_FLAGS = {"layers": ("num_layers", 4), "heads": ("num_heads", 4), "d_model": ("d_model", 128),
                 "context": ("context_length", 64), "residual": ("residual", "pre_norm"),
                 "gelu": ("gelu", "exact"), "tie_embeddings": ("tie_embeddings", False),
-                "dropout": ("dropout", 0.0)}
+                "dropout": ("dropout", 0.0), "kv_heads": ("num_kv_heads", None)}
 _OPTIMISER_FLAGS = {"batch_size": ("batch_size", 12), "lr": ("lr", 1e-3), "min_lr": ("min_lr", 1e-4),
                     "warmup": ("warmup", 100), "weight_decay": ("weight_decay", 0.1),
                     "beta2": ("beta2", 0.99), "grad_clip": ("grad_clip", 1.0),
@@ -788,7 +788,9 @@ def _train_option_error(err: Exception) -> CLIError:
     """A GPTConfig / TrainConfig error worded with the training flags."""
     message = str(err)
     for flag, (field, _) in _MODEL_FLAGS.items():
-        if field != flag:                          # context_length -> --context, ...
+        if field != flag and "_" in flag:          # num_kv_heads -> kv_heads: _option_error's --kv-heads
+            message = re.sub(rf"\b{field}\b", flag, message)
+        elif field != flag:                        # context_length -> --context, ...
             message = re.sub(rf"\b{field}=(?=\S)", f"--{flag} ", message)
             message = re.sub(rf"\b{field}\b", f"--{flag}", message)
     return _option_error(ValueError(message), "train")
@@ -806,8 +808,6 @@ def _physical_memory():
 def _check_memory(cfg, batch_size: int) -> None:
     """Refuse, naming the flag to lower, sizes whose training would not fit in the machine's
     memory (before anything is allocated)."""
-    import types
-
     from .train import training_memory
 
     limit = _physical_memory()
@@ -820,9 +820,11 @@ def _check_memory(cfg, batch_size: int) -> None:
     for flag, value in sizes.items():             # what each size back at its default would need
         default = {**_MODEL_FLAGS, **_OPTIMISER_FLAGS}[flag][1]
         if value > default:
-            fields = {**cfg.to_dict(), **({} if flag == "batch_size" else {_MODEL_FLAGS[flag][0]: default})}
-            relief[flag] = training_memory(types.SimpleNamespace(**fields),
-                                           default if flag == "batch_size" else batch_size)
+            try:
+                smaller = cfg if flag == "batch_size" else cfg.replace(**{_MODEL_FLAGS[flag][0]: default})
+            except ValueError:                    # e.g. --heads that do not divide the default width
+                continue
+            relief[flag] = training_memory(smaller, default if flag == "batch_size" else batch_size)
     gib = f"about {need / 2**30:,.0f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB"
     if not relief:
         raise CLIError(f"training this model would need {gib}")
@@ -839,12 +841,29 @@ def _given(args, flags: dict) -> dict:
 def _new_state(args, text: str):
     from . import GPT, GPTConfig
     from .tokenizers import CharTokenizer
-    from .train import TrainConfig, TrainState
+    from .train import TrainConfig, TrainState, model_config
 
     tokenizer = CharTokenizer.from_text(text)
     steps = _DEFAULT_STEPS if args.steps is None else args.steps
+    arch = args.arch or "gpt"
+    if arch != "llama":
+        for flag in ("kv_heads",):                # the Llama-only flags
+            if getattr(args, flag) is not None:
+                raise CLIError(f"--{flag.replace('_', '-')} needs --arch llama")
+    fields = _given(args, _MODEL_FLAGS)
+    kv_heads = fields.pop("num_kv_heads")
+    if arch == "llama":                           # GPT-only flags, refused by name
+        for flag, value in (("dropout", fields["dropout"] > 0 and fields["dropout"]),
+                            ("gelu", args.gelu), ("residual", fields["residual"] != "pre_norm"
+                                                  and fields["residual"])):
+            if value:
+                what = {"dropout": "dropout", "gelu": "GELU (its MLP is SwiGLU)",
+                        "residual": "other residual layout (it is pre-norm)"}[flag]
+                raise CLIError(f"--{flag} {value} is a GPT setting: the Llama-style block "
+                               f"(--arch llama) has no {what}")
     try:
-        cfg = GPTConfig(vocab_size=tokenizer.vocab_size, **_given(args, _MODEL_FLAGS))
+        cfg = model_config(arch, GPTConfig(vocab_size=tokenizer.vocab_size, **fields),
+                           num_kv_heads=kv_heads)
         tc = TrainConfig(steps=steps, **_given(args, _OPTIMISER_FLAGS))
     except ValueError as err:
         raise _train_option_error(err) from None
@@ -857,7 +876,7 @@ def _new_state(args, text: str):
 def _resumed_state(args, ckpt_path: str):
     import dataclasses
 
-    from .train import load_checkpoint
+    from .train import architecture, load_checkpoint
 
     if not os.path.exists(ckpt_path):
         raise CLIError(f"--resume: no checkpoint at {ckpt_path!r}")
@@ -865,6 +884,10 @@ def _resumed_state(args, ckpt_path: str):
         state = load_checkpoint(ckpt_path)
     except ValueError as err:
         raise CLIError(f"--resume: {err}") from None
+    saved_arch = architecture(state.model.config)
+    if args.arch is not None and args.arch != saved_arch:
+        raise CLIError(f"--resume: --arch {args.arch} contradicts the checkpoint's {saved_arch} "
+                       f"(a resumed run keeps its settings; only --steps may change)")
     for flags, config in ((_MODEL_FLAGS, state.model.config), (_OPTIMISER_FLAGS, state.train_config)):
         for flag, (field, _) in flags.items():
             given, saved = getattr(args, flag), getattr(config, field)
@@ -898,6 +921,27 @@ def _split_data(state, name: str, text: str):
     return ids, train_data, val_data
 
 
+def _describe_model(cfg) -> str:
+    """The architecture in a few words: "GPT" or "Llama-style (RMSNorm, rotary, SwiGLU F 352)"."""
+    from .train import architecture
+
+    if architecture(cfg) == "gpt":
+        return "GPT"
+    kv = f", {cfg.kv_heads} key/value heads" if cfg.kv_heads != cfg.num_heads else ""
+    return f"Llama-style (RMSNorm, rotary positions, SwiGLU width {cfg.ffn_size}{kv})"
+
+
+def _gpt_count(cfg) -> str:
+    """For a Llama-style config, the parameter count of the GPT of the same sizes."""
+    from .train import architecture, num_parameters
+
+    if architecture(cfg) == "gpt":
+        return ""
+    gpt = cfg.replace(norm="layernorm", positions="learned", mlp="gelu", output_bias=True,
+                      num_kv_heads=None, ffn_dim=None)
+    return f" (the GPT of these sizes: {num_parameters(gpt):,})"
+
+
 def _interrupted(err, ckpt_path: str) -> str:
     """What an interrupted run says it left behind."""
     if err.step is None:
@@ -923,8 +967,9 @@ def _train(args) -> int:
     tc, cfg = state.train_config, state.model.config
     header = [f"data: {name}, {len(ids):,} tokens ({len(train_data):,} train / {len(val_data):,} val), "
               f"vocabulary {cfg.vocab_size}",
-              f"model: {cfg.num_layers} layers, {cfg.num_heads} heads, d_model {cfg.d_model}, "
-              f"context {cfg.context_length}, {state.model.num_parameters():,} parameters"]
+              f"model: {_describe_model(cfg)}, {cfg.num_layers} layers, {cfg.num_heads} heads, "
+              f"d_model {cfg.d_model}, context {cfg.context_length}, "
+              f"{state.model.num_parameters():,} parameters{_gpt_count(cfg)}"]
     if args.resume:
         header.append(f"resuming from {ckpt_path} at step {state.step}")
     if tc.steps <= tc.warmup:
@@ -1040,10 +1085,12 @@ _COMMANDS = (
                  help="tokens the draft proposes in its first round; later rounds propose 2 more "
                       "after all were accepted, 1 fewer after a rejection, and stop early at a "
                       "token the draft doubts (default: 4)"),
-            _arg("--context-overflow", choices=["exact", "chunk"], default="exact",
+            _arg("--context-overflow", choices=["exact", "chunk", "slide"], default="exact",
                  help="past the model's context length: exact re-encodes the last context-length "
                       "tokens at every step (as nanoGPT); chunk, each time the window fills, drops "
-                      "its oldest half and re-encodes the rest once: faster, approximate")),
+                      "its oldest half and re-encodes the rest once: faster, approximate; slide "
+                      "(rotary-positions models only) keeps the KV cache, dropping its oldest "
+                      "token each step: fastest, approximate past one layer")),
         handler=_generate),
     _Command(
         name="inspect", help="the next-token distribution and what each strategy does with it",
@@ -1084,14 +1131,22 @@ _COMMANDS = (
         handler=_bench),
     _Command(
         name="train", help="train a character-level model on a text file",
-        description="Train a character-level GPT (defaults: nanoGPT's CPU 'baby GPT').",
+        description="Train a character-level GPT (defaults: nanoGPT's CPU 'baby GPT') or a "
+                    "Llama-style model of the same parameter count (--arch llama).",
         examples=("npgpt train                                   # on Python's own pydoc texts",
                   "npgpt train --data input.txt --out run1 --steps 2000",
+                  "npgpt train --data input.txt --out run2 --arch llama   # RMSNorm, rotary, SwiGLU",
                   "npgpt train --data input.txt --out run1 --resume   # continue a run"),
         footer="then: npgpt.load('run1/model.safetensors')",
         arguments=(
             _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),
             _arg("--out", default="out", help="output folder (default: out); one run at a time"),
+            _arg("--arch", choices=["gpt", "llama"],
+                 help="gpt: GPT-2's block; llama: RMSNorm, rotary positions, SwiGLU (its width "
+                      "chosen for the GPT's parameter count), no output bias (default: gpt)"),
+            _arg("--kv-heads", type=_POSITIVE_INT,
+                 help="--arch llama: key/value heads of grouped-query attention, dividing "
+                      "--heads (default: as many as --heads)"),
             _arg("--layers", type=_POSITIVE_INT, help=f"transformer blocks {_default('layers')}"),
             _arg("--heads", type=_POSITIVE_INT, help=f"attention heads {_default('heads')}"),
             _arg("--d-model", type=_POSITIVE_INT, help=f"width of the token vectors {_default('d_model')}"),

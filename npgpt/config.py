@@ -1,13 +1,19 @@
 """GPTConfig: the shape and the choices of a GPT model, checked once on construction.
 
 Shape legend used across npgpt: B batch, T time (tokens), C = d_model, H = num_heads,
-D = C / H (head size), V = vocab_size, F = 4 C (feed-forward width), L = num_layers.
+D = C / H (head size, or ``head_dim``), Hkv = num_kv_heads, V = vocab_size, F = 4 C (or
+``ffn_dim``, the feed-forward width), L = num_layers.
+
+The defaults are GPT (GPT-2, the seed). Three switches make the Llama-family block:
+``norm="rmsnorm"``, ``positions="rope"`` (rotary positions, grouped-query attention with
+``num_kv_heads``) and ``mlp="swiglu"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -15,6 +21,11 @@ import numpy as np
 
 GELU_KINDS = ("exact", "tanh")
 RESIDUAL_KINDS = ("pre_norm", "seed")
+NORM_KINDS = ("layernorm", "rmsnorm")
+POSITION_KINDS = ("learned", "rope")
+MLP_KINDS = ("gelu", "swiglu")
+ROPE_LAYOUTS = ("half", "interleaved")
+ROPE_TYPES = ("default", "linear", "llama3")
 
 
 def positive_int(value, name: str) -> int:
@@ -65,13 +76,55 @@ class GPTConfig:
     output_bias : bool
         The output projection has a bias (the seed's ``nn.Linear`` does; GPT-2's lm_head does not).
     layer_norm_eps : float
-        ε added to the variance in every LayerNorm.
+        ε of every normalisation: added to the variance in a LayerNorm, to the mean square in
+        an RMSNorm (Hugging Face's ``rms_norm_eps``; one field, as a model has one kind).
+    norm : {"layernorm", "rmsnorm"}
+        LayerNorm (weight and bias: ``ln1``, ``ln2``, ``ln_final``) or RMSNorm (weight only:
+        ``norm1``, ``norm2``, ``norm_final``), x / sqrt(mean(x²) + ε) · g.
+    positions : {"learned", "rope"}
+        ``"learned"``: a position table ``position_encoding.weight`` added to the token
+        vectors, and GPT's attention (``attn.in_proj_weight``, with biases). ``"rope"``: no
+        table; queries and keys are rotated by their position (:mod:`npgpt.nn.rope`) in
+        grouped-query attention (``attn.q_proj``, ``k_proj``, ``v_proj``, ``o_proj``,
+        :mod:`npgpt.nn.gqa`), as in Llama, Qwen2 and Mistral.
+    mlp : {"gelu", "swiglu"}
+        ``"gelu"``: ffn.2(gelu(ffn.0(x))) with biases. ``"swiglu"``: down(silu(gate(x)) · up(x))
+        without biases (``mlp.gate``, ``mlp.up``, ``mlp.down``).
+    num_kv_heads : int or None
+        Hkv, key/value heads of rotary attention; must divide ``num_heads``. None: num_heads.
+    head_dim : int or None
+        D, the size of a head in rotary attention (even). None: d_model // num_heads.
+    attention_bias : bool
+        Rotary attention's q, k and v projections have biases (Qwen2); o_proj never has one.
+        GPT's attention (learned positions) always has its biases, so it must stay False there.
+    ffn_dim : int or None
+        F, the feed-forward width (Hugging Face's ``intermediate_size``). None: 4 · d_model.
+    rope_theta : float
+        The base of the rotary frequencies, θ_i = rope_theta^(-2i/D).
+    rope_scaling : dict or None
+        ``{"rope_type": "linear" | "llama3" | "default", ...}`` as in a Hugging Face config
+        (see :func:`npgpt.nn.rope.rope_frequencies`).
+    rope_layout : {"half", "interleaved"}
+        Which channels rotate together: (i, i + D/2) as transformers, or (2i, 2i + 1).
+
+    Learned positions need the GPT settings of the three rotary-only fields (num_kv_heads,
+    head_dim None or their defaults, attention_bias False); dropout (training mode) exists
+    only in GPT's attention and GELU MLP, so ``dropout > 0`` needs learned positions and
+    ``mlp="gelu"``.
 
     Examples
     --------
     >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
-    >>> cfg.head_size
-    32
+    >>> cfg.head_size, cfg.kv_heads, cfg.ffn_size
+    (32, 4, 512)
+    >>> llama = cfg.replace(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=2,
+    ...                     ffn_dim=344, output_bias=False)
+    >>> llama.kv_heads, llama.ffn_size
+    (2, 344)
+    >>> cfg.replace(num_kv_heads=3, positions="rope")
+    Traceback (most recent call last):
+        ...
+    ValueError: num_kv_heads must divide num_heads, got num_kv_heads=3 and num_heads=4
     """
 
     vocab_size: int
@@ -85,6 +138,16 @@ class GPTConfig:
     tie_embeddings: bool = False
     output_bias: bool = True
     layer_norm_eps: float = 1e-5
+    norm: str = "layernorm"
+    positions: str = "learned"
+    mlp: str = "gelu"
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    attention_bias: bool = False
+    ffn_dim: int | None = None
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None
+    rope_layout: str = "half"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "num_heads", "num_layers"):
@@ -107,11 +170,67 @@ class GPTConfig:
         if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
                 or not (0.0 < eps < 1.0)):
             raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
+        self._check_llama_fields()
+
+    def _check_llama_fields(self) -> None:
+        """The switches of the Llama-family block (see the class doc), each a ValueError."""
+        for name, kinds in (("norm", NORM_KINDS), ("positions", POSITION_KINDS),
+                            ("mlp", MLP_KINDS), ("rope_layout", ROPE_LAYOUTS)):
+            if getattr(self, name) not in kinds:
+                raise ValueError(f"{name} must be one of {kinds}, got {getattr(self, name)!r}")
+        for name in ("num_kv_heads", "head_dim", "ffn_dim"):
+            if getattr(self, name) is not None:
+                positive_int(getattr(self, name), name)
+        if not isinstance(self.attention_bias, bool):
+            raise ValueError(f"attention_bias must be True or False, got {self.attention_bias!r}")
+        if self.num_heads % self.kv_heads:
+            raise ValueError(f"num_kv_heads must divide num_heads, got num_kv_heads="
+                             f"{self.num_kv_heads} and num_heads={self.num_heads}")
+        theta = self.rope_theta
+        if (isinstance(theta, bool) or not isinstance(theta, numbers.Real)
+                or not (0 < theta < 1e300) or not math.isfinite(theta)):
+            raise ValueError(f"rope_theta must be a positive finite number, got {theta!r}")
+        scaling = self.rope_scaling
+        if scaling is not None:
+            if not isinstance(scaling, dict):
+                raise ValueError(f"rope_scaling must be a dict or None, got {scaling!r}")
+            if scaling.get("rope_type") not in ROPE_TYPES:
+                raise ValueError(f"rope_scaling's rope_type must be one of {ROPE_TYPES}, got "
+                                 f"{scaling.get('rope_type')!r}")
+            object.__setattr__(self, "rope_scaling", dict(scaling))   # a copy: the config is frozen
+        if self.positions == "rope":
+            if self.head_size % 2:
+                raise ValueError(f"head_dim must be even for rotary positions, got {self.head_size}")
+            if scaling is not None:
+                from .nn.rope import rope_frequencies          # checks the scaling's numbers
+                rope_frequencies(self.head_size, float(theta), self.rope_scaling)
+        else:
+            for name, default in (("num_kv_heads", self.num_heads),
+                                  ("head_dim", self.d_model // self.num_heads)):
+                if getattr(self, name) not in (None, default):
+                    raise ValueError(f"{name}={getattr(self, name)!r} needs positions='rope' (GPT's "
+                                     f"attention has {name}={default})")
+            if self.attention_bias:
+                raise ValueError("attention_bias=True needs positions='rope' (GPT's attention "
+                                 "always has its biases)")
+        if self.dropout > 0 and (self.positions == "rope" or self.mlp == "swiglu"):
+            raise ValueError(f"dropout={self.dropout!r} needs positions='learned' and mlp='gelu' "
+                             f"(rotary attention and SwiGLU have no dropout)")
 
     @property
     def head_size(self) -> int:
-        """D = d_model / num_heads."""
-        return self.d_model // self.num_heads
+        """D = head_dim, or d_model / num_heads when it is None."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Hkv = num_kv_heads, or num_heads when it is None."""
+        return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+    @property
+    def ffn_size(self) -> int:
+        """F = ffn_dim, or 4 · d_model when it is None."""
+        return self.ffn_dim if self.ffn_dim is not None else 4 * self.d_model
 
     def to_dict(self) -> dict:
         """The fields as a plain dict (JSON-serialisable).
@@ -156,8 +275,8 @@ class GPTConfig:
         Examples
         --------
         >>> cfg = GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
-        >>> cfg.to_json()[:53]
-        '{"context_length": 64, "d_model": 128, "dropout": 0.0'
+        >>> cfg.to_json()[:57]
+        '{"attention_bias": false, "context_length": 64, "d_model"'
         >>> GPTConfig.from_dict(json.loads(cfg.to_json())) == cfg
         True
         """

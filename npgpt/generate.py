@@ -13,7 +13,9 @@ Context window: the model only has ``context_length`` position embeddings (learn
 positions), so, like nanoGPT, it always sees the last ``context_length`` tokens. While the
 prompt plus the new tokens fit, the KV cache is used; once they would not, a cache cannot
 slide (every cached key was computed at a position that would have to shift), so each later
-step recomputes the forward pass on the window of the last ``context_length`` tokens.
+step recomputes the forward pass on the window of the last ``context_length`` tokens. A
+rotary-positions model may slide its cache instead (``context_overflow="slide"``, an
+approximation; ``npgpt._decoder`` says what each mode computes).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from . import sampling
 from ._checks import check_option
-from ._decoder import Decoder, check_logits
+from ._decoder import OVERFLOW_MODES, Decoder, check_logits, check_overflow
 from .model import _as_ids, _as_mask
 
 __all__ = ["GenerationConfig", "GenerateOutput", "generate", "stream"]
@@ -78,7 +80,12 @@ class GenerationConfig:
     context_overflow : ``"exact"`` (default: past ``context_length`` the model sees the
         last ``context_length`` tokens, as nanoGPT) or ``"chunk"`` (when the window fills,
         drop its oldest half and re-encode the rest once, then decode with the cache again:
-        much faster, an approximation).
+        much faster, an approximation) or ``"slide"`` (rotary positions only: keep decoding
+        with the cache, dropping its oldest token each step so that it holds the last
+        ``context_length - 1`` and positions go on counting; one cached step a token, an
+        approximation: past the first layer the cached keys and values were computed from
+        tokens that have left the window since). A model with learned positions refuses
+        ``"slide"`` (a ValueError naming ``config.positions``).
 
     Examples
     --------
@@ -152,8 +159,9 @@ class GenerationConfig:
             raise ValueError(f"early_stopping must be True, False or 'never', got {es!r}")
         object.__setattr__(self, "early_stopping", es if es == "never" else bool(es))
         _check_seed(self.seed)
-        if self.context_overflow not in ("exact", "chunk"):
-            raise ValueError(f"context_overflow must be 'exact' or 'chunk', got {self.context_overflow!r}")
+        if self.context_overflow not in OVERFLOW_MODES:
+            raise ValueError(f"context_overflow must be 'exact', 'chunk' or 'slide', got "
+                             f"{self.context_overflow!r}")
         if self.draft_schedule not in ("heuristic", "constant"):
             raise ValueError(f"draft_schedule must be 'heuristic' or 'constant', got {self.draft_schedule!r}")
         confidence = self.draft_confidence
@@ -345,8 +353,10 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
     Every mode applies the processors (penalties, ``bad_words_ids``, ``suppress_tokens``,
     ``logit_bias``, ...) in transformers' order, ends a row at EOS or at a stop string
     (``stop_strings``), and past the model's context either reruns the window of the last
-    ``context_length`` tokens each step (``context_overflow="exact"``, the default) or drops
-    the oldest half and re-encodes the rest once (``"chunk"``, an approximation).
+    ``context_length`` tokens each step (``context_overflow="exact"``, the default), drops
+    the oldest half and re-encodes the rest once (``"chunk"``, an approximation) or, for a
+    rotary-positions model, slides its KV cache, dropping the oldest token each step
+    (``"slide"``, an approximation past one layer).
 
     Parameters
     ----------
@@ -453,6 +463,7 @@ class _Run:
         if callback is not None and not callable(callback):
             raise ValueError(f"callback must be callable, got {callback!r}")
         self.model, self.config, self.callback, self.V = model, config, callback, cfg.vocab_size
+        check_overflow(cfg, config.context_overflow)
         self.prompt, self.real = _prompts(model, ids, attention_mask)
         c, V = config, self.V
         masks = {name: sampling.token_mask(getattr(c, name), V, name) for name in _TOKEN_ID_OPTIONS

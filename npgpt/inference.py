@@ -6,16 +6,24 @@ the cache its backward pass needs, every step a fresh array. Generating text, th
 a decode step of a small model spends most of its time in NumPy's per-call overhead, and a
 1,000-token prompt keeps every layer's attention map alive until the logits are out. Here:
 
-- each layer's weights are looked up once per ``generate()`` call (:func:`weights`), not once
-  per token, and a step checks nothing (``generate`` checked the prompts once);
+- each layer's weights are looked up, transposed for ``x @ W``, once per ``generate()``
+  call (:func:`weights`), not once per token, and a step checks nothing (``generate``
+  checked the prompts once);
 - activations stay 2-D, (B·T, C), and are updated in place where ``gpt_forward`` makes a new
-  array (the residual sums, LayerNorm's steps, GELU) — the same operations in the same order,
-  so :func:`forward`'s logits are bit-identical to ``GPT.forward``'s
+  array (the residual sums, the norms' steps, GELU, SiLU, the rotary turn of q and k) — the
+  same operations in the same order, so :func:`forward`'s logits are bit-identical to
+  ``GPT.forward``'s, for GPT's block and the Llama family's alike
   (``tests/properties/test_inference.py`` proves it over configurations, dtypes, padding and
-  caches);
+  caches; ``tests/test_llama_inference.py`` checks the Llama family's mixes);
+- rotary positions: the cos/sin tables of the tokens' positions are made once per call, for
+  every block;
+- grouped-query attention never copies a key/value head: the G = H / Hkv query heads of a
+  group are stacked along the token axis, (B, H, T, D) -> (B, Hkv, G·T, D), and multiplied
+  with their one kv head; the KV cache holds the Hkv heads only;
 - nothing is kept for a backward pass: memory follows the layer being computed;
-- on a long prompt the elementwise steps (LayerNorm, the softmax, GELU) run on both cores,
-  each thread on its own rows (``npgpt._threads``), as BLAS does for the matrix products.
+- on a long prompt the elementwise steps (the norms, the softmax, the activations) run on
+  both cores, each thread on its own rows (``npgpt._threads``), as BLAS does for the matrix
+  products.
 
 Past the context, every step reruns a whole window of ``context_length`` tokens for the
 logits of its last position alone; :func:`last_logits` computes the last block for that one
@@ -24,7 +32,8 @@ A one-row matrix product may sum in another order than the same row of a larger 
 logits equal ``GPT.forward``'s up to rounding, not bit for bit
 (``tests/test_context_overflow.py``).
 
-Shapes: ids (B, T); x (N, C) with N = B·T; H heads of size D = C / H; V vocabulary.
+Shapes: ids (B, T); x (N, C) with N = B·T; H query heads and Hkv key/value heads of size D
+(GPT: Hkv = H, D = C / H), G = H / Hkv; F the feed-forward width; V vocabulary.
 """
 
 from __future__ import annotations
@@ -34,18 +43,31 @@ import math
 import numpy as np
 
 from ._threads import by_rows
+from .model import rope_inv_freq
 from .nn.attention import causal_mask
+from .nn.block import norm_names
 from .nn.erf import erf
 from .nn.layers import SQRT_2, SQRT_2_OVER_PI
+from .nn.rope import rope_tables
 
 _add_reduce = np.add.reduce
 
 
 def weights(params, config):
-    """The parameters in the order :func:`forward` uses them: per block (ln1 weight and bias,
-    the q/k/v projection transposed and its bias, the output projection transposed and its
-    bias, ln2, the two feed-forward layers transposed), then the tables, the final
-    LayerNorm, the output projection transposed and its bias (or None).
+    """The parameters in the order :func:`forward` uses them, each matrix transposed to
+    (in, out) for ``x @ W`` — views of ``params``, nothing copied.
+
+    Per block a dict: ``norm1`` and ``norm2`` (weight, bias), the bias None for RMSNorm;
+    ``qkv``, the q/k/v projection as a list of (W, bias) pairs: GPT's one stacked
+    ``in_proj_weight``, (C, 3C), or the Llama family's q, k and v, (C, H·D), (C, Hkv·D),
+    (C, Hkv·D), their biases None without ``attention_bias``; ``out`` (W, bias) the output
+    projection; ``mlp`` GELU's (W_fc, b_fc, W_proj, b_proj) or SwiGLU's (W_gate, W_up,
+    W_down). Then the token table, the position table (None with rotary positions) and the
+    rotary frequencies (else None), the final norm, the output projection and its bias.
+
+    The Llama family's q/k/v (and gate/up) stay three (two) products: stacking them into one
+    matrix would copy those weights (270 MB for SmolLM2-135M) on every ``generate()`` call,
+    and at batch 1 reading a matrix costs the same in one product or in three.
 
     Examples
     --------
@@ -53,30 +75,53 @@ def weights(params, config):
     >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
     ...                                   num_heads=2, num_layers=1))
     >>> w = weights(model.params, model.config)
-    >>> len(w["blocks"]), w["blocks"][0][2].shape                 # W_qkvᵀ: (C, 3C)
+    >>> len(w["blocks"]), w["blocks"][0]["qkv"][0][0].shape       # W_qkvᵀ: (C, 3C)
     (1, (16, 48))
+
+    Llama's block, 4 query heads sharing 2 key/value heads of size 4, SwiGLU of width 40:
+
+    >>> llama = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=4,
+    ...                                   num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                                   num_kv_heads=2, ffn_dim=40))
+    >>> block = weights(llama.params, llama.config)["blocks"][0]
+    >>> [W.shape for W, _ in block["qkv"]], [W.shape for W in block["mlp"]], block["norm1"][1]
+    ([(16, 16), (16, 8), (16, 8)], [(16, 40), (16, 40), (40, 16)], None)
     """
     p = params
+    n1, n2, nf = norm_names(config)
+    rms = config.norm == "rmsnorm"
+
+    def norm(name):
+        return p[name + ".weight"], None if rms else p[name + ".bias"]
+
     blocks = []
     for i in range(config.num_layers):
         b = f"blocks.{i}."
-        blocks.append((p[b + "ln1.weight"], p[b + "ln1.bias"],
-                       p[b + "attn.in_proj_weight"].T, p[b + "attn.in_proj_bias"],
-                       p[b + "attn.out_proj.weight"].T, p[b + "attn.out_proj.bias"],
-                       p[b + "ln2.weight"], p[b + "ln2.bias"],
-                       p[b + "ffn.0.weight"].T, p[b + "ffn.0.bias"],
-                       p[b + "ffn.2.weight"].T, p[b + "ffn.2.bias"]))
+        if config.positions == "learned":
+            qkv = [(p[b + "attn.in_proj_weight"].T, p[b + "attn.in_proj_bias"])]
+            out = (p[b + "attn.out_proj.weight"].T, p[b + "attn.out_proj.bias"])
+        else:
+            qkv = [(p[f"{b}attn.{n}_proj.weight"].T, p.get(f"{b}attn.{n}_proj.bias")) for n in "qkv"]
+            out = (p[b + "attn.o_proj.weight"].T, None)
+        if config.mlp == "gelu":
+            mlp = (p[b + "ffn.0.weight"].T, p[b + "ffn.0.bias"], p[b + "ffn.2.weight"].T, p[b + "ffn.2.bias"])
+        else:
+            mlp = tuple(p[f"{b}mlp.{n}.weight"].T for n in ("gate", "up", "down"))
+        blocks.append({"norm1": norm(b + n1), "qkv": qkv, "out": out, "norm2": norm(b + n2), "mlp": mlp})
     out = p["token_embedding.weight"] if config.tie_embeddings else p["output_layer.weight"]
     dtype = p["token_embedding.weight"].dtype
+    rope = config.positions == "rope"
     return {"blocks": blocks, "tokens": p["token_embedding.weight"],
-            "positions": p["position_encoding.weight"], "ln_final": (p["ln_final.weight"], p["ln_final.bias"]),
-            "out": out.T, "out_bias": p.get("output_layer.bias"), "config": config,
+            "positions": None if rope else p["position_encoding.weight"],
+            "inv_freq": rope_inv_freq(config) if rope else None,
+            "ln_final": norm(nf), "out": out.T, "out_bias": p.get("output_layer.bias"),
+            "config": config, "heads": (config.num_heads, config.kv_heads, config.head_size),
             "eps": dtype.type(config.layer_norm_eps)}
 
 
 def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
-    """logits = ln_final(blocks(token_embedding[ids] + position_encoding[positions])) @ W_outᵀ
-    + b_out, as ``gpt_forward(params, ids, config, positions, mask, kv_cache, last_only)``.
+    """logits = norm_final(blocks(embed(ids, positions))) @ W_outᵀ + b_out, as
+    ``gpt_forward(params, ids, config, positions, mask, kv_cache, last_only)``.
 
     Parameters
     ----------
@@ -96,10 +141,17 @@ def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
     >>> ids = np.array([[1, 2, 3]])
     >>> np.array_equal(forward(weights(model.params, model.config), ids), model(ids))
     True
+
+    The Llama family's block, two query heads sharing one key/value head:
+
+    >>> llama = npgpt.GPT(model.config.replace(norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                                        num_kv_heads=1), init="torch")
+    >>> np.array_equal(forward(weights(llama.params, llama.config), ids), llama(ids))
+    True
     """
-    x, B, T, mask = _embed(w, ids, positions, mask)                   # x (N, C)
+    x, B, T, mask, rope = _embed(w, ids, positions, mask)             # x (N, C)
     for i, layer in enumerate(w["blocks"]):
-        x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i))
+        x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i), rope)
     x = x.reshape(B, T, -1)
     return _logits(w, x[:, -1] if last_only else x)
 
@@ -131,69 +183,107 @@ def last_logits(w, ids, positions=None, mask=None):
     True
     """
     last_row = 0.0 if mask is None else mask[..., -1:, :]             # causal: nothing hidden
-    x, B, T, mask = _embed(w, ids, positions, mask)
+    x, B, T, mask, rope = _embed(w, ids, positions, mask)
     *blocks, last = w["blocks"]
     for layer in blocks:
-        x = _block(x, layer, w, B, T, mask, None)
-    ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b = last[:6]
-    C, H = x.shape[-1], w["config"].num_heads
-    h = _layernorm(x, ln1_w, ln1_b, w["eps"])
-    kv = h @ qkv_w[:, C:]                                             # (N, 2C): every k and v
-    kv += qkv_b[C:]
-    k, v = kv.reshape(B, T, 2, H, C // H).transpose(2, 0, 3, 1, 4)    # 2 x (B, H, T, D)
+        x = _block(x, layer, w, B, T, mask, None, rope)
+    C, (H, Hkv, D), cfg = x.shape[-1], w["heads"], w["config"]
+    h = _norm(x, *last["norm1"], w["eps"])
+    if len(last["qkv"]) == 1:                                         # GPT's stacked projection
+        (W, bias), = last["qkv"]
+        kv = _linear(h, W[:, H * D:], bias[H * D:])                   # (N, 2·Hkv·D): every k and v
+        k, v = kv[:, :Hkv * D], kv[:, Hkv * D:]
+        q_proj = W[:, :H * D], bias[:H * D]
+    else:
+        q_proj, k_proj, v_proj = last["qkv"]
+        k, v = _linear(h, *k_proj), _linear(h, *v_proj)               # (N, Hkv·D) each
     x, h = x.reshape(B, T, C)[:, -1], h.reshape(B, T, C)[:, -1]       # (B, C): the last rows
-    q = h @ qkv_w[:, :C]                                              # (B, C): their queries
-    q += qkv_b[:C]
-    y = _attend(q.reshape(B, H, 1, C // H), k, v, last_row)           # (B, H, 1, D)
-    a = y.reshape(B, C) @ out_w
-    a += out_b
+    q = _linear(h, *q_proj)                                           # (B, H·D): their queries
+    if rope is not None:
+        cos, sin = rope
+        _rotate(k.reshape(B * T, Hkv, D), cos, sin, cfg.rope_layout)
+        rows = np.arange(T - 1, B * T, T)                             # the last positions' rows
+        _rotate(q.reshape(B, H, D), cos[rows], sin[rows], cfg.rope_layout)
+    k = k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)                 # (N, Hkv·D) -> (B, Hkv, T, D)
+    v = v.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)
+    y = _attend(q.reshape(B, H, 1, D), k, v, last_row)                # (B, H, 1, D)
+    a = _linear(y.reshape(B, H * D), *last["out"])
     return _logits(w, _feed_forward(x, h, a, last, w))
 
 
 def _embed(w, ids, positions, mask):
-    """token_embedding[ids] + position_encoding[positions] as (B·T, C), B, T, and the mask
-    (the causal one by default)."""
+    """The block input x (B·T, C) (token_embedding[ids], plus position_encoding[positions]
+    with learned positions), B, T, the mask (the causal one by default) and, with rotary
+    positions, their cos and sin tables (B·T, 1, D/2), else None."""
     B, T = ids.shape
     if mask is None:
         mask = causal_mask(T, w["tokens"].dtype)
-    pos = w["positions"][:T] if positions is None else w["positions"][positions]  # 0..T-1 by default
-    x = w["tokens"][ids] + pos                                        # (B, T, C)
-    return x.reshape(B * T, -1), B, T, mask
+    if w["positions"] is not None:
+        pos = w["positions"][:T] if positions is None else w["positions"][positions]  # 0..T-1 by default
+        x = w["tokens"][ids] + pos                                    # (B, T, C)
+        return x.reshape(B * T, -1), B, T, mask, None
+    x = w["tokens"][ids]                                              # (B, T, C)
+    if positions is None:
+        positions = np.arange(T)
+    cos, sin = rope_tables(positions, w["inv_freq"], x.dtype)         # (T or (B, T), D/2)
+    half = cos.shape[-1]
+    if cos.ndim == 2 and B > 1:                                       # the same for every row
+        cos, sin = np.broadcast_to(cos, (B, T, half)), np.broadcast_to(sin, (B, T, half))
+    rope = cos.reshape(B * T, 1, half), sin.reshape(B * T, 1, half)   # (N, 1, D/2): one per row
+    return x.reshape(B * T, -1), B, T, mask, rope
 
 
-def _block(x, layer, w, B, T, mask, kv):
+def _block(x, layer, w, B, T, mask, kv, rope):
     """One block on x (N, C): attention (its keys and values added to ``kv``, a cache's
     layer, if given), then the feed-forward, each with its residual."""
-    h = _layernorm(x, layer[0], layer[1], w["eps"])
-    a = _attention(h, *layer[2:6], w["config"].num_heads, B, T, mask, kv)
+    h = _norm(x, *layer["norm1"], w["eps"])
+    a = _attention(h, layer, w, B, T, mask, kv, rope)
     return _feed_forward(x, h, a, layer, w)
 
 
 def _feed_forward(x, h, a, layer, w):
-    """The rest of a block after attention a = attn(h), h = ln1(x), each (N, C), x updated in
-    place: pre-norm x = x + a; x = x + mlp(ln2(x)), or the seed's x = h + a; x = ln2(x);
-    x = x + mlp(x)."""
-    ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b = layer[6:]
-    pre_norm = w["config"].residual == "pre_norm"
+    """The rest of a block after attention a = attn(h), h = norm1(x), each (N, C), x updated
+    in place: pre-norm x = x + a; x = x + mlp(norm2(x)), or the seed's x = h + a;
+    x = norm2(x); x = x + mlp(x)."""
+    cfg = w["config"]
+    pre_norm = cfg.residual == "pre_norm"
     if not pre_norm:
         x = h
     x += a
-    h = _layernorm(x, ln2_w, ln2_b, w["eps"])
-    f = _mlp(h, fc_w, fc_b, proj_w, proj_b, w["config"].gelu)
+    h = _norm(x, *layer["norm2"], w["eps"])
+    if cfg.mlp == "gelu":
+        f = _mlp(h, *layer["mlp"], cfg.gelu)
+    else:
+        f = _swiglu(h, *layer["mlp"])
     if not pre_norm:
         x = h
     x += f
     return x
 
 
+def _linear(x, W, bias):
+    """x @ W + bias (bias None: none), x (n, in), W (in, out) -> (n, out)."""
+    y = x @ W
+    if bias is not None:
+        y += bias
+    return y
+
+
 def _logits(w, x):
-    """ln_final(x) @ W_outᵀ + b_out for x (..., C) -> (..., V)."""
+    """norm_final(x) @ W_outᵀ + b_out for x (..., C) -> (..., V)."""
     C = x.shape[-1]
-    x = _layernorm(x, *w["ln_final"], w["eps"])
+    x = _norm(x, *w["ln_final"], w["eps"])
     logits = x.reshape(-1, C) @ w["out"]                              # (N, V)
     if w["out_bias"] is not None:
         logits += w["out_bias"]
     return logits.reshape(*x.shape[:-1], logits.shape[-1])
+
+
+def _norm(x, weight, bias, eps):
+    """LayerNorm of x (N, C) with a bias, RMSNorm without (``bias`` None)."""
+    if bias is None:
+        return _rmsnorm(x, weight, eps)
+    return _layernorm(x, weight, bias, eps)
 
 
 def _layernorm(x, weight, bias, eps):
@@ -219,37 +309,89 @@ def _layernorm(x, weight, bias, eps):
     return out
 
 
-def _attention(x, qkv_w, qkv_b, out_w, out_b, H, B, T, mask, kv):
-    """attention_forward's math on x (N, C) -> (N, C)."""
+def _rmsnorm(x, weight, eps):
+    """rmsnorm_forward's steps on one new array, in place: x / sqrt(mean(x²) + eps) · weight,
+    row by row."""
     C = x.shape[-1]
-    qkv = x @ qkv_w                                                   # (N, C) @ (C, 3C)
-    qkv += qkv_b
-    q, k, v = qkv.reshape(B, T, 3, H, C // H).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
-    if kv is not None:
-        k, v = kv.append(k, v)                                        # (B, H, Tk, D)
-    y = _attend(q, k, v, mask).transpose(0, 2, 1, 3).reshape(B * T, C)  # (B, H, T, D) -> (N, C)
-    out = y @ out_w
-    out += out_b
+    out = np.empty(x.shape, dtype=x.dtype)
+
+    def rows(lo, hi):
+        y = out[lo:hi]
+        np.multiply(x[lo:hi], x[lo:hi], out=y)                        # x²
+        rstd = _add_reduce(y, axis=-1, keepdims=True)                 # (n, 1)
+        rstd /= C
+        rstd += eps
+        np.sqrt(rstd, out=rstd)
+        np.divide(1.0, rstd, out=rstd)
+        np.multiply(x[lo:hi], rstd, out=y)
+        y *= weight
+    by_rows(rows, len(x), x.size)
     return out
+
+
+def _attention(x, layer, w, B, T, mask, kv, rope):
+    """attention_forward's (gqa_forward's) math on x (N, C) -> (N, C): the projections, the
+    rotation of q and k in place, the new keys and values into the cache."""
+    (H, Hkv, D), cfg = w["heads"], w["config"]
+    N = B * T
+    if len(layer["qkv"]) == 1:                                        # GPT's stacked projection
+        qkv = _linear(x, *layer["qkv"][0])                            # (N, C) @ (C, 3C)
+        q, k, v = qkv[:, :H * D], qkv[:, H * D:(H + Hkv) * D], qkv[:, (H + Hkv) * D:]
+    else:
+        q, k, v = (_linear(x, *proj) for proj in layer["qkv"])        # (N, H·D), 2 x (N, Hkv·D)
+    if rope is not None:
+        _rotate(q.reshape(N, H, D), *rope, cfg.rope_layout)           # turn q and k by position
+        _rotate(k.reshape(N, Hkv, D), *rope, cfg.rope_layout)
+    q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)                   # (N, H·D) -> (B, H, T, D)
+    k = k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)                 # (N, Hkv·D) -> (B, Hkv, T, D)
+    v = v.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)
+    if kv is not None:
+        k, v = kv.append(k, v)                                        # (B, Hkv, Tk, D)
+    y = _attend(q, k, v, mask).transpose(0, 2, 1, 3).reshape(N, H * D)  # (B, H, T, D) -> (N, H·D)
+    return _linear(y, *layer["out"])
+
+
+def _rotate(x, cos, sin, layout):
+    """rope_forward's rotation of x (n, heads, D) in place: each pair (a, b) becomes
+    (a cos - b sin, b cos + a sin); cos and sin (n, 1, D/2), one row per row of x."""
+    if layout == "half":
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]                           # pairs (i, i + D/2)
+    else:
+        a, b = x[..., 0::2], x[..., 1::2]                             # pairs (2i, 2i + 1)
+    b_sin = b * sin
+    a_sin = a * sin
+    a *= cos
+    a -= b_sin
+    b *= cos
+    b += a_sin
 
 
 def _attend(q, k, v, mask):
     """softmax(q kᵀ / √D + mask) v per head, the softmax in place: q (B, H, T, D), k and v
-    (B, H, Tk, D) -> (B, H, T, D); ``mask`` the scalar 0.0 when nothing is hidden."""
-    H, D = q.shape[1], q.shape[-1]
-    scores = q @ k.swapaxes(-1, -2)                                   # (B, H, T, Tk)
+    (B, Hkv, Tk, D) -> (B, H, T, D); query head h reads kv head h // G, the G query heads
+    of a group stacked along the token axis; ``mask`` the scalar 0.0 when nothing is hidden."""
+    B, H, T, D = q.shape
+    Hkv, Tk = k.shape[1], k.shape[2]
+    G = H // Hkv
     masked = not (isinstance(mask, float) and mask == 0.0)
+    if G > 1:
+        q = q.reshape(B, Hkv, G * T, D)                               # (B, H, T, D) -> (B, Hkv, G·T, D)
+        if masked and mask.ndim == 4:
+            mask = mask[:, :, None]                                   # (B, 1, T, Tk) -> (B, 1, 1, T, Tk)
+    scores = q @ k.swapaxes(-1, -2)                                   # (B, Hkv, G·T, Tk)
+    grouped = scores.reshape(B, Hkv, G, T, Tk) if G > 1 else scores   # the mask per query head
 
     def heads(lo, hi):                                                # softmax(s / √D + mask)
-        s = scores[:, lo:hi]
+        s = grouped[:, lo:hi]
         s *= 1.0 / math.sqrt(D)
         if masked:
             s += mask
         s -= s.max(axis=-1, keepdims=True)
         np.exp(s, out=s)
         s /= _add_reduce(s, axis=-1, keepdims=True)
-    by_rows(heads, H, scores.size)
-    return scores @ v
+    by_rows(heads, Hkv, scores.size)
+    return (scores @ v).reshape(B, H, T, D)                           # (B, Hkv, G·T, D) -> (B, H, T, D)
 
 
 def _mlp(x, fc_w, fc_b, proj_w, proj_b, gelu):
@@ -279,3 +421,27 @@ def _gelu(f, kind):
         cdf += 1.0
         cdf *= 0.5
         f *= cdf
+
+
+def _swiglu(x, gate_w, up_w, down_w):
+    """swiglu_forward's math on x (N, C) -> (N, C), in place: g = x @ W_gate, u = x @ W_up,
+    silu(g) · u = g · σ(g) · u with σ(g) = 1 / (1 + e) for g ≥ 0 and e / (1 + e) below,
+    e = exp(-|g|) ≤ 1 (no overflow, however large |g|); then @ W_down. The numerator, 1 or
+    e, is max(e, [g ≥ 0]) (e ≤ 1), the same numbers as a select and much faster; the rows go
+    64 at a time, so that the temporaries stay in the cache."""
+    g = x @ gate_w                                                    # (N, C) @ (C, F)
+    u = x @ up_w                                                      # (N, C) @ (C, F)
+
+    def rows(lo, hi):
+        for start in range(lo, hi, 64):
+            gr = g[start:min(hi, start + 64)]
+            e = np.abs(gr)
+            np.negative(e, out=e)
+            np.exp(e, out=e)                                          # e = exp(-|g|)
+            d = e + 1.0                                               # 1 + e
+            np.maximum(e, gr >= 0, out=e)                             # the numerator: 1 or e
+            e /= d                                                    # σ(g)
+            gr *= e                                                   # silu(g)
+            gr *= u[start:min(hi, start + 64)]
+    by_rows(rows, len(g), g.size)
+    return g @ down_w                                                 # (N, F) @ (F, C)

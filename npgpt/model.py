@@ -14,6 +14,12 @@ Parameter names are exactly those of the seed tutorial's PyTorch ``GPTModel.stat
 (``token_embedding.weight``, ``position_encoding.weight``, ``blocks.N.ln1.weight``,
 ``blocks.N.attn.in_proj_weight``, ``blocks.N.ffn.0.weight``, ``ln_final.weight``,
 ``output_layer.weight``, ...), so weights move between the two without renaming.
+
+The Llama-family block (``GPTConfig(norm="rmsnorm", positions="rope", mlp="swiglu")``) has no
+position table and names its parts ``blocks.N.norm1.weight``, ``blocks.N.attn.q_proj.weight``
+(``k_proj``, ``v_proj``, ``o_proj``; ``.bias`` of q, k, v with ``attention_bias``),
+``blocks.N.norm2.weight``, ``blocks.N.mlp.gate.weight`` (``up``, ``down``) and
+``norm_final.weight`` (:mod:`npgpt.io.llama` maps them to Hugging Face's names).
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import numpy as np
 
 from .config import GPTConfig, positive_int
 from .nn.attention import causal_bias, causal_mask
-from .nn.block import block_backward, block_forward
+from .nn.block import block_backward, block_forward, norm_backward, norm_forward, norm_names
 from .nn.crossentropy import cross_entropy_backward, cross_entropy_forward
-from .nn.layers import (embedding_backward, embedding_forward, layernorm_backward,
-                        layernorm_forward, linear_backward, linear_forward)
+from .nn.layers import embedding_backward, embedding_forward, linear_backward, linear_forward
+from .nn.rope import rope_frequencies, rope_tables
 
 
 def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
                 last_only=False, rng=None, saved=None):
     """logits = ln_final(blocks(token_embedding[ids] + position_encoding[positions])) @ W_outᵀ + b_out.
+
+    With rotary positions (``config.positions == "rope"``) there is no table to add: x =
+    token_embedding[ids], and the positions turn the queries and keys in every block (their
+    cos/sin tables, :func:`rope_tables`, are made once here for all blocks).
 
     Parameters
     ----------
@@ -61,17 +71,22 @@ def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
         positions = np.arange(T)                                      # 0, 1, ..., T-1
     if mask is None:
         mask = causal_mask(T, p["token_embedding.weight"].dtype)      # (T, T): token t sees 0..t
-    x, embedding_cache = embedding_forward(ids, p["token_embedding.weight"],
-                                           p["position_encoding.weight"], positions)  # (B, T) -> (B, T, C)
+    rope = None
+    if config.positions == "learned":
+        x, embedding_cache = embedding_forward(ids, p["token_embedding.weight"],
+                                               p["position_encoding.weight"], positions)  # (B, T) -> (B, T, C)
+    else:
+        x, embedding_cache = p["token_embedding.weight"][ids], ids    # (B, T) -> (B, T, C)
+        rope = rope_tables(positions, rope_inv_freq(config), x.dtype)  # 2 x (T or (B, T), D/2)
     block_caches = []
     for i in range(config.num_layers):
         kv = None if kv_cache is None else kv_cache.layer(i)
-        x, block_cache = block_forward(x, p, f"blocks.{i}.", config, mask, kv=kv, rng=rng)  # (B, T, C)
+        x, block_cache = block_forward(x, p, f"blocks.{i}.", config, mask, kv=kv, rng=rng,
+                                       rope=rope)                     # (B, T, C)
         block_caches.append(block_cache)
     if last_only:
         x = x[:, -1]                                                  # (B, T, C) -> (B, C)
-    x, ln_final_cache = layernorm_forward(x, p["ln_final.weight"], p["ln_final.bias"],
-                                          config.layer_norm_eps)
+    x, ln_final_cache = norm_forward(x, p, norm_names(config)[2], config)
     out_weight = p["token_embedding.weight"] if config.tie_embeddings else p["output_layer.weight"]
     logits, output_cache = linear_forward(x, out_weight, p.get("output_layer.bias"))  # (.., C) -> (.., V)
     if saved is not None:
@@ -103,11 +118,19 @@ def gpt_backward(dlogits, saved, config) -> dict:
     """
     grads = {}
     dx, d_out_weight, grads["output_layer.bias"] = linear_backward(dlogits, saved["output"])  # (B, T, V) -> (B, T, C)
-    dx, grads["ln_final.weight"], grads["ln_final.bias"] = layernorm_backward(dx, saved["ln_final"])
+    dx, final_grads = norm_backward(dx, saved["ln_final"])
+    grads.update({f"{norm_names(config)[2]}.{name}": g for name, g in final_grads.items()})
     for i in reversed(range(config.num_layers)):
         dx, block_grads = block_backward(dx, saved["blocks"][i])                  # (B, T, C)
         grads.update({f"blocks.{i}.{name}": g for name, g in block_grads.items()})
-    if config.tie_embeddings:                     # the table is used twice: gradients add
+    if config.positions == "rope":                # x = token_table[ids]: scatter-add the rows
+        ids = saved["embedding"]
+        dtoken = d_out_weight if config.tie_embeddings else np.zeros_like(d_out_weight)
+        np.add.at(dtoken, ids.ravel(), dx.reshape(-1, dx.shape[-1]))
+        grads["token_embedding.weight"] = dtoken
+        if not config.tie_embeddings:
+            grads["output_layer.weight"] = d_out_weight
+    elif config.tie_embeddings:                   # the table is used twice: gradients add
         grads["token_embedding.weight"], grads["position_encoding.weight"] = embedding_backward(
             dx, saved["embedding"], dtoken=d_out_weight)
     else:
@@ -117,6 +140,20 @@ def gpt_backward(dlogits, saved, config) -> dict:
     if not config.output_bias:
         del grads["output_layer.bias"]
     return grads
+
+
+def rope_inv_freq(config):
+    """The rotary frequencies of ``config`` (:func:`npgpt.nn.rope.rope_frequencies` of its
+    head size, ``rope_theta`` and ``rope_scaling``), float64 (D/2,).
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+    ...                 positions="rope", head_dim=4)
+    >>> rope_inv_freq(cfg).tolist()
+    [1.0, 0.009999999776482582]
+    """
+    return rope_frequencies(config.head_size, float(config.rope_theta), config.rope_scaling)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -137,24 +174,61 @@ def parameter_shapes(config: GPTConfig) -> dict:
     >>> shapes["token_embedding.weight"], shapes["blocks.0.attn.in_proj_weight"], len(shapes)
     ((10, 16), (48, 16), 18)
     """
-    V, C, F = config.vocab_size, config.d_model, 4 * config.d_model
-    shapes = {"token_embedding.weight": (V, C),
-              "position_encoding.weight": (config.context_length, C)}
+    V, C = config.vocab_size, config.d_model
+    shapes = {"token_embedding.weight": (V, C)}
+    if config.positions == "learned":
+        shapes["position_encoding.weight"] = (config.context_length, C)
     for i in range(config.num_layers):
-        p = f"blocks.{i}."
-        shapes.update({
-            p + "ln1.weight": (C,), p + "ln1.bias": (C,),
-            p + "ln2.weight": (C,), p + "ln2.bias": (C,),
-            p + "attn.in_proj_weight": (3 * C, C), p + "attn.in_proj_bias": (3 * C,),
-            p + "attn.out_proj.weight": (C, C), p + "attn.out_proj.bias": (C,),
-            p + "ffn.0.weight": (F, C), p + "ffn.0.bias": (F,),
-            p + "ffn.2.weight": (C, F), p + "ffn.2.bias": (C,),
-        })
-    shapes.update({"ln_final.weight": (C,), "ln_final.bias": (C,)})
+        shapes.update(block_parameter_shapes(config, i))
+    shapes.update({f"{norm_names(config)[2]}.{kind}": shape
+                   for kind, shape in _norm_shapes(config).items()})
     if not config.tie_embeddings:
         shapes["output_layer.weight"] = (V, C)
     if config.output_bias:
         shapes["output_layer.bias"] = (V,)
+    return shapes
+
+
+def _norm_shapes(config):
+    """{"weight": (C,), "bias": (C,)} for LayerNorm; RMSNorm has no bias."""
+    C = config.d_model
+    return {"weight": (C,), "bias": (C,)} if config.norm == "layernorm" else {"weight": (C,)}
+
+
+def block_parameter_shapes(config: GPTConfig, i: int) -> dict:
+    """Name -> shape of block i's parameters: its two norms, its attention, its MLP.
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=4, num_layers=1,
+    ...                 norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=2, ffn_dim=40)
+    >>> block_parameter_shapes(cfg, 0)
+    {'blocks.0.norm1.weight': (16,), 'blocks.0.norm2.weight': (16,), 'blocks.0.attn.q_proj.weight': (16, 16), 'blocks.0.attn.k_proj.weight': (8, 16), 'blocks.0.attn.v_proj.weight': (8, 16), 'blocks.0.attn.o_proj.weight': (16, 16), 'blocks.0.mlp.gate.weight': (40, 16), 'blocks.0.mlp.up.weight': (40, 16), 'blocks.0.mlp.down.weight': (16, 40)}
+    """
+    C, F, H, Hkv, D = (config.d_model, config.ffn_size, config.num_heads, config.kv_heads,
+                       config.head_size)
+    p = f"blocks.{i}."
+    shapes = {}
+    for name in norm_names(config)[:2]:
+        shapes.update({f"{p}{name}.{kind}": shape for kind, shape in _norm_shapes(config).items()})
+    if config.positions == "learned":
+        shapes.update({p + "attn.in_proj_weight": (3 * C, C), p + "attn.in_proj_bias": (3 * C,),
+                       p + "attn.out_proj.weight": (C, C), p + "attn.out_proj.bias": (C,)})
+    else:
+        shapes[p + "attn.q_proj.weight"] = (H * D, C)
+        if config.attention_bias:
+            shapes[p + "attn.q_proj.bias"] = (H * D,)
+        for name in ("k_proj", "v_proj"):
+            shapes[f"{p}attn.{name}.weight"] = (Hkv * D, C)
+            if config.attention_bias:
+                shapes[f"{p}attn.{name}.bias"] = (Hkv * D,)
+        shapes[p + "attn.o_proj.weight"] = (C, H * D)
+    if config.mlp == "gelu":
+        shapes.update({p + "ffn.0.weight": (F, C), p + "ffn.0.bias": (F,),
+                       p + "ffn.2.weight": (C, F), p + "ffn.2.bias": (C,)})
+    else:
+        shapes.update({p + "mlp.gate.weight": (F, C), p + "mlp.up.weight": (F, C),
+                       p + "mlp.down.weight": (C, F)})
     return shapes
 
 
@@ -197,7 +271,8 @@ def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gp
     """Fresh parameters.
 
     ``init="gpt2"`` (for training): weights N(0, 0.02²), the two residual projections
-    (``attn.out_proj.weight``, ``ffn.2.weight``) N(0, (0.02/√(2L))²), biases 0, LayerNorm 1/0.
+    (``attn.out_proj.weight``, ``ffn.2.weight``; ``attn.o_proj.weight``, ``mlp.down.weight``)
+    N(0, (0.02/√(2L))²), biases 0, LayerNorm 1/0, RMSNorm 1.
     ``init="torch"``: PyTorch's defaults for the seed's modules — embeddings N(0, 1),
     ``nn.Linear`` U(±1/√fan_in) for weight and bias, ``in_proj_weight`` Xavier-uniform,
     attention biases 0 — so a fresh model looks like a fresh seed model (e.g. its heatmaps).
@@ -217,13 +292,14 @@ def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gp
     params = {}
     shapes = parameter_shapes(config)
     for name, shape in shapes.items():
-        if name.startswith("ln") or ".ln" in name:
+        if name.startswith(("ln", "norm")) or ".ln" in name or ".norm" in name:
             value = np.ones(shape) if name.endswith("weight") else np.zeros(shape)
         elif init == "gpt2":
             if len(shape) == 1:
                 value = np.zeros(shape)
             else:
-                std = 0.02 / np.sqrt(2 * L) if name.endswith(("out_proj.weight", "ffn.2.weight")) else 0.02
+                residual = ("out_proj.weight", "ffn.2.weight", "o_proj.weight", "mlp.down.weight")
+                std = 0.02 / np.sqrt(2 * L) if name.endswith(residual) else 0.02
                 value = rng.normal(0.0, std, shape)
         elif name.endswith(("embedding.weight", "encoding.weight")):
             value = rng.normal(0.0, 1.0, shape)
@@ -333,9 +409,11 @@ class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated, and the
     bookkeeping that cached and left-padded decoding needs.
 
-    ``k`` and ``v`` are (L, B, H, capacity, D); ``length`` slots are filled. ``key_valid``
-    (B, capacity) marks slots holding real tokens (``None`` while no padding has been seen),
-    ``next_position`` (B,) is each row's position id for its next real token.
+    ``k`` and ``v`` are (L, B, Hkv, capacity, D), Hkv = num_kv_heads (H for GPT); ``length``
+    slots are filled. ``key_valid`` (B, capacity) marks slots holding real tokens (``None``
+    while no padding has been seen), ``next_position`` (B,) is each row's position id for
+    its next real token (with rotary positions it may pass ``context_length``:
+    :meth:`drop_oldest`).
     Create one with :meth:`GPT.new_cache`; pass it to ``model(ids, cache=cache)``, which
     appends the new tokens and returns their logits.
 
@@ -349,7 +427,7 @@ class KVCache:
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, capacity: int, dtype):
-        shape = (config.num_layers, batch_size, config.num_heads, capacity, config.head_size)
+        shape = (config.num_layers, batch_size, config.kv_heads, capacity, config.head_size)
         self.config = config
         self.k = np.zeros(shape, dtype=dtype)
         self.v = np.zeros(shape, dtype=dtype)
@@ -416,7 +494,8 @@ class KVCache:
                 f"the cache holds {start} tokens and has room for {self.capacity}; "
                 f"{T} more do not fit (context_length {self.config.context_length})")
         positions = positions_of_real_tokens(self.next_position, real, T)
-        _check_positions(positions, self.config.context_length)
+        if self.config.positions == "learned":          # rotary positions have no table to pass
+            _check_positions(positions, self.config.context_length)
         if real is not None and self.key_valid is None:
             self.key_valid = np.ones((B, self.capacity), dtype=bool)
         if self.key_valid is not None:
@@ -457,6 +536,47 @@ class KVCache:
         self.next_position = self.next_position[index]
         if self.key_valid is not None:
             self.key_valid = self.key_valid[index]
+
+    def drop_oldest(self, n=1) -> None:
+        """Forget the ``n`` oldest slots and move the others to the front, making room for
+        ``n`` more tokens (``context_overflow="slide"``).
+
+        ``next_position`` does not change: the next token gets the position it would have
+        had, so positions go on past ``context_length``. That is right for rotary positions
+        only (their attention scores depend on the distance between query and key, and no
+        table ends); with learned positions the next :meth:`add_tokens` past the table raises.
+        Moving ``length - n`` slots of every layer costs about as much as reading them once,
+        which the next token's attention does anyway.
+
+        Raises
+        ------
+        ValueError
+            ``n`` is not an integer in [0, ``self.length``].
+
+        Examples
+        --------
+        >>> cfg = GPTConfig(vocab_size=10, context_length=4, d_model=16, num_heads=2, num_layers=1,
+        ...                 positions="rope")
+        >>> model = GPT(cfg)
+        >>> cache = model.new_cache(capacity=4)
+        >>> _ = model([[1, 2, 3, 4]], cache=cache)
+        >>> cache.drop_oldest(1)
+        >>> cache.length, cache.next_position.tolist()
+        (3, [4])
+        >>> model([[5]], cache=cache).shape        # position 4, attending to tokens 2, 3, 4, 5
+        (1, 1, 10)
+        """
+        if (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer))
+                or not 0 <= n <= self.length):
+            raise ValueError(f"n must be an integer in [0, {self.length}] (the cached tokens), "
+                             f"got {n!r}")
+        n, keep = int(n), self.length - int(n)
+        self.k[:, :, :, :keep] = self.k[:, :, :, n:self.length]      # (L, B, Hkv, keep, D)
+        self.v[:, :, :, :keep] = self.v[:, :, :, n:self.length]
+        if self.key_valid is not None:
+            self.key_valid[:, :keep] = self.key_valid[:, n:self.length]
+        self.length = keep
+        self.start = max(0, self.start - n)
 
     def truncate(self, length) -> None:
         """Forget every slot from ``length`` on, as if only the first ``length`` had been
@@ -746,6 +866,21 @@ class GPT:
         """
         from .io import save_gpt2
         save_gpt2(self, folder)
+
+    def save_hf(self, folder, architecture=None) -> None:
+        """Write a Hugging Face Llama folder (Qwen2 with q/k/v biases; or ``architecture=
+        "mistral"``): config.json + model.safetensors, which
+        ``transformers.AutoModelForCausalLM.from_pretrained`` loads. See :func:`npgpt.io.save_hf`.
+
+        >>> import npgpt, os
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+        ...                 norm="rmsnorm", positions="rope", mlp="swiglu", output_bias=False)
+        >>> GPT(cfg).save_hf("tiny-llama")
+        >>> npgpt.load("tiny-llama").config == cfg
+        True
+        """
+        from .io import save_hf
+        save_hf(self, folder, architecture)
 
     # --------------------------------------------------------------- training
     def loss_and_grads(self, ids, targets, rng: np.random.Generator | None = None):

@@ -56,7 +56,8 @@ Past the context. Each model keeps its KV cache while its positions fit its
 ``context_length`` (the Decoder's rule). A round proposes only as many tokens as both caches
 have room for; once none fit (or one token is left to make), the rest is plain decoding by
 the model alone, generate's own steps: past the context the window of the last
-``context_length`` tokens (or, with ``context_overflow="chunk"``, generate's chunks). So
+``context_length`` tokens (or, with ``context_overflow="chunk"``, generate's chunks; with
+``"slide"``, generate's sliding cache). So
 rounds speed up the tokens within the context of both models, and the distribution (greedy:
 the tokens) stays generate's throughout.
 
@@ -291,16 +292,38 @@ class _Speculation:
         in: the model's cache holds all but the last column (or no round ran: the prompt in
         one pass). In chunk mode, unless the cache holds everything to the end (chunk mode
         is then exact mode), a chunk-mode Decoder over the tokens so far takes over (its
-        chunk: the same tokens, restarting at the same steps)."""
+        chunk: the same tokens, restarting at the same steps). In slide mode likewise a
+        slide-mode Decoder (:meth:`_to_slide`)."""
         target, cache = self.target, self.target.cache
         fits = cache is not None and cache.capacity >= self.P + self.n_steps - 1
-        if self.run.config.context_overflow == "chunk" and not fits:
+        overflow = self.run.config.context_overflow
+        if overflow == "slide" and not fits:
+            return self._to_slide()
+        if overflow == "chunk" and not fits:
             L, mask = target.length, target.mask
             self.target = Decoder(self.run.model, target.seq[:, :L], None if mask is None else mask[:, :L],
                                   self.n_steps - (L - self.P), self.run.pad, "chunk")
             self.state["decoder"] = self.target
             return self.target.first()
         return target.first() if cache is None or cache.length == 0 else target.step()
+
+    def _to_slide(self):
+        """The logits of the first plain step in slide mode, from a slide-mode Decoder in the
+        state generate's would be in. Rounds ran only within the context, so generate's
+        sliding cache would hold every column but the last (dropping at most padding columns,
+        which no row attends to) and then take the last: the new Decoder encodes the columns
+        but the last in one pass, then steps with the last (with no round run, the prompt)."""
+        target = self.target
+        L, mask = target.length, target.mask
+        n = L - 1 if L > self.P else L                    # the columns generate's cache holds
+        self.target = Decoder(self.run.model, target.seq[:, :n], None if mask is None else mask[:, :n],
+                              self.n_steps - (n - self.P), self.run.pad, "slide")
+        self.state["decoder"] = self.target
+        logits = self.target.first()
+        if n == L:
+            return logits
+        self.target.append(target.seq[:, L - 1])
+        return self.target.step()
 
     def _emit(self, tokens, logits, top, step):
         """Append one token per row as generate's loop does: pad for finished rows; log p

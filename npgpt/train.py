@@ -211,8 +211,8 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
 
 # ----------------------------------------------------------------------------- optimiser
 def decayed_parameters(names, decay_embeddings: bool = False) -> list:
-    """The parameters AdamW decays: 2-D weight matrices (not biases or LayerNorm), and the
-    embedding tables only when ``decay_embeddings``.
+    """The parameters AdamW decays: 2-D weight matrices (not biases, LayerNorm or RMSNorm
+    gains), and the embedding tables only when ``decay_embeddings``.
 
     Examples
     --------
@@ -225,7 +225,8 @@ def decayed_parameters(names, decay_embeddings: bool = False) -> list:
     """
     out = []
     for name in names:
-        if name.endswith(("bias", "ln1.weight", "ln2.weight")) or name.startswith("ln_final"):
+        if (name.endswith(("bias", "ln1.weight", "ln2.weight", "norm1.weight", "norm2.weight"))
+                or name.startswith(("ln_final", "norm_final"))):
             continue
         if name in ("token_embedding.weight", "position_encoding.weight") and not decay_embeddings:
             continue
@@ -440,10 +441,120 @@ def training_memory(config: GPTConfig, batch_size: int, dtype=np.float32) -> int
     """
     V, T, C = config.vocab_size, config.context_length, config.d_model
     H, L = config.num_heads, config.num_layers
-    params = ((V + T) * C + L * (12 * C * C + 13 * C) + 2 * C
-              + (0 if config.tie_embeddings else V * C) + (V if config.output_bias else 0))
+    params = num_parameters(config)
     activations = batch_size * T * (L * (16 * C + 2 * H * T) + 3 * V)
     return (4 * params + activations) * np.dtype(dtype).itemsize
+
+
+def num_parameters(config: GPTConfig) -> int:
+    """How many numbers the parameters of ``config`` hold, counted from the sizes alone (no
+    array and no per-layer table is made, so absurd sizes cost nothing to count).
+
+    A block: attention (GPT: 4 C² + 4 C; rotary: C·H·D + 2 C·Hkv·D + H·D·C, plus
+    H·D + 2 Hkv·D with ``attention_bias``), the MLP (GELU: 2 C·F + F + C; SwiGLU: 3 C·F) and
+    two norms (LayerNorm 2 C, RMSNorm C each). Around the blocks: the token table V·C, the
+    position table T·C (learned positions), the final norm, the output layer V·C unless tied
+    and its bias V.
+
+    Examples
+    --------
+    >>> num_parameters(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+    3770
+    """
+    V, T, C, L = config.vocab_size, config.context_length, config.d_model, config.num_layers
+    H, Hkv, D, F = config.num_heads, config.kv_heads, config.head_size, config.ffn_size
+    norm = 2 * C if config.norm == "layernorm" else C
+    if config.positions == "learned":
+        attention = 4 * C * C + 4 * C
+    else:
+        attention = 2 * C * H * D + 2 * C * Hkv * D + ((H + 2 * Hkv) * D if config.attention_bias else 0)
+    mlp = 2 * C * F + F + C if config.mlp == "gelu" else 3 * C * F
+    block = attention + mlp + 2 * norm
+    return (V * C + (T * C if config.positions == "learned" else 0) + L * block + norm
+            + (0 if config.tie_embeddings else V * C) + (V if config.output_bias else 0))
+
+
+# ----------------------------------------------------------------------------- architectures
+ARCHITECTURES = ("gpt", "llama")
+
+
+def matched_ffn_dim(config: GPTConfig, num_kv_heads: int | None = None, multiple: int = 8) -> int:
+    """The SwiGLU width F that gives the Llama-style model of ``config``'s sizes (see
+    :func:`model_config`) about as many parameters as the GPT ``config``.
+
+    Per block, GPT has 12 C² + 13 C parameters: attention 4 C² + 4 C, the GELU MLP
+    (C -> 4C -> C) 8 C² + 5 C, two LayerNorms 4 C; the model adds a position table T·C.
+    The Llama-style block has attention C·H·D + 2 C·Hkv·D + H·D·C (4 C² without grouped
+    queries, fewer with), two RMSNorm gains 2 C, and the SwiGLU MLP 3 C·F (gate, up, down,
+    no biases), so each unit of F adds 3 C·L parameters. F is the multiple of ``multiple``
+    nearest to the width that makes the totals equal: about 8C/3 per block, a little more
+    because the position table and the biases must be made up too.
+
+    Examples
+    --------
+    >>> gpt = GPTConfig(vocab_size=65, context_length=128, d_model=128, num_heads=4, num_layers=4)
+    >>> matched_ffn_dim(gpt), matched_ffn_dim(gpt, num_kv_heads=1)
+    (352, 416)
+    """
+    base = model_config("llama", config, num_kv_heads=num_kv_heads, ffn_dim=multiple)
+    per_unit = 3 * config.d_model * config.num_layers           # parameters per unit of F
+    width = multiple + (num_parameters(config) - num_parameters(base)) / per_unit
+    return max(multiple, multiple * round(width / multiple))
+
+
+def model_config(arch: str, config: GPTConfig, num_kv_heads: int | None = None,
+                 ffn_dim: int | None = None) -> GPTConfig:
+    """The config of architecture ``arch`` with the sizes (vocabulary, context, d_model, heads,
+    layers, tied embeddings) of the GPT ``config``.
+
+    ``"gpt"``: ``config`` itself. ``"llama"``: RMSNorm, rotary positions, SwiGLU, no output
+    bias, ``num_kv_heads`` key/value heads (None: as many as query heads) and the SwiGLU width
+    ``ffn_dim`` (None: :func:`matched_ffn_dim`, the same parameter count as the GPT).
+
+    Raises
+    ------
+    ValueError
+        ``arch`` is not one of :data:`ARCHITECTURES`, ``num_kv_heads`` is given for GPT, or
+        the GPT settings have no Llama counterpart (dropout, the tanh GELU, the seed's block).
+
+    Examples
+    --------
+    >>> gpt = GPTConfig(vocab_size=65, context_length=128, d_model=128, num_heads=4, num_layers=4)
+    >>> llama = model_config("llama", gpt)
+    >>> llama.norm, llama.positions, llama.mlp, llama.ffn_dim, llama.output_bias
+    ('rmsnorm', 'rope', 'swiglu', 352, False)
+    >>> num_parameters(gpt), num_parameters(llama)
+    (826433, 820608)
+    >>> model_config("bert", gpt)
+    Traceback (most recent call last):
+    ...
+    ValueError: arch must be one of ('gpt', 'llama'), got 'bert'
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if arch == "gpt":
+        if num_kv_heads is not None:
+            raise ValueError(f"num_kv_heads={num_kv_heads!r} needs arch='llama' (GPT's attention "
+                             f"has one key/value head per query head)")
+        return config
+    for name, gpt_only in (("dropout", config.dropout > 0), ("gelu", config.gelu != "exact"),
+                           ("residual", config.residual != "pre_norm")):
+        if gpt_only:
+            raise ValueError(f"{name}={getattr(config, name)!r} has no counterpart in the "
+                             f"Llama-style block (arch='llama')")
+    if ffn_dim is None:
+        ffn_dim = matched_ffn_dim(config, num_kv_heads)
+    return config.replace(norm="rmsnorm", positions="rope", mlp="swiglu", output_bias=False,
+                          num_kv_heads=num_kv_heads, ffn_dim=ffn_dim)
+
+
+def architecture(config: GPTConfig) -> str:
+    """``"llama"`` for a config with rotary positions, else ``"gpt"``.
+
+    >>> architecture(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
+    'gpt'
+    """
+    return "llama" if config.positions == "rope" else "gpt"
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -653,9 +764,9 @@ def _check_meta(meta) -> None:
 def _check_arrays(config: GPTConfig, arrays: dict) -> None:
     """A ValueError unless ``arrays`` holds param/, m/ and v/ of every parameter of
     ``config``, each of its shape, all of one float dtype."""
-    if 36 * config.num_layers > len(arrays):      # 12 parameters a block, each with m and v
+    if 27 * config.num_layers > len(arrays):      # >= 9 parameters a block, each with m and v
         raise ValueError(f"its config has {config.num_layers} layers but it holds only "
-                         f"{len(arrays)} arrays")
+                         f"{len(arrays)} arrays")     # (checked before listing them: cheap)
     expected = {f"{kind}/{name}": shape for name, shape in parameter_shapes(config).items()
                 for kind in ("param", "m", "v")}
     for problem, names in (("missing", set(expected) - set(arrays)), ("unexpected", set(arrays) - set(expected))):

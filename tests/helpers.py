@@ -34,3 +34,14 @@ def tiny_config(**changes):
 
 def skip_without(module):
     return pytest.mark.skipif(not has_module(module), reason=f"{module} is not installed")
+
+
+def run_cli(capsys, *argv):
+    """``npgpt ARGV...`` in this process: (exit code, stdout, stderr)."""
+    from npgpt.cli import main
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

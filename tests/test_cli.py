@@ -1,17 +1,15 @@
 """The command line: every command's help, errors as one line with exit code 2, and real runs
 on a tiny saved model."""
 
-import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import npgpt
-from npgpt.cli import default_corpus, main
+from npgpt.cli import default_corpus
 
-from helpers import has_module
+from helpers import has_module, run_cli as run
 
 TEXT = "ROMEO: But soft, what light through yonder window breaks?\n" * 30
 
@@ -27,14 +25,6 @@ def model_path(tmp_path_factory):
     model.save(path)
     return path
 
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("command", ["generate", "inspect", "plot", "train", "bench"])

@@ -94,7 +94,7 @@ def test_help_keeps_its_texts_and_adds_the_defaults(capsys):
     for text in ("the text to continue (default: a newline)", "sample instead of greedy decoding (default: off)",
                  "how many to print (default: 1, or every beam)", "--top-p TOP_P (default: off)",
                  "--max-new-tokens MAX_NEW_TOKENS (default: 200)", "--draft-tokens K tokens the draft "
-                 "proposes in its first round;", "at a token the draft doubts (default: 4)", "--context-overflow {exact,chunk}",
+                 "proposes in its first round;", "at a token the draft doubts (default: 4)", "--context-overflow {exact,chunk,slide}",
                  "-m MODEL, --model MODEL", "npgpt generate --prompt 'To be' --num-beams 4 --max-new-tokens 30"):
         assert text in flat, text
     _, train_help, _ = run(capsys, "train", "--help")

@@ -273,8 +273,8 @@ def test_on_the_bundled_model_the_modes_agree_within_the_context_and_chunk_resta
 
 
 def test_an_unknown_context_overflow_is_refused():
-    with pytest.raises(ValueError, match="context_overflow must be 'exact' or 'chunk', got 'slide'"):
-        GenerationConfig(context_overflow="slide")
+    with pytest.raises(ValueError, match="context_overflow must be 'exact', 'chunk' or 'slide', got 'window'"):
+        GenerationConfig(context_overflow="window")
 
 
 # ------------------------------------------------- against the seed's PyTorch loop

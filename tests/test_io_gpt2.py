@@ -75,7 +75,7 @@ def test_gpt2_folder_problems(tmp_path):
         npgpt.io.load(folder)
     folder = copy_folder(tmp_path, "tiny_gpt2_bin")
     os.remove(folder / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin"):
+    with pytest.raises(CheckpointError, match="no model.safetensors, model.safetensors.index.json or pytorch_model.bin"):
         npgpt.io.load(folder)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -242,3 +242,21 @@ def test_save_gpt2_writes_the_bpe_tokenizer_and_load_brings_it_back(tmp_path):
     sample = "the lazy fox"
     assert loaded.tokenizer.encode(sample) == tok.encode(sample)
     np.testing.assert_allclose(loaded(tok.encode(sample)), model(tok.encode(sample)), atol=1e-6)
+
+
+def test_a_sharded_gpt2_folder_equals_the_single_file(tmp_path):
+    """model.safetensors.index.json's weight_map spreads the tensors over shards in the folder."""
+    from npgpt.io import read_safetensors, write_safetensors
+    single = os.path.join(FIXTURES, "tiny_gpt2_safetensors")
+    folder = tmp_path / "sharded"
+    shutil.copytree(single, folder)
+    tensors, _ = read_safetensors(folder / "model.safetensors")
+    os.remove(folder / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        write_safetensors(folder / shard, {k: tensors[k] for k in keys}, {"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ids = np.array([[1, 2, 3, 4]])
+    np.testing.assert_array_equal(npgpt.load(folder)(ids), npgpt.load(single)(ids))

@@ -1,4 +1,5 @@
-"""Checkpoints: npgpt's own safetensors files, PyTorch state_dicts, Hugging Face GPT-2 folders.
+"""Checkpoints: npgpt's own safetensors files, PyTorch state_dicts, Hugging Face GPT-2 and
+Llama / Qwen2 / Mistral folders.
 
 Shapes: parameters are keyed and shaped like the seed's PyTorch ``GPTModel.state_dict()``
 (see :func:`npgpt.model.parameter_shapes`): V = vocab_size, C = d_model, F = 4 C.
@@ -10,6 +11,10 @@ what ``path`` is                how it is read
 ==============================  =================================================
 a folder with ``config.json``   Hugging Face GPT-2: ``model.safetensors`` or
                                 ``pytorch_model.bin`` (+ vocab.json/merges.txt)
+... whose ``architectures`` is   Hugging Face Llama-family (:mod:`npgpt.io.llama`):
+Llama/Qwen2/MistralForCausalLM  ``model.safetensors``, shards listed in
+                                ``model.safetensors.index.json``, or
+                                ``pytorch_model.bin`` (+ tokenizer.json)
 a folder with                   a training folder (``npgpt train --out``):
 ``model.safetensors`` only      that file, npgpt's own
 a zip file (starts ``PK``)      ``torch.save(state_dict)``: restricted unpickler
@@ -40,13 +45,14 @@ import warnings
 import numpy as np
 
 from . import gpt2 as _gpt2
+from . import llama as _llama
 from .errors import CheckpointError, reject_repeated_keys, short_repr
 from .files import (atomic_folder, atomic_write, clean_stale_temporaries, kind_of,
                     open_regular)
 from .safetensors import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_zip
 
-__all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "read_safetensors",
+__all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "save_hf", "read_safetensors",
            "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR",
            "atomic_write", "clean_stale_temporaries", "short_repr"]
 
@@ -59,6 +65,8 @@ _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _INT_FIELDS = ("vocab_size", "context_length", "d_model", "num_heads", "num_layers")
 _GPT2_FILES = frozenset(["config.json", "model.safetensors", "vocab.json", "merges.txt"])
+_HF_FILES = frozenset(["config.json", "model.safetensors", "model.safetensors.index.json"])
+_SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
 _MAX_MESSAGE = 600        # characters of a model-side message quoted in a CheckpointError
 
@@ -106,8 +114,19 @@ def _field_problem(name: str, value):
         kinds = GELU_KINDS if name == "gelu" else RESIDUAL_KINDS
         if not isinstance(value, str) or value not in kinds:
             return f"must be one of {kinds}"
-    elif name in ("tie_embeddings", "output_bias") and not isinstance(value, bool):
+    elif name in ("tie_embeddings", "output_bias", "attention_bias") and not isinstance(value, bool):
         return "must be True or False"
+    elif name in ("num_kv_heads", "head_dim", "ffn_dim") and value is not None:
+        if not number or not isinstance(value, int) or value <= 0:
+            return "must be a positive integer or null"
+        if value > _gpt2.MAX_DIMENSION:
+            return f"is larger than any model (at most {_gpt2.MAX_DIMENSION})"
+    elif name in ("norm", "positions", "mlp", "rope_layout") and not isinstance(value, str):
+        return "must be a string"
+    elif name == "rope_theta" and not (number and 0 < value < 1e300):
+        return "must be a positive number"
+    elif name == "rope_scaling" and value is not None and not isinstance(value, dict):
+        return "must be an object or null"
     return None
 
 
@@ -169,8 +188,9 @@ def _model_dtype(tensors: dict, source: str):
 def _build_model(config, state: dict, dtype, source: str):
     """A GPT with ``config`` holding ``state``, without spending time on a random init."""
     from ..config import GPTConfig
-    from ..model import GPT
-    if 12 * config.num_layers > len(state):    # before parameter_shapes builds a huge dict
+    from ..model import GPT, block_parameter_shapes
+    per_block = len(block_parameter_shapes(config, 0))
+    if per_block * config.num_layers > len(state):    # before parameter_shapes builds a huge dict
         raise CheckpointError(f"{source}: the config has {config.num_layers} layers but the "
                               f"file holds only {len(state)} tensors")
     stub = GPTConfig(vocab_size=1, context_length=1, d_model=1, num_heads=1, num_layers=1)
@@ -296,22 +316,8 @@ def _load_gpt2_folder(folder, overrides: dict):
     source = os.fspath(folder)
     hf = _gpt2.read_config_json(os.path.join(folder, "config.json"))
     fields = _gpt2.config_fields_from_hf(hf)
-    st_path = os.path.join(folder, "model.safetensors")
-    bin_path = os.path.join(folder, "pytorch_model.bin")
-    if os.path.exists(st_path):           # a FIFO too: read_safetensors refuses it, unblocked
-        tensors, _ = read_safetensors(st_path)
-    elif os.path.exists(bin_path):
-        tensors = read_torch_zip(bin_path)
-    elif os.path.exists(os.path.join(folder, "model.safetensors.index.json")):
-        raise CheckpointError(f"{source}: sharded checkpoints are not supported")
-    else:
-        raise CheckpointError(f"{source}: no model.safetensors or pytorch_model.bin")
-    state = _gpt2.state_dict_from_hf(tensors)
-    if not fields["tie_embeddings"] and "output_layer.weight" not in state:
-        raise CheckpointError(f"{source}: tie_word_embeddings is false but lm_head.weight "
-                              f"is missing")
-    config = _make_config(fields, overrides, source, _SHAPE_FIELDS)
-    model = _build_model(config, state, _model_dtype(state, source), source)
+    model = _model_from_hf(_gpt2.state_dict_from_hf(_read_hf_tensors(folder, source)), fields,
+                           overrides, source)
     vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
     if os.path.exists(vocab) and os.path.exists(merges):
         try:
@@ -328,6 +334,78 @@ def _load_gpt2_folder(folder, overrides: dict):
     return model
 
 
+def _model_from_hf(state: dict, fields: dict, overrides: dict, source: str):
+    """The model of a Hugging Face folder: its config fields (with ``overrides``) and its
+    tensors renamed to npgpt's names."""
+    non_float = [k for k, v in state.items() if v.dtype.kind != "f"]
+    if non_float:
+        raise CheckpointError(f"{source}: non-floating tensors {short_repr(non_float[:5])}")
+    if not fields["tie_embeddings"] and "output_layer.weight" not in state:
+        raise CheckpointError(f"{source}: tie_word_embeddings is false but lm_head.weight "
+                              f"is missing")
+    config = _make_config(fields, overrides, source, _SHAPE_FIELDS)
+    return _build_model(config, state, _model_dtype(state, source), source)
+
+
+def _read_hf_tensors(folder, source: str) -> dict:
+    """Every tensor of a Hugging Face folder: ``model.safetensors``, the shards that
+    ``model.safetensors.index.json`` lists (its ``weight_map``: tensor name -> shard file in
+    the same folder), or ``pytorch_model.bin``."""
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(single):            # a FIFO too: read_safetensors refuses it, unblocked
+        return read_safetensors(single)[0]
+    if os.path.exists(index):
+        weight_map = _gpt2.read_config_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{source}: model.safetensors.index.json needs a non-empty "
+                                  f"weight_map object, got {short_repr(weight_map)}")
+        shards = {}
+        for name, shard in weight_map.items():
+            if not isinstance(shard, str) or not _SHARD_RE.match(shard) or ".." in shard:
+                raise CheckpointError(f"{source}: weight_map: {short_repr(name)} names the shard "
+                                      f"{short_repr(shard)}, not a file name in the folder")
+            shards.setdefault(shard, []).append(name)
+        tensors = {}
+        for shard, names in shards.items():
+            path = os.path.join(folder, shard)
+            if not os.path.exists(path):
+                raise CheckpointError(f"{source}: missing shard {short_repr(shard)} (weight_map "
+                                      f"lists {len(names)} tensor(s) in it)")
+            found = read_safetensors(path)[0]
+            absent = [n for n in names if n not in found]
+            if absent:
+                raise CheckpointError(f"{source}: shard {short_repr(shard)} lacks "
+                                      f"{short_repr(absent[:5])}, which weight_map puts there")
+            repeated = [n for n in found if n in tensors]
+            if repeated:
+                raise CheckpointError(f"{source}: tensor {short_repr(repeated[0])} is in two shards")
+            tensors.update(found)
+        return tensors
+    if os.path.exists(os.path.join(folder, "pytorch_model.bin")):
+        return read_torch_zip(os.path.join(folder, "pytorch_model.bin"))
+    raise CheckpointError(f"{source}: no model.safetensors, model.safetensors.index.json or "
+                          f"pytorch_model.bin")
+
+
+def _load_llama_folder(folder, hf: dict, overrides: dict):
+    """A Hugging Face Llama / Qwen2 / Mistral folder (:mod:`npgpt.io.llama`)."""
+    source = os.fspath(folder)
+    fields = _llama.config_fields_from_hf(hf)
+    model = _model_from_hf(_llama.state_dict_from_hf(_read_hf_tensors(folder, source)), fields,
+                           overrides, source)
+    path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(path):
+        from ..tokenizers.hf import load_tokenizer_json
+        try:
+            tokenizer = load_tokenizer_json(path)
+        except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
+            raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
+                                  f"{_cut(str(exc), 400)}") from None
+        model.tokenizer = _fitting_tokenizer(tokenizer, model.config, f"{source}: tokenizer.json")
+    return model
+
+
 def _identity(folder):
     """(device, inode) of ``folder``, which a swap by save_gpt2 changes; None if gone."""
     try:
@@ -337,9 +415,33 @@ def _identity(folder):
     return info.st_dev, info.st_ino
 
 
+_GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+
+
+def _family_of(hf: dict, folder) -> str:
+    """"gpt2" or "llama" (Llama, Qwen2, Mistral), by ``architectures`` when the config names
+    one, else by ``model_type`` (GPT-2 when it has neither); any other architecture is a
+    CheckpointError naming it and the ones npgpt reads."""
+    arch = hf.get("architectures")
+    names = [a for a in arch if isinstance(a, str)] if isinstance(arch, list) else []
+    if any(a in _GPT2_ARCHITECTURES for a in names):
+        return "gpt2"
+    if any(a in _llama.ARCHITECTURES for a in names) or (
+            not names and hf.get("model_type") in _llama.ARCHITECTURES.values()):
+        return "llama"
+    if names or arch is not None:
+        supported = sorted((*_GPT2_ARCHITECTURES[:1], *_llama.ARCHITECTURES))
+        raise CheckpointError(f"{os.fspath(folder)}: config.json: architectures "
+                              f"{short_repr(arch)} is not supported; npgpt reads {supported}")
+    return "gpt2"                     # no architectures: the GPT-2 reader checks model_type
+
+
 def _read_folder(folder, overrides: dict):
     """A Hugging Face GPT-2 folder, or a training folder holding npgpt's model.safetensors."""
     if os.path.exists(os.path.join(folder, "config.json")):
+        hf = _gpt2.read_config_json(os.path.join(folder, "config.json"))
+        if _family_of(hf, folder) == "llama":
+            return _load_llama_folder(folder, hf, overrides)
         return _load_gpt2_folder(folder, overrides)
     own = os.path.join(folder, "model.safetensors")
     if os.path.exists(own):
@@ -576,3 +678,61 @@ def save_gpt2(model, folder) -> None:
         if tokenizer is not None and hasattr(tokenizer, "save_gpt2"):     # a BPETokenizer
             tokenizer.save_gpt2(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
     atomic_folder(folder, fill, owned=_GPT2_FILES)
+
+
+def save_hf(model, folder, architecture=None) -> None:
+    """Write a Hugging Face Llama, Qwen2 or Mistral folder: ``config.json`` +
+    ``model.safetensors``, which ``transformers.AutoModelForCausalLM.from_pretrained(folder)``
+    and ``npgpt.load(folder)`` load back.
+
+    ``architecture`` ("llama", "qwen2", "mistral"; None: Qwen2 when the model has q/k/v
+    biases, else Llama) picks the class named in config.json.
+
+    Only the Llama-family block can be written: ``norm="rmsnorm"``, ``positions="rope"``,
+    ``mlp="swiglu"``, ``residual="pre_norm"``, ``output_bias=False``, ``rope_layout="half"``;
+    anything else raises a ValueError naming the field. ``lm_head.weight`` is written only
+    when the embeddings are untied; a tokenizer read from a ``tokenizer.json`` is written back
+    as ``tokenizer.json``. The folder is replaced as a whole, as by :func:`save_gpt2`
+    (other files in it are kept).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                       output_bias=False, num_kv_heads=1, layer_norm_eps=1e-6)
+    >>> model = npgpt.GPT(cfg, seed=0)
+    >>> save_hf(model, "tiny-llama")                   # the same as model.save_hf("tiny-llama")
+    >>> sorted(os.listdir("tiny-llama"))
+    ['config.json', 'model.safetensors']
+    >>> back = npgpt.load("tiny-llama")
+    >>> back.config == cfg, np.array_equal(back([1, 2, 3]), model([1, 2, 3]))
+    (True, True)
+    >>> save_hf(npgpt.GPT(cfg.replace(norm="layernorm")), "other")
+    Traceback (most recent call last):
+        ...
+    ValueError: a Llama folder cannot express norm='layernorm' (it needs norm='rmsnorm'); save with model.save() instead
+    """
+    cfg = model.config
+    for field, wanted in (("norm", "rmsnorm"), ("positions", "rope"), ("mlp", "swiglu"),
+                          ("residual", "pre_norm"), ("output_bias", False),
+                          ("rope_layout", "half")):
+        if getattr(cfg, field) != wanted:
+            raise ValueError(f"a Llama folder cannot express {field}={getattr(cfg, field)!r} "
+                             f"(it needs {field}={wanted!r}); save with model.save() instead")
+    tensors = _llama.hf_state_dict(model.params, cfg.num_layers)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    text = json.dumps(_llama.hf_config(cfg, np.dtype(model.dtype).name, architecture), indent=2,
+                      sort_keys=True) + "\n"
+
+    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer_json = None
+    if tokenizer is not None and getattr(tokenizer, "type_name", None) == "hf":   # an HFTokenizer
+        tokenizer_json = json.dumps(tokenizer.to_dict()["tokenizer_json"], ensure_ascii=False)
+
+    def fill(tmp):
+        write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
+        atomic_write(os.path.join(tmp, "config.json"), text.encode("utf-8"))
+        if tokenizer_json is not None:
+            atomic_write(os.path.join(tmp, "tokenizer.json"), tokenizer_json.encode("utf-8"))
+    atomic_folder(folder, fill, owned=_HF_FILES | ({"tokenizer.json"} if tokenizer_json else set()))

@@ -3,12 +3,15 @@
 Shapes: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode`` returns a
 ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array.
 
-Three tokenizers, from the seed tutorial's toy to GPT-2's:
+Four tokenizers, from the seed tutorial's toy to GPT-2's and today's Hugging Face files:
 
 - :class:`WordTokenizer` -- the seed's word vocabulary: split on whitespace, one id per word.
 - :class:`CharTokenizer` -- one id per character (what small character-level models train on).
 - :class:`BPETokenizer` -- byte-level byte-pair encoding exactly as GPT-2 (and tiktoken) do it:
   text -> UTF-8 bytes -> pre-tokens (GPT-2's regex) -> merges applied by rank.
+- :class:`HFTokenizer` -- a Hugging Face ``tokenizer.json`` (:func:`load_tokenizer_json`):
+  byte-level BPE with a named split regex (Llama 3, Qwen2, SmolLM) or SentencePiece-style BPE
+  with ``▁`` and ``<0xNN>`` byte fallback (Llama 2, TinyLlama, Mistral), added tokens, BOS.
 
 Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
 ``to_dict()`` (a JSON-serialisable dict with a ``"type"`` key), ``save(path)`` / ``load(path)``
@@ -35,16 +38,20 @@ One file per idea; read them in this order:
    own regex, which could make ``encode`` hang;
 4. ``bpe.py`` -- :func:`bytes_to_unicode`, the byte-pair merge rule and :class:`BPETokenizer`;
 5. ``bpe_train.py`` -- learning merges from text (:func:`~.bpe_train.train_bpe`, which
-   ``BPETokenizer.train`` calls).
+   ``BPETokenizer.train`` calls);
+6. ``hf.py`` -- :class:`HFTokenizer`: a ``tokenizer.json``'s normalizer, pre-tokenizer, BPE
+   model, added tokens, post-processor and decoder, each step a small function.
 
 Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
 """
 
 from .base import load_tokenizer, tokenizer_from_dict
 from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
+from .hf import HFTokenizer, load_tokenizer_json
 from .patterns import GPT2_PATTERN, PATTERNS, gpt2_pattern, gpt2_split, register_pattern
 from .simple import CharTokenizer, WordTokenizer
 
-__all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict",
+__all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "HFTokenizer", "load_tokenizer_json",
+           "tokenizer_from_dict",
            "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
            "GPT2_SPECIAL_TOKENS", "PATTERNS", "register_pattern"]

@@ -147,17 +147,18 @@ class _Tokenizer:
 
 
 def _tokenizer_types():
-    """``type_name`` -> class, for the three tokenizers.
+    """``type_name`` -> class, for the four tokenizers.
 
     Imported here rather than at the top: their modules import this one.
     """
     from .bpe import BPETokenizer
+    from .hf import HFTokenizer
     from .simple import CharTokenizer, WordTokenizer
-    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer}
+    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer}
 
 
 def tokenizer_from_dict(d):
-    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the three types).
+    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the four types).
 
     Examples
     --------
@@ -170,7 +171,7 @@ def tokenizer_from_dict(d):
     >>> tokenizer_from_dict({"type": "wordpiece"})
     Traceback (most recent call last):
     ...
-    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'word']
+    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'hf', 'word']
     """
     if not isinstance(d, dict) or "type" not in d:
         raise ValueError(f"a tokenizer dict needs a 'type' key, got {short_repr(d)}")

@@ -8,10 +8,14 @@ the text. BPE never merges across two pre-tokens.
 - :func:`gpt2_pattern` -- the same pattern for ``re``: the Unicode classes are built from
   ``unicodedata`` (``_unicode_classes``) and White_Space is spelled out (``_WHITE_SPACE``);
 - :func:`gpt2_split` -- ``gpt2_pattern().findall``, about five times faster;
+- :data:`LLAMA3_PATTERN` and :data:`QWEN2_PATTERN` -- Llama 3's and Qwen2's patterns as their
+  ``tokenizer.json`` files write them, with :func:`llama3_split` and :func:`qwen2_split`;
 - :data:`PATTERNS` and :func:`register_pattern` -- the patterns a tokenizer *file* may use,
-  by name: ``"gpt2"``, and those registered in code. A regex read from a file is never
-  compiled unasked (``(?:a|a)*b|.`` makes ``encode`` backtrack for seconds on 26
-  characters); :func:`pattern_from_file` enforces this;
+  by name: ``"gpt2"``, ``"llama3"``, ``"qwen2"``, and those registered in code. A regex
+  read from a file is never compiled unasked (``(?:a|a)*b|.`` makes ``encode`` backtrack
+  for seconds on 26 characters); :func:`pattern_from_file` enforces this, and so does the
+  ``tokenizer.json`` reader (:mod:`npgpt.tokenizers.hf`), which accepts a ``Split`` regex
+  only if it is, character for character, one of these;
 - ``_compile_pattern`` -- a registered name or any ``re`` pattern given in code -> a
   function text -> pre-tokens.
 
@@ -31,6 +35,18 @@ from ..io.errors import short_repr
 GPT2_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
                 r"""|\s+(?!\S)|\s+""")
 
+#: Llama 3's pattern, as written in its ``tokenizer.json`` (a ``Split`` pre-tokenizer) and in
+#: tiktoken's ``cl100k_base``: contractions in any case, a letter run led by at most one
+#: other character, numbers cut into runs of 1 to 3 digits, punctuation runs that keep the
+#: line breaks after them, then whitespace as GPT-2 does it.
+LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+                  r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+#: Qwen2's pattern (Qwen2, Qwen2.5), as written in its ``tokenizer.json``: Llama 3's with one
+#: digit per pre-token (``\p{N}`` where Llama 3 has ``\p{N}{1,3}``), so ``"2024"`` is
+#: ``["202", "4"]`` for Llama 3 and ``["2", "0", "2", "4"]`` for Qwen2.
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                 r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
 # Unicode's White_Space property (PropList.txt), the meaning of \s in tiktoken's Rust regex.
 # Python's own \s also matches U+001C..U+001F (str.isspace), which GPT-2 does not treat as
 # whitespace, so the pattern below spells whitespace out instead of using \s.
@@ -40,11 +56,11 @@ _WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680
 
 #: The pre-tokenisation patterns a tokenizer file may name: name -> regular expression.
 #: Add to it with :func:`register_pattern`, never by hand.
-PATTERNS = {"gpt2": GPT2_PATTERN}
+PATTERNS = {"gpt2": GPT2_PATTERN, "llama3": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _CLASSES = None     # "L", "N", "S", "L_bmp", "N_bmp" -> class body (see _unicode_classes)
-_PATTERNS = {}      # "gpt2", "gpt2_bmp" -> GPT-2's compiled re
+_PATTERNS = {}      # "gpt2", "gpt2_bmp", "llama3_bmp", "qwen2_bmp" -> compiled re
 _COMPILED = {}      # any other regular expression -> its compiled re
 
 
@@ -149,6 +165,70 @@ def gpt2_split(text):
     return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
 
 
+def _llama3_source(L, N, S, digits):
+    """Llama 3's pattern for ``re`` (``digits`` = ``"{1,3}"``), or Qwen2's (``digits`` = ``""``)."""
+    return (f"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n{L}{N}]?[{L}]+|[{N}]{digits}"
+            f"| ?[^{S}{L}{N}]+[\\r\\n]*|[{S}]*[\\r\\n]+|[{S}]+(?![^{S}])|[{S}]+")
+
+
+def _stand_in_split(name, digits, text):
+    """The pre-tokens of Llama 3's (or Qwen2's) pattern, with :func:`gpt2_split`'s trick.
+
+    These patterns also see a character only through its class (letter, number,
+    whitespace, other) and a few ASCII literals (``'``, CR, LF, the contraction
+    letters, which no astral character case-folds to), so the same stand-ins work.
+    """
+    key = name + "_bmp"
+    if key not in _PATTERNS:
+        c = _unicode_classes()
+        _PATTERNS[key] = re.compile(_llama3_source(c["L_bmp"], c["N_bmp"], c["S"], digits))
+    regex = _PATTERNS[key]
+    if text.isascii() or not _ASTRAL.search(text):
+        return regex.findall(text)
+    stand_in = _ASTRAL.sub(_astral_stand_in, text)
+    return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
+
+
+def llama3_split(text):
+    r"""Split ``text`` with Llama 3's pre-tokenisation pattern (:data:`LLAMA3_PATTERN`).
+
+    The pattern is rewritten for the standard-library ``re`` as GPT-2's is
+    (:func:`gpt2_pattern`): ``\p{L}`` and ``\p{N}`` become explicit classes from
+    ``unicodedata``, ``\s`` is Unicode's White_Space; astral characters are handled with
+    :func:`gpt2_split`'s stand-ins. The alternatives, in order::
+
+        (?i:'s|'t|'re|'ve|'m|'ll|'d)    contractions, any case
+        [^\r\n\p{L}\p{N}]?\p{L}+        a word, led by at most one other character
+        \p{N}{1,3}                      numbers, up to 3 digits at a time
+         ?[^\s\p{L}\p{N}]+[\r\n]*       punctuation, with the line breaks after it
+        \s*[\r\n]+                      whitespace up to the last line break
+        \s+(?!\S)|\s+                   other whitespace, as GPT-2
+
+    Examples
+    --------
+    >>> llama3_split("It'S 2024!\n\n  ok")
+    ['It', "'S", ' ', '202', '4', '!\n\n', ' ', ' ok']
+    """
+    return _stand_in_split("llama3", "{1,3}", text)
+
+
+def qwen2_split(text):
+    """Split ``text`` with Qwen2's pattern (:data:`QWEN2_PATTERN`): :func:`llama3_split` with
+    one digit per pre-token.
+
+    Examples
+    --------
+    >>> qwen2_split("It'S 2024!")
+    ['It', "'S", ' ', '2', '0', '2', '4', '!']
+    """
+    return _stand_in_split("qwen2", "", text)
+
+
+#: Patterns written for the ``regex`` module that have a split for ``re``: regex -> split.
+_TRANSLATED = {GPT2_PATTERN: gpt2_split, LLAMA3_PATTERN: llama3_split,
+               QWEN2_PATTERN: qwen2_split}
+
+
 def _compile_regex(regex):
     """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups."""
     if not isinstance(regex, str):
@@ -175,7 +255,10 @@ def _compile_pattern(pattern):
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a registered name or a regular-expression str, "
                         f"got {short_repr(pattern)}")
-    return _compile_regex(PATTERNS.get(pattern, pattern)).findall
+    regex = PATTERNS.get(pattern, pattern)
+    if regex in _TRANSLATED:
+        return _TRANSLATED[regex]
+    return _compile_regex(regex).findall
 
 
 def register_pattern(name, regex):
@@ -218,7 +301,7 @@ def register_pattern(name, regex):
     if PATTERNS.get(name, regex) != regex:
         raise ValueError(f"pattern {name!r} is already registered, as "
                          f"{short_repr(PATTERNS[name], 200)}; choose another name")
-    if name != "gpt2":
+    if regex not in _TRANSLATED:
         _compile_regex(regex)
     PATTERNS[name] = regex
 

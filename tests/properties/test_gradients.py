@@ -183,6 +183,12 @@ def test_cross_entropy_backward_matches_finite_differences(seed, v):
 def test_whole_model_gradients_match_finite_differences(seed, residual, kind, tie, out_bias):
     cfg = npgpt.GPTConfig(vocab_size=5, context_length=4, d_model=4, num_heads=2, num_layers=2,
                           residual=residual, gelu=kind, tie_embeddings=tie, output_bias=out_bias)
+    assert_model_gradients_match_finite_differences(cfg, seed)
+
+
+def assert_model_gradients_match_finite_differences(cfg, seed):
+    """Every parameter's gradient of the mean loss of a float64 model of ``cfg`` (a batch of
+    2 × 4 tokens with a repeated id) against central differences."""
     model = npgpt.GPT(cfg, seed=seed % 1000, dtype=np.float64, init="torch")
     rng = np.random.default_rng(seed)
     ids, targets = rng.integers(0, 5, (2, 4)), rng.integers(0, 5, (2, 4))
@@ -193,3 +199,17 @@ def test_whole_model_gradients_match_finite_differences(seed, residual, kind, ti
     for name, p in model.params.items():
         assert grads[name].shape == p.shape and grads[name].dtype == p.dtype
         assert_grad_close(grads[name], numeric_grad(loss, p))
+
+
+@settings(max_examples=12)
+@given(seeds, st.sampled_from(["layernorm", "rmsnorm"]), st.sampled_from(["gelu", "swiglu"]),
+       st.sampled_from([(2, 1, None), (4, 2, 2), (4, 1, 2), (2, 2, None)]), st.booleans(), st.booleans(),
+       st.sampled_from(["half", "interleaved"]))
+def test_rope_model_gradients_match_finite_differences(seed, norm, mlp, heads, bias, tie, layout):
+    H, Hkv, head_dim = heads
+    cfg = npgpt.GPTConfig(vocab_size=5, context_length=4, d_model=4, num_heads=H, num_layers=2,
+                          norm=norm, mlp=mlp, positions="rope", num_kv_heads=Hkv,
+                          head_dim=head_dim, attention_bias=bias, tie_embeddings=tie,
+                          output_bias=False, ffn_dim=6, rope_layout=layout, rope_theta=3.0)
+    assert "position_encoding.weight" not in npgpt.model.parameter_shapes(cfg)
+    assert_model_gradients_match_finite_differences(cfg, seed)

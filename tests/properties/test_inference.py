@@ -16,22 +16,37 @@ from npgpt.model import positions_and_mask
 
 @st.composite
 def models(draw):
+    """GPT and Llama-family models: every switch of GPTConfig drawn (norm, positions, mlp,
+    grouped-query heads, head_dim, q/k/v biases, ffn_dim, rope scaling and layout)."""
     heads = draw(st.sampled_from([1, 2, 4]))
+    positions = draw(st.sampled_from(["learned", "rope"]))
+    rope = {}
+    if positions == "rope":
+        rope = dict(num_kv_heads=draw(st.sampled_from([h for h in (1, 2, 4) if heads % h == 0])),
+                    head_dim=draw(st.sampled_from([None, 2, 6])),
+                    attention_bias=draw(st.booleans()),
+                    rope_theta=draw(st.sampled_from([10000.0, 500000.0])),
+                    rope_scaling=draw(st.sampled_from([None, {"rope_type": "linear", "factor": 2.0}])),
+                    rope_layout=draw(st.sampled_from(["half", "interleaved"])))
     cfg = npgpt.GPTConfig(vocab_size=draw(st.integers(2, 40)), context_length=draw(st.integers(4, 12)),
                           d_model=heads * draw(st.sampled_from([2, 4, 8])), num_heads=heads,
                           num_layers=draw(st.integers(1, 3)),
                           residual=draw(st.sampled_from(["pre_norm", "seed"])),
                           gelu=draw(st.sampled_from(["exact", "tanh"])),
-                          tie_embeddings=draw(st.booleans()), output_bias=draw(st.booleans()))
+                          tie_embeddings=draw(st.booleans()), output_bias=draw(st.booleans()),
+                          norm=draw(st.sampled_from(["layernorm", "rmsnorm"])),
+                          mlp=draw(st.sampled_from(["gelu", "swiglu"])),
+                          ffn_dim=draw(st.sampled_from([None, 6])), positions=positions, **rope)
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     return npgpt.GPT(cfg, seed=draw(st.integers(0, 1000)), dtype=dtype, init="torch")
 
 
 @st.composite
-def batches(draw, model):
-    """ids (B, T) and a left-padding mask (B, T) bool, or None."""
+def batches(draw, model, max_T=None):
+    """ids (B, T) and a left-padding mask (B, T) bool, or None; T ≤ max_T (default: the
+    context length)."""
     B = draw(st.integers(1, 3))
-    T = draw(st.integers(1, model.config.context_length))
+    T = draw(st.integers(1, max_T or model.config.context_length))
     ids = np.array(draw(st.lists(st.lists(st.integers(0, model.config.vocab_size - 1), min_size=T,
                                           max_size=T), min_size=B, max_size=B)))
     if not draw(st.booleans()):

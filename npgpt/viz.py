@@ -701,6 +701,9 @@ def plot_embeddings(model, ids, path=None, labels=None):
     ``token = W_te[ids]`` (T, C), ``position = W_pe[:T]`` (T, C) and ``token + position``,
     the input of the first transformer block, each as a heatmap (rows = positions,
     columns = embedding dimensions), ``coolwarm`` colours centred on 0, with a colorbar.
+    A rotary-positions model (``config.positions == "rope"``) adds nothing to the token
+    vectors: two panels, the token embedding and the cosines of the angles by which each
+    position turns the pairs of query and key channels (T, D/2).
 
     Parameters
     ----------
@@ -727,19 +730,28 @@ def plot_embeddings(model, ids, path=None, labels=None):
     ids = _ids_1d(model, ids)
     T = ids.shape[0]
     token = np.asarray(model.params["token_embedding.weight"])[ids]        # (T, C)
-    position = np.asarray(model.params["position_encoding.weight"])[:T]   # (T, C)
-    panels = [("Token Embedding", token), ("Positional Encoding", position),
-              ("Token + Positional Encoding", token + position)]
+    if model.config.positions == "rope":          # no table: the angles that turn q and k
+        from .model import rope_inv_freq
+        from .nn.rope import rope_tables
+        cos, _ = rope_tables(np.arange(T), rope_inv_freq(model.config), np.float64)   # (T, D/2)
+        panels = [("Token Embedding (the block input)", token, "embedding dimension"),
+                  ("Rotary positions: cos(position · θ_i), turning q and k", cos,
+                   "pair i of each head's channels (frequency θ_i falls with i)")]
+    else:
+        position = np.asarray(model.params["position_encoding.weight"])[:T]   # (T, C)
+        panels = [(title, values, "embedding dimension") for title, values in (
+            ("Token Embedding", token), ("Positional Encoding", position),
+            ("Token + Positional Encoding", token + position))]
     rows = [f"{t}: {s}" for t, s in enumerate(_position_labels(labels, ids, model.config.vocab_size))]
     Figure, _ = _matplotlib()
-    fig = Figure(figsize=(18, 5), layout="constrained")
-    axes = fig.subplots(1, 3)
-    for ax, (title, values) in zip(axes, panels):
+    fig = Figure(figsize=(6 * len(panels), 5), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    for ax, (title, values, xlabel) in zip(axes, panels):
         lim = max(float(np.abs(values).max()), 1e-12)
         im = ax.imshow(values, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto",
                        interpolation="nearest")
         ax.set_title(f"{title}  ({values.shape[0]} × {values.shape[1]})")
-        ax.set_xlabel("embedding dimension")
+        ax.set_xlabel(xlabel)
         if T <= 40:
             ax.set_yticks(range(T))
             ax.set_yticklabels(rows, fontsize=7 if T > 20 else 8)

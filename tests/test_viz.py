@@ -291,6 +291,23 @@ def test_plot_embeddings_three_panels_hold_the_embeddings(tmp_path):
 
 
 @needs_mpl
+def test_plot_embeddings_of_a_rotary_model_shows_the_tokens_and_the_rotation_angles(tmp_path):
+    cfg = tiny_config(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1)
+    model = npgpt.GPT(cfg, seed=0, init="torch")
+    ids = np.array([3, 1, 4, 1, 5])
+    fig = viz.plot_embeddings(model, ids, path=str(tmp_path / "r.png"))
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2 and len(fig.axes) == 4                   # + 2 colorbars
+    np.testing.assert_allclose(np.asarray(panels[0].images[0].get_array()),
+                               model.params["token_embedding.weight"][ids], atol=1e-6)
+    D = cfg.head_size
+    angles = np.arange(5)[:, None] * 10000.0 ** (-np.arange(0, D, 2) / D)    # (T, D/2)
+    np.testing.assert_allclose(np.asarray(panels[1].images[0].get_array()), np.cos(angles), atol=1e-6)
+    assert panels[1].get_title().startswith("Rotary positions")
+    assert _is_png(tmp_path / "r.png")
+
+
+@needs_mpl
 def test_plot_embeddings_rejects_bad_ids():
     model = npgpt.GPT(tiny_config(), seed=0)
     with pytest.raises(ValueError, match="out of range"):

@@ -25,7 +25,7 @@ import numpy as np
 from ._threads import each
 from .config import GPTConfig
 from .io.files import process_alive
-from .model import GPT, parameter_shapes
+from .model import GPT, block_parameter_shapes, parameter_shapes
 from .nn.crossentropy import cross_entropy_forward
 
 try:
@@ -447,31 +447,22 @@ def training_memory(config: GPTConfig, batch_size: int, dtype=np.float32) -> int
 
 
 def num_parameters(config: GPTConfig) -> int:
-    """How many numbers the parameters of ``config`` hold, counted from the sizes alone (no
-    array and no per-layer table is made, so absurd sizes cost nothing to count).
-
-    A block: attention (GPT: 4 C² + 4 C; rotary: C·H·D + 2 C·Hkv·D + H·D·C, plus
-    H·D + 2 Hkv·D with ``attention_bias``), the MLP (GELU: 2 C·F + F + C; SwiGLU: 3 C·F) and
-    two norms (LayerNorm 2 C, RMSNorm C each). Around the blocks: the token table V·C, the
-    position table T·C (learned positions), the final norm, the output layer V·C unless tied
-    and its bias V.
+    """How many numbers the parameters of ``config`` hold, counted from their shapes
+    (:func:`npgpt.model.parameter_shapes`) without making an array or a table of every layer:
+    the blocks are alike, so L times one block's sizes, plus what lies around the blocks
+    (token and position tables, the final norm, the output layer and its bias). Absurd sizes
+    cost nothing to count.
 
     Examples
     --------
     >>> num_parameters(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
     3770
     """
-    V, T, C, L = config.vocab_size, config.context_length, config.d_model, config.num_layers
-    H, Hkv, D, F = config.num_heads, config.kv_heads, config.head_size, config.ffn_size
-    norm = 2 * C if config.norm == "layernorm" else C
-    if config.positions == "learned":
-        attention = 4 * C * C + 4 * C
-    else:
-        attention = 2 * C * H * D + 2 * C * Hkv * D + ((H + 2 * Hkv) * D if config.attention_bias else 0)
-    mlp = 2 * C * F + F + C if config.mlp == "gelu" else 3 * C * F
-    block = attention + mlp + 2 * norm
-    return (V * C + (T * C if config.positions == "learned" else 0) + L * block + norm
-            + (0 if config.tie_embeddings else V * C) + (V if config.output_bias else 0))
+    def size(shapes):
+        return sum(math.prod(shape) for shape in shapes.values())
+    block = size(block_parameter_shapes(config, 0))
+    around = size(parameter_shapes(config.replace(num_layers=1))) - block
+    return around + config.num_layers * block
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -764,9 +755,10 @@ def _check_meta(meta) -> None:
 def _check_arrays(config: GPTConfig, arrays: dict) -> None:
     """A ValueError unless ``arrays`` holds param/, m/ and v/ of every parameter of
     ``config``, each of its shape, all of one float dtype."""
-    if 27 * config.num_layers > len(arrays):      # >= 9 parameters a block, each with m and v
+    per_block = 3 * len(block_parameter_shapes(config, 0))     # each parameter with m and v
+    if per_block * config.num_layers > len(arrays):   # checked before listing them all: cheap
         raise ValueError(f"its config has {config.num_layers} layers but it holds only "
-                         f"{len(arrays)} arrays")     # (checked before listing them: cheap)
+                         f"{len(arrays)} arrays")
     expected = {f"{kind}/{name}": shape for name, shape in parameter_shapes(config).items()
                 for kind in ("param", "m", "v")}
     for problem, names in (("missing", set(expected) - set(arrays)), ("unexpected", set(arrays) - set(expected))):

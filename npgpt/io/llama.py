@@ -110,8 +110,7 @@ def _rope_fields(hf: dict, context_length: int) -> dict:
     if any(isinstance(v, dict) for v in scaling.values()):
         raise CheckpointError(f"config.json: {key} per layer type is not supported, got "
                               f"{short_repr(sorted(scaling))}")
-    rope_type = scaling.pop("rope_type", scaling.pop("type", "default"))
-    scaling.pop("type", None)
+    rope_type = scaling.pop("rope_type", scaling.pop("type", "default"))   # drops both keys
     if rope_type not in _ROPE_TYPES:
         raise CheckpointError(f"config.json: rope_type must be one of {_ROPE_TYPES}, got "
                               f"{short_repr(rope_type)}")

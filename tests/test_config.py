@@ -65,3 +65,71 @@ def test_dict_round_trip_and_unknown_fields():
     with pytest.raises(ValueError, match="missing GPTConfig field.*'num_layers'"):
         GPTConfig.from_dict({k: v for k, v in BASE.items() if k != "num_layers"})
     assert cfg.replace(num_layers=2).num_layers == 2
+
+
+# ----------------------------------------------------------------- the Llama-family switches
+ROPE = dict(BASE, positions="rope")
+
+
+@pytest.mark.parametrize("field, value", [("norm", "batchnorm"), ("positions", "alibi"),
+                                          ("mlp", "relu"), ("rope_layout", "sideways")])
+def test_llama_switches_are_enumerated(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be one of .*got '{value}'"):
+        GPTConfig(**{**ROPE, field: value})
+
+
+@pytest.mark.parametrize("field", ["num_kv_heads", "head_dim", "ffn_dim"])
+@pytest.mark.parametrize("value", [0, -2, 2.5, "4", True])
+def test_llama_sizes_must_be_positive_integers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer, got {value!r}"):
+        GPTConfig(**{**ROPE, field: value})
+
+
+def test_grouped_query_heads_and_rotary_head_size_are_checked():
+    with pytest.raises(ValueError, match="num_kv_heads must divide num_heads, got num_kv_heads=3 and num_heads=4"):
+        GPTConfig(**ROPE, num_kv_heads=3)
+    with pytest.raises(ValueError, match="head_dim must be even for rotary positions, got 5"):
+        GPTConfig(**ROPE, head_dim=5)
+    with pytest.raises(ValueError, match="attention_bias must be True or False, got 1"):
+        GPTConfig(**ROPE, attention_bias=1)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), "1e4", True])
+def test_rope_theta_must_be_positive_and_finite(value):
+    with pytest.raises(ValueError, match=f"rope_theta must be a positive finite number, got {value!r}"):
+        GPTConfig(**ROPE, rope_theta=value)
+
+
+@pytest.mark.parametrize("scaling, message", [
+    ("llama3", "rope_scaling must be a dict or None, got 'llama3'"),
+    ({"rope_type": "yarn", "factor": 4.0}, "rope_type must be one of .*got 'yarn'"),
+    ({"rope_type": "linear", "factor": -2.0}, "factor"),
+    ({"rope_type": "llama3", "factor": 8.0}, "low_freq_factor|high_freq_factor|original_max"),
+])
+def test_rope_scaling_is_checked_naming_the_value(scaling, message):
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**ROPE, rope_scaling=scaling)
+
+
+@pytest.mark.parametrize("field, value", [("num_kv_heads", 2), ("head_dim", 16), ("attention_bias", True)])
+def test_rotary_only_fields_need_rotary_positions(field, value):
+    with pytest.raises(ValueError, match=f"{field}=.*needs positions='rope'"):
+        GPTConfig(**BASE, **{field: value})
+
+
+def test_dropout_needs_gpts_attention_and_mlp():
+    with pytest.raises(ValueError, match="dropout=0.1 needs positions='learned' and mlp='gelu'"):
+        GPTConfig(**ROPE, dropout=0.1)
+    with pytest.raises(ValueError, match="dropout=0.1 needs positions='learned' and mlp='gelu'"):
+        GPTConfig(**BASE, mlp="swiglu", dropout=0.1)
+
+
+def test_llama_config_round_trips_and_copies_its_scaling():
+    scaling = {"rope_type": "linear", "factor": 2.0}
+    cfg = GPTConfig(**ROPE, norm="rmsnorm", mlp="swiglu", num_kv_heads=2, head_dim=16,
+                    attention_bias=True, ffn_dim=344, rope_theta=5e5, rope_scaling=scaling,
+                    rope_layout="interleaved")
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+    scaling["factor"] = 4.0                                   # the frozen config kept its own copy
+    assert cfg.rope_scaling["factor"] == 2.0
+    assert (cfg.kv_heads, cfg.head_size, cfg.ffn_size) == (2, 16, 344)

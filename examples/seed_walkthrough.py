@@ -15,9 +15,10 @@ It prints what the seed prints (in English) and writes these figures to ``--out`
 
     01_greedy.png                    greedy decoding: softmax probabilities, argmax boxed
     02_temperature.png               temperature 0.8: probabilities and the sampled word
-    02b_temperature_compare.png      T = 0.5, 1.0, 2.0 on the same logits
+    02b_temperature_compare.png      T = 0.5, 1.0, 2.0 on the same logits (box: most probable)
     03_top_k.png                     top-k (k = 5): the five survivors, renormalised
-    04_top_p.png                     top-p (p = 0.9): the nucleus, renormalised
+    04_top_p.png                     top-p (nucleus threshold top_p = 0.9): the nucleus,
+                                     renormalised; grey: removed words
     05_embeddings.png                token embedding, positional encoding, their sum
     06_strategies.png                every strategy side by side (what `npgpt inspect --png` draws)
     07_attention.png                 attention maps of the ten-word model, per layer and head
@@ -131,9 +132,10 @@ def main(argv=None):
         shared = max(float(p_t.max()) for p_t in p_ts)        # one colour scale for all three
         for ax, t, p_t in zip(axes, temps, p_ts):
             viz.plot_heatmap(p_t, title=f"T = {t}", selected_idx=int(np.argmax(p_t)),
-                             labels=vocabulary, ax=ax, vmax=shared)
-        fig.colorbar(ax.images[0], ax=list(axes), label="probability", fraction=0.03)
-        fig.suptitle("Temperature: low T sharpens, high T flattens (box: most probable)")
+                             labels=vocabulary, ax=ax, vmax=shared, selected_as="most probable")
+        fig.colorbar(ax.images[0], ax=list(axes), label="probability q", fraction=0.03)
+        fig.suptitle("Temperature: low T sharpens, high T flattens (box: the most probable "
+                     "word, the same at every T)")
         fig.savefig(figure("02b_temperature_compare.png"), dpi=110)
 
     # ------------------------------------------------------------------------------------
@@ -152,18 +154,19 @@ def main(argv=None):
                          path=figure("03_top_k.png"))
 
     # ------------------------------------------------------------------------------------
-    # 4. Nucleus Sampling (Top-p): keep the most probable words until their mass reaches p.
+    # 4. Nucleus Sampling (Top-p): keep the most probable words until their mass reaches top_p.
     # ------------------------------------------------------------------------------------
-    section("4. Nucleus (top-p) sampling (p = 0.9)")
-    p = 0.9
-    topp_logits = sampling.top_p(logits, p)
+    # top_p is the nucleus threshold (a mass); q names a token's probability.
+    section("4. Nucleus (top-p) sampling (nucleus threshold top_p = 0.9)")
+    top_p = 0.9
+    topp_logits = sampling.top_p(logits, top_p)
     probs_topp = sampling.softmax(topp_logits)
-    topp_selected_idx = int(sampling.sample(logits, rng, top_p=p))
+    topp_selected_idx = int(sampling.sample(logits, rng, top_p=top_p))
     print(viz.bar_chart(probs_topp, labels=vocabulary, chosen=topp_selected_idx, before=probs))
     print(f"kept {int((probs_topp > 0).sum())} of {len(vocabulary)} words; "
           f"sampled word: {vocabulary[topp_selected_idx]}")
     if plots:
-        viz.plot_heatmap(probs_topp, title=f"Nucleus Sampling (top-p={p})",
+        viz.plot_heatmap(probs_topp, title=f"Nucleus Sampling (nucleus threshold top_p = {top_p})",
                          selected_idx=topp_selected_idx, labels=vocabulary,
                          path=figure("04_top_p.png"))
 

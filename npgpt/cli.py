@@ -197,7 +197,10 @@ def _encode(model, text: str):
 
 
 # ----------------------------------------------------------------------------- generate
-_SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+# options that only change sampling; --seed too, as greedy, beam search and greedy speculative
+# decoding draw no random numbers
+_SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+                  "seed")
 
 
 def _decoding_options(args) -> dict:
@@ -209,6 +212,8 @@ def _decoding_options(args) -> dict:
         raise CLIError(f"{flag} only changes sampling; add --do-sample (greedy and beam search ignore it)")
     if args.draft_tokens is not None and args.draft is None:
         raise CLIError("--draft-tokens only changes speculative decoding; add --draft MODEL")
+    if args.stop is not None and "" in args.stop:     # every text contains '': it would stop at once
+        raise CLIError("--stop must be a non-empty string, got ''")
     n = args.num_return_sequences
     if n is not None and n > 1 and not args.do_sample and args.num_beams < n:
         raise CLIError("--num-return-sequences > 1 needs --do-sample, or --num-beams at least as large")
@@ -368,7 +373,7 @@ def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
 
     K, n = config.num_beams, config.num_return_sequences
     in_place = K > 1 and _is_terminal(sys.stdout)
-    label = None if in_place else f"beam search, {K} beams" if K > 1 else f"sampling {n} sequences"
+    label = None if in_place else f"{_beam_kind(config)}, {K} beams" if K > 1 else f"sampling {n} sequences"
     notes = _Notes(seed_line, label, config.max_new_tokens)
     if in_place:
         result = _beams_in_place(model, prompt, config, prompt_text, notes)
@@ -382,6 +387,12 @@ def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
     else:
         notes.finish(int(result.num_new_tokens.sum()), f" ({n} sequences)", _acceptance(result, config))
     return 0
+
+
+def _beam_kind(config) -> str:
+    """What a run with num_beams > 1 is called: beam sampling draws its beams (--do-sample),
+    beam search keeps the most probable ones."""
+    return "beam sampling" if config.do_sample else "beam search"
 
 
 def _acceptance(result, config) -> str:
@@ -418,7 +429,7 @@ def _print_sequences(result, config, tokenizer, prompt_text: str, P: int) -> Non
     rows = zip(result.sequences, result.scores, result.num_new_tokens.tolist())
     if K > 1:
         shown = f"best {len(result.sequences)} of {K} beams" if len(result.sequences) < K else f"{K} beams"
-        out.write(f"beam search, {shown}: the candidates, best first "
+        out.write(f"{_beam_kind(config)}, {shown}: the candidates, best first "
                   f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
     for rank, (seq, score, n_new) in enumerate(rows):
         out.write(f"--- candidate {rank + 1}  score {score:.4f}\n" if K > 1 else
@@ -1069,7 +1080,7 @@ _COMMANDS = (
                  help="how many to print (default: 1, or every beam)"),
             _arg("--eos-token-id", type=_NON_NEGATIVE_INT, nargs="+", help="(default: none)"),
             _arg("--seed", type=_NON_NEGATIVE_INT, default=None,
-                 help="(default: a new one each run, printed on stderr)"),
+                 help="with --do-sample (default: a new one each run, printed on stderr)"),
             _arg("--stop", action="append", metavar="STRING",
                  help="stop once the new text contains STRING, which ends the output; repeatable "
                       "(default: none)"),

@@ -7,7 +7,13 @@ tokens at ``-inf`` (history transforms: ``f(logits, ids, param)``).
 
 Every ``check_*`` function returns None when the invariant holds and raises AssertionError
 with a message naming the row, the parameter and the offending tokens otherwise, so it
-works inside pytest, hypothesis or a plain script. :func:`survey` runs every applicable
+works inside pytest, hypothesis or a plain script. Each check that calls the transform also
+holds it to the contract every transform keeps -- it leaves its input unchanged and returns
+an array of the input's shape and dtype (float64 in, float64 out) -- so a rule check alone
+(``check_top_k_rule``, as below) catches a top-k that edits its input in place;
+:func:`check_transform_contract` checks the rest of the contract (removed tokens exactly
+``-inf``, no NaN, kept logits unchanged). The checks hand the transform a copy of your
+array, so a broken transform cannot change it. :func:`survey` runs every applicable
 check of a kind of transform on fixed edge cases (ties, ``-inf``, huge and tiny logits,
 exact dyadic probabilities) and returns a table of which invariants hold.
 
@@ -180,11 +186,24 @@ def _fail(message):
     raise AssertionError(message)
 
 
-def _np(out):
-    """Accept torch tensors and lists from foreign samplers."""
+def _output(transform, x, *args, name):
+    """``transform(x, *args)`` as float64, once the contract every check relies on holds:
+    the input is left unchanged and the output has the input's shape and dtype (torch
+    tensors and lists from foreign samplers are read as arrays). ``name`` starts the
+    failure message (e.g. ``"k=2"``).
+    """
+    before = x.copy()
+    out = transform(x, *args)
+    if not np.array_equal(x, before, equal_nan=True):
+        _fail(f"{name}: the transform modified its input")
     if hasattr(out, "detach"):
         out = out.detach().cpu().numpy()
-    return np.asarray(out, dtype=np.float64)
+    out = np.asarray(out)
+    if out.shape != x.shape:
+        _fail(f"{name}: output shape {out.shape} != input shape {x.shape}")
+    if out.dtype != x.dtype:
+        _fail(f"{name}: output dtype {out.dtype} != input dtype {x.dtype}")
+    return out.astype(np.float64)
 
 
 def _probs(x):
@@ -217,13 +236,8 @@ def check_transform_contract(transform, x, param, keeps_values=True):
         ...
     AssertionError: param=2: kept token [0, 2] changed from 0.5 to -1000000000.0
     """
-    x = np.asarray(x, dtype=np.float64)
-    before = x.copy()
-    out = _np(transform(x, param))
-    if not np.array_equal(x, before, equal_nan=True):
-        _fail(f"param={param}: the transform modified its input")
-    if out.shape != x.shape:
-        _fail(f"param={param}: output shape {out.shape} != input shape {x.shape}")
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
+    out = _output(transform, x, param, name=f"param={param}")
     if np.isnan(out).any() or np.isposinf(out).any():
         _fail(f"param={param}: output contains NaN or +inf")
     empty = ~_kept(out).any(axis=-1)
@@ -255,8 +269,9 @@ def check_shift_invariance(transform, x, param, shift=3.25):
         ...
     AssertionError: param=None: kept set of row [0] changes when the logits shift by 3.25
     """
-    x = np.asarray(x, dtype=np.float64)
-    a, b = _np(transform(x, param)), _np(transform(x + shift, param))
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
+    a, b = (_output(transform, x, param, name=f"param={param}"),
+            _output(transform, x + shift, param, name=f"param={param}"))
     if not np.array_equal(_kept(a), _kept(b)):
         row = np.argwhere((_kept(a) != _kept(b)).any(axis=-1))[0].tolist()
         _fail(f"param={param}: kept set of row {row} changes when the logits shift by {shift}")
@@ -279,9 +294,10 @@ def check_permutation_equivariance(transform, x, param, seed=0):
         ...
     AssertionError: param=2: the kept set depends on token order (permutation [2, 0, 1, 3])
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     perm = np.random.default_rng(seed).permutation(x.shape[-1])
-    a, b = _np(transform(x, param))[..., perm], _np(transform(x[..., perm], param))
+    a = _output(transform, x, param, name=f"param={param}")[..., perm]
+    b = _output(transform, x[..., perm], param, name=f"param={param}")
     if not np.array_equal(_kept(a), _kept(b)):
         _fail(f"param={param}: the kept set depends on token order (permutation {perm.tolist()})")
     np.testing.assert_allclose(b[_kept(b)], a[_kept(a)], rtol=1e-12, atol=0,
@@ -306,8 +322,8 @@ def check_tie_symmetry(transform, x, param):
         ...
     AssertionError: param=2: row (0,) keeps only some of the tokens tied at 1.0
     """
-    x = np.asarray(x, dtype=np.float64)
-    k = _kept(_np(transform(x, param)))
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
+    k = _kept(_output(transform, x, param, name=f"param={param}"))
     for r in np.ndindex(x.shape[:-1]):
         row, kept = x[r], k[r]
         for value in np.unique(row[np.isfinite(row)]):
@@ -331,9 +347,9 @@ def check_monotone(transform, x, params, increasing=True):
         ...
     AssertionError: kept sets are not nested between param 0.05 and 0.2
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     params = sorted(params)
-    sets = [_kept(_np(transform(x, p))) for p in params]
+    sets = [_kept(_output(transform, x, p, name=f"param={p}")) for p in params]
     for p0, p1, a, b in zip(params, params[1:], sets, sets[1:]):
         small, big = (a, b) if increasing else (b, a)
         if (small & ~big).any():
@@ -355,12 +371,19 @@ def check_top_k_rule(transform, x, k):
     Traceback (most recent call last):
         ...
     AssertionError: k=2: row [0] keeps [0], the rule (logit >= k-th largest) keeps [0, 1, 2]
+    >>> def top_k_in_place(x, k):                   # the right rule, written into its input
+    ...     x[x < np.sort(x, axis=-1)[..., -k, None]] = -np.inf
+    ...     return x
+    >>> check_top_k_rule(top_k_in_place, x, 2)
+    Traceback (most recent call last):
+        ...
+    AssertionError: k=2: the transform modified its input
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     V = x.shape[-1]
     kth = -np.sort(-x, axis=-1)[..., min(k, V) - 1:min(k, V)]
     expected = (x >= kth) & ~np.isneginf(x)
-    got = _kept(_np(transform(x, k)))
+    got = _kept(_output(transform, x, k, name=f"k={k}"))
     if not np.array_equal(got, expected):
         r = np.argwhere((got != expected).any(axis=-1))[0].tolist()
         _fail(f"k={k}: row {r} keeps {np.flatnonzero(got[tuple(r)]).tolist()}, the rule "
@@ -383,9 +406,9 @@ def check_top_p_rule(transform, x, p, ties=True):
         ...
     AssertionError: p=0.7: row (0,) is not minimal: mass 0.75 >= p without its least probable kept tokens
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     q = _probs(x)
-    got = _kept(_np(transform(x, p)))
+    got = _kept(_output(transform, x, p, name=f"p={p}"))
     for r in np.ndindex(x.shape[:-1]):
         kept, probs, row = got[r], q[r], x[r]
         mass = probs[kept].sum()
@@ -423,11 +446,11 @@ def check_min_p_rule(transform, x, p):
         ...
     AssertionError: min_p=0.25: row [0] keeps [0, 1], log ratio to the max [0.0, -0.510826, -1.203973, -2.302585]
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     log_ratio = x - x.max(axis=-1, keepdims=True)
     with np.errstate(divide="ignore"):
         log_p = np.log(p)
-    got = _kept(_np(transform(x, p)))
+    got = _kept(_output(transform, x, p, name=f"min_p={p}"))
     finite = np.isfinite(x)
     sure_in = finite & (log_ratio >= log_p + 1e-9)
     sure_out = ~finite | (log_ratio < log_p - 1e-9)
@@ -457,15 +480,15 @@ def check_temperature(transform, x, temperatures=(0.25, 0.5, 1.0, 2.0, 4.0)):
         ...
     AssertionError: entropy decreases from T=0.25 to T=0.5
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     if 1.0 in temperatures:
-        out = _np(transform(x, 1.0))
+        out = _output(transform, x, 1.0, name="T=1.0")
         if not np.array_equal(out, x):
             _fail("T=1 changed the logits")
     top = x == x.max(axis=-1, keepdims=True)
     entropies = []
     for t in sorted(temperatures):
-        out = _np(transform(x, t))
+        out = _output(transform, x, t, name=f"T={t}")
         if not np.array_equal(out == out.max(axis=-1, keepdims=True), top):
             _fail(f"T={t}: the argmax changed")
         entropies.append(_entropy(out))
@@ -480,7 +503,7 @@ def check_temperature(transform, x, temperatures=(0.25, 0.5, 1.0, 2.0, 4.0)):
         unique &= gap > 1e-12 * (1 + np.abs(srt[..., -1]))   # a resolvable unique maximum
     if unique.any():
         t_small = float(gap[unique].min() / 50)
-        q = _probs(_np(transform(x, t_small)))
+        q = _probs(_output(transform, x, t_small, name=f"T={t_small}"))
         if (np.abs(q[unique] - top[unique]) > 1e-6).any():
             _fail(f"T={t_small}: the distribution is not (nearly) one-hot at the argmax")
 
@@ -501,9 +524,9 @@ def check_repetition_penalty(transform, x, ids, penalty):
         ...
     AssertionError: penalty=1.5: a seen token moved the wrong way
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)                 # a copy: yours stays as it was
     ids = np.asarray(ids)
-    out = _np(transform(x, ids, penalty))
+    out = _output(transform, x, ids, penalty, name=f"penalty={penalty}")
     seen = np.zeros(x.shape, dtype=bool)
     for r in np.ndindex(x.shape[:-1]):
         seen[r][np.unique(ids[r] if ids.ndim > 1 else ids)] = True

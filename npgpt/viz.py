@@ -24,7 +24,13 @@ Two kinds of pictures:
 
 Labels name tokens in pictures. Wherever ``labels`` is accepted it may be None (token ids
 are shown), a sequence of V strings (``labels[i]`` names token ``i``), a tokenizer (anything
-with ``decode(ids)``; each token is decoded alone), or a callable ``id -> str``.
+with ``decode(ids)``; each token is decoded alone), or a callable ``id -> str``. Every
+picture shows a token's text the same way: in single quotes with Python's escapes
+(``'a'``, ``' '``, ``'\\''``, ``'\\n'``), so whitespace and quotes read alike; token
+ids (no labels) are shown bare.
+
+A token's probability is called ``q`` in the pictures, so that ``p`` names nothing but a
+strategy's parameter (``top_p``, ``min_p``, ``typical_p``).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ _PLOT_EXTRA_MESSAGE = ('npgpt.viz plotting needs matplotlib, which is not instal
 _MAX_LABEL = 14          # characters of a token label shown in tables and tick labels
 _ALL_COLUMNS_UP_TO = 32  # heatmaps show every token up to this vocabulary size
 _TOP_COLUMNS = 40        # ... and otherwise this many of the most probable tokens
-_ANNOTATE_UP_TO = 20     # cells are annotated with their probability up to this many columns
+_ANNOTATE_UP_TO = 20     # cells are annotated in a larger font up to this many columns
+_REMOVED_GREY = "#d9d9d9"  # heatmap cells of tokens a rule removed (probability 0)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -108,11 +115,24 @@ def _mask(x, name, V):
     return m.astype(bool)
 
 
-def _short(text, limit=_MAX_LABEL):
-    """Show whitespace and control characters visibly and cut long labels."""
-    if text == "" or text.strip() != text or not text.isprintable():
-        text = repr(text)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+def _quoted(text, limit=_MAX_LABEL):
+    """A token's text as every picture shows it: always in single quotes, with Python's
+    escapes for a quote, a backslash, a newline or tab and other invisible characters, so a
+    space, an apostrophe and a newline read alike; cut to ``limit`` characters with "…".
+
+    >>> print(*[_quoted(t) for t in ["a", " ", "'", '"', "\\n", "\\\\", "To be or not to be"]])
+    'a' ' ' '\\'' '"' '\\n' '\\\\' 'To be or no…'
+    """
+    pieces = [repr(ch + '"')[1:-2] for ch in text]     # the '"' makes repr pick single quotes
+    body = "".join(pieces)
+    if len(body) + 2 > limit:
+        body, room = "", limit - 3
+        for piece in pieces:
+            if len(body) + len(piece) > room:
+                break
+            body += piece
+        body += "…"
+    return f"'{body}'"
 
 
 def _labeler(labels, V):
@@ -122,26 +142,26 @@ def _labeler(labels, V):
     if hasattr(labels, "decode") and not isinstance(labels, (str, bytes)):
         def decode(i, tok=labels):
             try:
-                return _short(tok.decode([i]))
+                return _quoted(tok.decode([i]))
             except (ValueError, KeyError, IndexError, UnicodeDecodeError):
                 return f"<{i}>"
         return decode
     if callable(labels):
-        return lambda i: _short(str(labels(i)))
+        return lambda i: _quoted(str(labels(i)))
     if isinstance(labels, str):
         raise ValueError("labels must be a sequence of strings (one per token), not one str")
     labels = list(labels)
     if len(labels) != V:
         raise ValueError(f"labels has {len(labels)} entries but the vocabulary has {V} tokens")
-    return lambda i: _short(str(labels[i]))
+    return lambda i: _quoted(str(labels[i]))
 
 
 def token_label(labels, token_id, vocab_size):
     """The display string of one token (how every picture in this module names it).
 
-    >>> token_label(["hello", "world"], 1, 2)
-    'world'
-    >>> token_label(None, 7, 10)
+    >>> print(token_label(["hello", "world"], 1, 2), token_label(["'", " "], 0, 2))
+    'world' '\\''
+    >>> token_label(None, 7, 10)                     # no labels: the token id
     '7'
     """
     return _labeler(labels, vocab_size)(_index(token_id, "token_id", vocab_size))
@@ -170,7 +190,9 @@ def _draw_seed(seed, rng) -> int:
 def _strategy_settings(temperature, top_k, top_p, min_p, typical_p) -> dict:
     """Strategy name -> (keyword arguments of :func:`npgpt.sampling.distribution`, row label).
 
-    A parameter that is None leaves its strategy out (its label is then never used).
+    A parameter that is None leaves its strategy out (its label is then never used). Labels
+    name a parameter as generate() does (``top_p=0.9``), never a bare "p": the pictures
+    call a probability ``q``.
     """
     def label(text, value):
         return "" if value is None else text.format(value)
@@ -179,9 +201,9 @@ def _strategy_settings(temperature, top_k, top_p, min_p, typical_p) -> dict:
         "greedy": ({"temperature": 0.0}, "greedy"),
         "temperature": ({"temperature": temperature}, label("temperature (T={:g})", temperature)),
         "top-k": ({"top_k": top_k}, f"top-k (k={top_k})"),
-        "top-p": ({"top_p": top_p}, label("top-p (p={:g})", top_p)),
-        "min-p": ({"min_p": min_p}, label("min-p (p={:g})", min_p)),
-        "typical": ({"typical_p": typical_p}, label("typical (p={:g})", typical_p)),
+        "top-p": ({"top_p": top_p}, label("top-p (top_p={:g})", top_p)),
+        "min-p": ({"min_p": min_p}, label("min-p (min_p={:g})", min_p)),
+        "typical": ({"typical_p": typical_p}, label("typical (typical_p={:g})", typical_p)),
     }
 
 
@@ -265,6 +287,16 @@ def _check_report(report):
     return [row for row in report]
 
 
+def _prob_text(q) -> str:
+    """A probability as the terminal pictures print it: three decimals, but "<0.001" for a
+    positive one that would print as 0.000 (so "0.000" means exactly 0).
+
+    >>> _prob_text(0.25), _prob_text(4e-4), _prob_text(0.0)
+    ('0.250', '<0.001', '0.000')
+    """
+    return "<0.001" if 0 < q < 0.0005 else f"{q:.3f}"
+
+
 def _columns(before, chosen_ids, top):
     """Token ids to show: the ``top`` most probable (descending), plus any chosen ones."""
     order = np.argsort(-before, kind="stable")
@@ -283,7 +315,10 @@ def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, befo
     token: ``>`` the chosen one, ``x`` a removed one (``kept`` False), blank otherwise.
     Bars are proportional to the probability (the largest shown fills ``width``); removed
     tokens are drawn with a light bar of their ``before`` probability (or their own) and
-    the word "removed".
+    the word "removed". A positive probability too small for half a block is drawn as a
+    thin mark ``▏`` (``|`` in ASCII) and, below 0.0005, printed as ``<0.001``; a
+    probability of exactly 0 draws no bar and prints as ``0.000``. Tokens are named in
+    quotes (``'a'``, ``' '``, ``'\\''``, ``'\\n'``).
 
     Parameters
     ----------
@@ -312,9 +347,11 @@ def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, befo
 
     Examples
     --------
-    >>> print(bar_chart(np.array([0.75, 0.25]), labels=["yes", "no"], chosen=0, width=8, ascii=True))
-    > yes  ########  0.750  chosen
-      no   ###       0.250
+    >>> print(bar_chart(np.array([0.7496, 0.25, 4e-4]), labels=["yes", "no", "'"], chosen=0,
+    ...                 width=8, ascii=True))
+    > 'yes'  ########  0.750  chosen
+      'no'   ###       0.250
+      '\\''   |         <0.001
     """
     p = _probs(probs)
     V = p.shape[0]
@@ -329,7 +366,7 @@ def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, befo
     name = _labeler(labels, V)
     rank = p if b is None else b
     ids = _columns(rank, [] if chosen is None else [chosen], int(top))
-    full, light = ("#", ".") if ascii else ("█", "░")
+    full, light, thin = ("#", ".", "|") if ascii else ("█", "░", "▏")
     scale = max(float(np.max(np.r_[p[ids], rank[ids]])), 1e-12)
     names = [name(i) for i in ids]
     name_w = max(len(s) for s in names)
@@ -338,13 +375,11 @@ def bar_chart(probs, labels=None, top=10, kept=None, chosen=None, width=40, befo
         mark = ">" if i == chosen else ("x" if not keep[i] else " ")
         shown = p[i] if keep[i] else rank[i]
         n = int(round(width * shown / scale))
-        if shown > 0 and n == 0:
-            n = 1
-        bar = (full if keep[i] else light) * n
+        bar = (full if keep[i] else light) * n if n > 0 else (thin if shown > 0 else "")
         if b is None:
-            nums = f"{p[i]:.3f}" if keep[i] else f"{p[i]:.3f}  removed"
+            nums = _prob_text(p[i]) if keep[i] else f"{_prob_text(p[i])}  removed"
         else:
-            nums = f"{b[i]:.3f} -> " + (f"{p[i]:.3f}" if keep[i] else "removed")
+            nums = f"{_prob_text(b[i])} -> " + (_prob_text(p[i]) if keep[i] else "removed")
         tail = "  chosen" if i == chosen else ""
         lines.append(f"{mark} {s:<{name_w}}  {bar:<{width}}  {nums}{tail}".rstrip())
     return "\n".join(lines)
@@ -355,8 +390,10 @@ def strategy_table(report, labels=None, top=10):
 
     The first column is the model's probability (softmax of the logits); each strategy
     column shows its probability after the rule, ``-`` where the rule removed the token and
-    a ``*`` after the token it chose. The last lines say how many tokens each strategy keeps
-    and which it chose.
+    a ``*`` after the token it chose. The header names each strategy, and below it its
+    parameter (the row's label ``"top-p (top_p=0.9)"`` split at its parenthesis). The last
+    lines say how many tokens each strategy keeps and which it chose. Probabilities print
+    as in :func:`bar_chart` (``<0.001``: kept but tiny).
 
     Parameters
     ----------
@@ -373,12 +410,13 @@ def strategy_table(report, labels=None, top=10):
     --------
     >>> rows = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0, strategies=("greedy", "top-k"), top_k=2)
     >>> print(strategy_table(rows, labels=["a", "b", "c"]))
-    token   model  greedy  top-k (k=2)
-    a       0.500  1.000*        0.625
-    b       0.300       -       0.375*
-    c       0.200       -            -
-    kept                1            2
-    chosen              a            b
+    token   model  greedy   top-k
+                              k=2
+    'a'     0.500  1.000*   0.625
+    'b'     0.300       -  0.375*
+    'c'     0.200       -       -
+    kept                1       2
+    chosen            'a'     'b'
     """
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
@@ -387,24 +425,31 @@ def strategy_table(report, labels=None, top=10):
     name = _labeler(labels, V)
     chosen = [_index(r["chosen"], "chosen", V) for r in rows]
     ids = _columns(before, chosen, int(top))
-    header = ["token", "model"] + [r["label"] for r in rows]
+    names, params = zip(*[_split_label(r["label"]) for r in rows])
+    header = [["token", "model", *names]] + ([["", "", *params]] if any(params) else [])
     body = []
     for i in ids:
-        line = [name(i), f"{before[i]:.3f}"]
+        line = [name(i), _prob_text(before[i])]
         for r, c in zip(rows, chosen):
             after = np.asarray(r["probs_after"])
-            cell = f"{after[i]:.3f}" if r["kept"][i] else "-"
+            cell = _prob_text(after[i]) if r["kept"][i] else "-"
             line.append(cell + ("*" if i == c else ""))
         body.append(line)
     body.append(["kept", ""] + [str(int(np.sum(r["kept"]))) for r in rows])
     body.append(["chosen", ""] + [name(c) for c in chosen])
-    table = [header] + body
-    widths = [max(len(line[j]) for line in table) for j in range(len(header))]
+    table = header + body
+    widths = [max(len(line[j]) for line in table) for j in range(len(header[0]))]
     out = []
     for line in table:
         cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
+
+
+def _split_label(label: str) -> tuple:
+    """A row label's strategy and parameter: "top-p (top_p=0.9)" -> ("top-p", "top_p=0.9")."""
+    head, paren, rest = label.partition(" (")
+    return (head, rest[:-1]) if paren and rest.endswith(")") else (label, "")
 
 
 def inspect_text(report, labels=None, top=10, width=30):
@@ -427,16 +472,16 @@ def inspect_text(report, labels=None, top=10, width=30):
     >>> rows = strategy_report(np.log([0.5, 0.3, 0.2]), seed=0, strategies=("greedy",))
     >>> print(inspect_text(rows, labels=["a", "b", "c"], width=10))
     next-token distribution (top 3 of 3):
-      a  ██████████  0.500
-      b  ██████      0.300
-      c  ████        0.200
+      'a'  ██████████  0.500
+      'b'  ██████      0.300
+      'c'  ████        0.200
     <BLANKLINE>
     token   model  greedy
-    a       0.500  1.000*
-    b       0.300       -
-    c       0.200       -
+    'a'     0.500  1.000*
+    'b'     0.300       -
+    'c'     0.200       -
     kept                1
-    chosen              a
+    chosen            'a'
     """
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
@@ -482,12 +527,15 @@ def _mark(ax, col, Rectangle, row=0):
                            linewidth=3, zorder=3, clip_on=False))
 
 
-def _annotate(ax, values, vmax, row=0):
+def _annotate(ax, values, norm, row=0):
+    """Each cell's probability in two decimals, white on dark cells; a cell under 0.005
+    (it would read 0.00) stays blank, its colour says "almost 0"."""
+    fontsize = 8 if len(values) <= _ANNOTATE_UP_TO else 6.5
     for j, v in enumerate(values):
-        if np.isnan(v):
+        if np.isnan(v) or v < 0.005:
             continue
-        color = "white" if v > 0.6 * vmax else "black"
-        ax.text(j, row, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
+        color = "white" if norm(v) > 0.6 else "black"
+        ax.text(j, row, f"{v:.2f}", ha="center", va="center", fontsize=fontsize, color=color)
 
 
 def _darkest(vmax, probs):
@@ -499,18 +547,61 @@ def _darkest(vmax, probs):
     return max(float(vmax), 1e-12)
 
 
-def _probability_row(ax, values, vmax, columns, chosen, Rectangle):
-    """Draw ``values`` (n,) as a 1 x n heatmap row (NaN: removed, grey), each cell annotated
-    when there are few, ``chosen`` boxed in red; returns the image (for a colorbar)."""
+def _probability_row(ax, values, norm, columns, chosen, Rectangle):
+    """Draw ``values`` (n,) as a 1 x n heatmap row coloured by ``norm`` (NaN: removed,
+    grey), each cell annotated with its probability, ``chosen`` boxed in red; returns the
+    image (for a colorbar)."""
     import matplotlib
-    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")
-    im = ax.imshow(np.ma.masked_invalid(values[None, :]), cmap=cmap, vmin=0.0, vmax=vmax,
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad=_REMOVED_GREY)
+    im = ax.imshow(np.ma.masked_invalid(values[None, :]), cmap=cmap, norm=norm,
                    aspect="auto", interpolation="nearest")
-    if len(columns) <= _ANNOTATE_UP_TO:
-        _annotate(ax, values, vmax)
+    if len(columns) <= _TOP_COLUMNS:
+        _annotate(ax, values, norm)
     if chosen is not None and chosen in columns:
         _mark(ax, columns.index(chosen), Rectangle)
     return im
+
+
+def _left_out(before, columns, name) -> str:
+    """What a picture of ``columns`` leaves out of the vocabulary, in words ('' if nothing):
+    how many tokens, their largest and total probability, and their names if they fit.
+
+    >>> print(_left_out(np.array([0.5, 0.3, 0.15, 0.05]), [0, 1], lambda i: "abcd"[i]))
+    showing 2 of 4 tokens; left out: the 2 least probable (each q <= 0.15, 0.2 together): c d
+    """
+    V = before.shape[0]
+    rest = np.setdiff1d(np.arange(V), columns)
+    if rest.size == 0:
+        return ""
+    rest = rest[np.argsort(-before[rest], kind="stable")]                 # most probable first
+    names = " ".join(name(int(i)) for i in rest)
+    most = before[rest[0]]
+    text = (f"showing {len(columns)} of {V} tokens; left out: the {rest.size} least probable "
+            + (f"(each q <= {most:.2g}, {before[rest].sum():.2g} together)" if most > 0 else
+               "(all q = 0)"))
+    return text + (f": {names}" if len(names) <= 100 else "")
+
+
+def _wrapped(paragraphs, fig) -> str:
+    """Non-empty ``paragraphs`` as lines that fit the width of ``fig`` (about 12 characters
+    of a 10-point label per inch)."""
+    import textwrap
+    width = max(40, int(12 * fig.get_figwidth()))
+    return "\n".join(textwrap.fill(text, width) for text in paragraphs if text)
+
+
+def _legend(ax, removed: bool, chosen: bool):
+    """The key of a probability row, right of ``ax``: kept (blue, darker = more probable),
+    removed (grey) and the chosen token's red box."""
+    import matplotlib
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=matplotlib.colormaps["Blues"](0.6), label="kept: colour = q")]
+    if removed:
+        handles.append(Patch(facecolor=_REMOVED_GREY, label="removed by the rule (q = 0)"))
+    if chosen:
+        handles.append(Patch(fill=False, edgecolor="red", linewidth=2, label="chosen"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
+              frameon=False, handlelength=1.2, borderaxespad=0.0)
 
 
 def _columns_for(V, before, chosen_ids, top):
@@ -525,18 +616,20 @@ def _columns_for(V, before, chosen_ids, top):
 
 
 def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, path=None,
-                 vmax=None):
+                 vmax=None, selected_as="chosen"):
     """The seed's picture: next-token probabilities as a 1 x V heatmap, the choice boxed.
 
     Called exactly as in the seed tutorial::
 
         plot_heatmap(probs, title="Greedy Decoding - Softmax Probabilities", selected_idx=greedy_idx)
 
-    Every token is a cell coloured by its probability (tokens in id order; for V > 32 only
-    the 40 most probable, most probable first; probability 0, i.e. removed by a sampling
-    rule, is grey); the selected token gets a red box and a red
-    tick label, and the title says which token it is. Up to 20 cells are annotated with
-    their probability.
+    Every token is a cell coloured by its probability q (tokens in id order; for V > 32 only
+    the 40 most probable, most probable first, and the x label says how many tokens are left
+    out and which); probability 0, i.e. removed by a sampling rule, is grey, and a legend
+    then tells kept from removed tokens. The selected token gets a red box and a red tick
+    label, and the title says which token it is (``selected_as``: "chosen" by default).
+    Cells are annotated with their probability (blank under 0.005). The colour scale is
+    linear from 0 to ``vmax``, shown by the colorbar.
 
     Parameters
     ----------
@@ -555,6 +648,9 @@ def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, pat
     vmax : float, optional
         Probability drawn in the darkest colour (default: the largest in ``probs``); give
         several heatmaps the same ``vmax`` to compare them.
+    selected_as : str
+        What the boxed token is, as the title says it: "chosen" (sampled or picked) by
+        default; e.g. "most probable" when the box marks the argmax.
 
     Returns
     -------
@@ -572,14 +668,17 @@ def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, pat
     >>> fig = plot_heatmap(np.array([0.1, 0.6, 0.3]), "Greedy", 1, labels=["a", "b", "c"],
     ...                    path="greedy.png")
     >>> len(fig.axes), fig.axes[0].get_title()          # the heatmap and its colorbar
-    (2, 'Greedy\\nchosen: b (p = 0.600)')
+    (2, "Greedy\\nchosen: 'b' (q = 0.600)")
     """
     p = _probs(probs)
     V = p.shape[0]
     selected_idx = _index(selected_idx, "selected_idx", V)
+    if not isinstance(selected_as, str):
+        raise ValueError(f"selected_as must be a str, got {selected_as!r}")
     name = _labeler(labels, V)
     columns = _columns_for(V, p, [selected_idx], top)
     Figure, Rectangle = _matplotlib()
+    from matplotlib.colors import Normalize
     own = ax is None
     if own:
         fig = Figure(figsize=(min(max(6.0, 0.5 * len(columns) + 2.5), 20.0), 2.6),
@@ -587,15 +686,18 @@ def plot_heatmap(probs, title, selected_idx, labels=None, ax=None, top=None, pat
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
-    vmax = _darkest(vmax, p)
+    norm = Normalize(0.0, _darkest(vmax, p))
     row = np.where(p[columns] > 0, p[columns], np.nan)                 # (n,) probability 0: removed
-    im = _probability_row(ax, row, vmax, columns, selected_idx, Rectangle)
+    im = _probability_row(ax, row, norm, columns, selected_idx, Rectangle)
     _tick_labels(ax, columns, name, chosen=selected_idx)
     ax.set_yticks([])
-    ax.set_title(f"{title}\nchosen: {name(selected_idx)} (p = {p[selected_idx]:.3f})", fontsize=11)
-    ax.set_xlabel("token")
+    ax.set_title(f"{title}\n{selected_as}: {name(selected_idx)} (q = {p[selected_idx]:.3f})",
+                 fontsize=11)
+    ax.set_xlabel(_wrapped(["token", _left_out(p, columns, name)], fig))
+    if np.isnan(row).any():
+        _legend(ax, removed=True, chosen=True)
     if own:
-        fig.colorbar(im, ax=ax, label="probability", fraction=0.05, pad=0.02)
+        fig.colorbar(im, ax=ax, label="probability q", fraction=0.05, pad=0.02)
     return _save(fig, path)
 
 
@@ -604,8 +706,12 @@ def plot_strategies(report, labels=None, path=None, top=None):
 
     The first row is the model's distribution (softmax of the logits); each further row is a
     strategy's distribution after its rule, removed tokens grey, its chosen token in a red
-    box. All rows share one colour scale (probability), so sharpening and renormalisation
-    are visible. This is the ``npgpt inspect --png FILE`` picture.
+    box, every cell annotated with its probability (blank under 0.005). All rows share one
+    colour scale from 0 to 1, so greedy's 1.0 is darker than any spread-out row and the
+    sharpening and renormalisation of each rule are visible; the scale is a square root
+    (``PowerNorm(0.5)``), so probabilities of a few percent still show. When the vocabulary
+    is larger than the columns shown, the x label says how many tokens are left out and
+    which. This is the ``npgpt inspect --png FILE`` picture.
 
     Parameters
     ----------
@@ -628,7 +734,9 @@ def plot_strategies(report, labels=None, path=None, top=None):
     >>> len(fig.axes)                                   # the model, 6 strategies, a colorbar
     8
     >>> fig.axes[1].get_yticklabels()[0].get_text()     # each row: the rule, then its choice
-    'greedy\\n→ a'
+    "greedy\\n→ 'a'"
+    >>> [float(v) for v in fig.axes[-1].get_ylim()]     # the colorbar: probability 0 to 1
+    [0.0, 1.0]
     """
     rows = _check_report(report)
     before = _probs(rows[0]["probs_before"], "probs_before")
@@ -638,30 +746,31 @@ def plot_strategies(report, labels=None, path=None, top=None):
     afters = [_probs(r["probs_after"], f"probs_after of {r['label']}") for r in rows]
     columns = _columns_for(V, before, chosen, top)
     Figure, Rectangle = _matplotlib()
+    from matplotlib.colors import PowerNorm
     n_rows = 1 + len(rows)
     n_cols = len(columns)
-    fig = Figure(figsize=(min(max(7.0, 0.42 * n_cols + 3.5), 22.0), 0.75 * n_rows + 1.6),
+    fig = Figure(figsize=(min(max(7.0, 0.42 * n_cols + 3.5), 22.0), 0.75 * n_rows + 1.9),
                  layout="constrained")
     axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
-    # one colour scale for every row; one-token rows (greedy: probability 1) are left out
-    # of it (drawn in the darkest colour) so the other rows stay readable
-    spread = [a for a, r in zip(afters, rows) if int(np.sum(r["kept"])) > 1] + [before]
-    vmax = max(float(max(a.max() for a in spread)), 1e-12)
+    norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)        # one scale, 0 to 1, for every row
     data = [("model (T=1)", before, np.ones(V, bool), None)] + [
         (r["label"], a, np.asarray(r["kept"], bool), c) for r, a, c in zip(rows, afters, chosen)]
     im = None
     for ax, (label, values, kept, pick) in zip(axes, data):
         shown = np.where(kept[columns], values[columns], np.nan)          # (n,) removed: NaN
-        im = _probability_row(ax, shown, vmax, columns, pick, Rectangle)
+        im = _probability_row(ax, shown, norm, columns, pick, Rectangle)
         ax.set_yticks([0])
         suffix = "" if pick is None else f"\n→ {name(pick)}"
         ax.set_yticklabels([label + suffix], fontsize=9)
         ax.tick_params(axis="x", length=0)
     _tick_labels(axes[-1], columns, name)
-    axes[-1].set_xlabel("token (grey: removed by the rule; red box: chosen)")
+    key = ("token (numbers and colour: probability q; grey: removed by the rule, q = 0; "
+           "red box: the token the rule chose)")
+    axes[-1].set_xlabel(_wrapped([key, _left_out(before, columns, name)], fig))
     fig.suptitle("Next-token probabilities before and after each decoding strategy", fontsize=12)
-    fig.colorbar(im, ax=list(axes), label="probability", fraction=0.03, pad=0.01,
-                 extend="max" if vmax < 1.0 else "neither")
+    bar = fig.colorbar(im, ax=list(axes), label="probability q (square-root scale)",
+                       fraction=0.03, pad=0.01, aspect=40)
+    bar.set_ticks([0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0])
     return _save(fig, path)
 
 
@@ -687,7 +796,7 @@ def _position_labels(labels, ids, V):
     if labels is not None and not callable(labels) and not hasattr(labels, "decode"):
         labels = list(labels)
         if len(labels) == len(ids) and len(ids) != V:
-            return [_short(str(s)) for s in labels]
+            return [_quoted(str(s)) for s in labels]
         if len(labels) != V:
             raise ValueError(f"labels has {len(labels)} entries; give one per position "
                              f"({len(ids)}) or one per vocabulary token ({V})")

@@ -328,7 +328,7 @@ def test_beam_sampling_prints_the_drawn_candidates_best_first_and_a_seed_repeats
     argv = ["generate", "--model", model_path, "--prompt", "ROMEO:", "--num-beams", "3", "--do-sample",
             "--top-k", "5", "--max-new-tokens", "5", "--num-return-sequences", "3"]
     code, first, err = run(capsys, *argv, "--seed", "1")
-    assert code == 0 and first.startswith("beam search, 3 beams:"), (code, err)
+    assert code == 0 and first.startswith("beam sampling, 3 beams:"), (code, err)
     scores = _candidates(first)
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     assert run(capsys, *argv, "--seed", "1")[1] == first

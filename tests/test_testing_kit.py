@@ -178,3 +178,66 @@ def test_transformers_repetition_penalty_passes_and_temperature_zero_is_refused(
     kit.check_repetition_penalty(rep, np.array([[1.0, -1.0, 2.0, 0.5]]), np.array([[0, 1, 1]]), 1.5)
     with pytest.raises(ValueError):          # npgpt: temperature 0 means greedy
         L.TemperatureLogitsWarper(0.0)
+
+
+# ------------------------- every rule check also holds the transform to the contract
+def in_place(transform):                     # the right values, written into its input
+    def broken(x, *args):
+        x[...] = transform(x.copy(), *args)
+        return x
+    return broken
+
+
+def wrong_shape(transform):                  # the right values, an extra trailing axis
+    return lambda x, *args: transform(x, *args)[..., None]
+
+
+def wrong_dtype(transform):                  # the right kept set, float32 values
+    return lambda x, *args: transform(x, *args).astype(np.float32)
+
+
+RULE_CHECKS = {
+    "check_top_k_rule": lambda f: kit.check_top_k_rule(f, X, 2),
+    "check_top_p_rule": lambda f: kit.check_top_p_rule(f, np.log([[0.5, 0.25, 0.125, 0.125]]), 0.7),
+    "check_min_p_rule": lambda f: kit.check_min_p_rule(f, np.log([[0.5, 0.3, 0.15, 0.05]]), 0.25),
+    "check_temperature": lambda f: kit.check_temperature(f, np.array([[1.0, 2.0, 0.5]])),
+    "check_repetition_penalty": lambda f: kit.check_repetition_penalty(
+        f, np.array([[1.0, -1.0, 2.0]]), np.array([0, 1]), 1.5),
+}
+TRANSFORMS = {"check_top_k_rule": S.top_k, "check_top_p_rule": S.top_p, "check_min_p_rule": S.min_p,
+              "check_temperature": S.temperature, "check_repetition_penalty": S.repetition_penalty}
+
+
+def test_every_rule_check_is_listed_here():
+    checks = {name for name in kit.__all__ if name.startswith("check_")}
+    transform_checks = checks - {"check_distribution", "check_sample_frequencies",
+                                 "check_transform_contract", "check_shift_invariance",
+                                 "check_permutation_equivariance", "check_tie_symmetry",
+                                 "check_monotone"}
+    assert transform_checks == set(RULE_CHECKS)
+
+
+@pytest.mark.parametrize("check", sorted(RULE_CHECKS))
+@pytest.mark.parametrize("breakage, message", [(in_place, "modified its input"),
+                                               (wrong_shape, "output shape"),
+                                               (wrong_dtype, "output dtype float32 != input dtype float64")])
+def test_every_rule_check_catches_a_transform_that_breaks_the_contract(check, breakage, message):
+    RULE_CHECKS[check](TRANSFORMS[check])                      # the unbroken transform passes
+    with pytest.raises(AssertionError, match=message):
+        RULE_CHECKS[check](breakage(TRANSFORMS[check]))
+
+
+def test_a_check_never_lets_a_transform_change_the_caller_s_array():
+    x = X.copy()
+    with pytest.raises(AssertionError, match="modified its input"):
+        kit.check_top_k_rule(mutating_top_k, x, 2)
+    np.testing.assert_array_equal(x, X)
+
+
+@settings(max_examples=30)
+@given(kit.logits(max_vocab=8), st.integers(1, 4))
+def test_check_top_k_rule_catches_an_in_place_top_k_on_any_logits_it_changes(x, k):
+    if np.array_equal(S.top_k(x, k), x):
+        return                                   # keeps every token: writing it back changes nothing
+    with pytest.raises(AssertionError, match=f"k={k}: the transform modified its input"):
+        kit.check_top_k_rule(in_place(S.top_k), x, k)

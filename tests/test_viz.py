@@ -50,6 +50,9 @@ def test_strategy_report_rows_follow_sampling_transforms():
     assert by["greedy"]["chosen"] == 1
     assert by["top-k"]["kept"].sum() == 3
     assert by["top-k"]["label"] == "top-k (k=3)"
+    assert by["top-p"]["label"] == "top-p (top_p=0.6)"          # a parameter, never a bare "p"
+    assert by["min-p"]["label"] == "min-p (min_p=0.5)"
+    assert by["typical"]["label"] == "typical (typical_p=0.9)"
 
 
 def test_strategy_report_same_seed_same_choices_and_rows_independent():
@@ -104,13 +107,13 @@ def test_bar_chart_marks_chosen_kept_and_removed():
     lines = text.splitlines()
     assert len(lines) == 5
     words = [line.split()[1] if line[0] in ">x" else line.split()[0] for line in lines]
-    assert words == ["world", "model", "GPT", "test", "hello"]       # ranked by before
+    assert words == ["'world'", "'model'", "'GPT'", "'test'", "'hello'"]   # ranked by before
     chosen = [line for line in lines if line.startswith(">")]
-    assert len(chosen) == 1 and "model" in chosen[0] and chosen[0].endswith("chosen")
+    assert len(chosen) == 1 and "'model'" in chosen[0] and chosen[0].endswith("chosen")
     for line in lines:
         removed = line.startswith("x")
         assert removed == ("removed" in line), line
-        assert removed == (line.split()[1] in ("test", "hello")), line
+        assert removed == (line.split()[1] in ("'test'", "'hello'")), line
     assert f"{before[1]:.3f} -> {after[1]:.3f}" in lines[0]
 
 
@@ -125,7 +128,7 @@ def test_bar_chart_lists_a_chosen_token_outside_the_top():
     probs = sampling.softmax(word_logits())
     text = viz.bar_chart(probs, labels=WORDS, top=2, chosen=3)
     lines = text.splitlines()
-    assert len(lines) == 3 and lines[-1].startswith("> is")
+    assert len(lines) == 3 and lines[-1].startswith("> 'is'")
 
 
 def test_bar_chart_shows_whitespace_tokens_visibly():
@@ -156,9 +159,10 @@ def test_bar_chart_rejects_bad_inputs(kwargs, message):
 def test_labels_may_be_a_tokenizer_or_callable():
     tok = WordTokenizer(WORDS)
     probs = sampling.softmax(word_logits())
-    assert viz.bar_chart(probs, labels=tok, top=1).split()[0] == "world"
-    assert viz.bar_chart(probs, labels=lambda i: f"w{i}", top=1).split()[0] == "w1"
-    assert viz.token_label(tok, 7, 10) == "GPT"
+    assert viz.bar_chart(probs, labels=tok, top=1).split()[0] == "'world'"
+    assert viz.bar_chart(probs, labels=lambda i: f"w{i}", top=1).split()[0] == "'w1'"
+    assert viz.token_label(tok, 7, 10) == "'GPT'"
+    assert viz.bar_chart(probs, top=1).split()[0] == "1"                  # no labels: the id, bare
 
 
 # ---------------------------------------------------------------------- strategy_table
@@ -167,17 +171,17 @@ def test_strategy_table_columns_marks_and_counts():
                                top_k=2, min_p=0.5)
     text = viz.strategy_table(rows, labels=WORDS, top=4)
     lines = text.splitlines()
-    assert lines[0].split()[:2] == ["token", "model"]
-    assert "top-k (k=2)" in lines[0] and "min-p (p=0.5)" in lines[0]
-    world = lines[1].split()
-    assert world[0] == "world" and world[2] == "1.000*"                  # greedy's pick
-    this = [line for line in lines if line.startswith("GPT")][0].split()
+    assert lines[0].split() == ["token", "model", "greedy", "top-k", "min-p"]
+    assert lines[1].split() == ["k=2", "min_p=0.5"]              # each strategy's parameter below it
+    world = lines[2].split()
+    assert world[0] == "'world'" and world[2] == "1.000*"                # greedy's pick
+    this = [line for line in lines if line.startswith("'GPT'")][0].split()
     assert this[2] == "-" and this[3] == "-"                             # removed by greedy, top-k
     kept = lines[-2].split()
     assert kept == ["kept", "1", "2", str(int(rows[2]["kept"].sum()))]
     chosen = lines[-1].split()
-    assert chosen[0] == "chosen" and chosen[1] == "world"
-    assert sum(cell.endswith("*") for line in lines[1:-2] for cell in line.split()) == 3
+    assert chosen[0] == "chosen" and chosen[1] == "'world'"
+    assert sum(cell.endswith("*") for line in lines[2:-2] for cell in line.split()) == 3
 
 
 def test_strategy_table_rejects_a_non_report():
@@ -213,8 +217,8 @@ def test_plot_heatmap_seed_call_marks_the_selected_token(tmp_path):
     boxes = _red_boxes(ax)
     assert len(boxes) == 1 and boxes[0].get_x() == pytest.approx(5.5)
     ticks = ax.get_xticklabels()
-    assert ticks[6].get_text() == "model" and ticks[6].get_color() == "red"
-    assert "chosen: model" in ax.get_title()
+    assert ticks[6].get_text() == "'model'" and ticks[6].get_color() == "red"
+    assert "chosen: 'model'" in ax.get_title()
     assert _is_png(path)
 
 
@@ -331,7 +335,7 @@ def test_plot_attention_grid_is_layers_by_heads_with_the_model_attention(tmp_pat
     future = np.triu(np.ones((6, 6), bool), k=1)
     np.testing.assert_array_equal(np.ma.getmaskarray(image), future)
     np.testing.assert_allclose(image.filled(0.0), attention[1][2], atol=1e-6)
-    assert [t.get_text() for t in maps[4].get_yticklabels()] == [f"t{i}" for i in ids]
+    assert [t.get_text() for t in maps[4].get_yticklabels()] == [f"'t{i}'" for i in ids]
     assert _is_png(tmp_path / "a.png")
 
 
@@ -357,7 +361,7 @@ def test_missing_matplotlib_raises_an_error_naming_the_plot_extra(monkeypatch):
     with pytest.raises(ImportError, match="matplotlib"):
         viz.plot_attention(model, [1, 2])
     # the terminal pictures need no matplotlib
-    assert viz.bar_chart(probs, labels=WORDS, top=1).split()[0] == "world"
+    assert viz.bar_chart(probs, labels=WORDS, top=1).split()[0] == "'world'"
 
 
 def test_viz_imports_without_matplotlib_in_a_fresh_interpreter():
@@ -400,7 +404,7 @@ def test_inspect_text_has_the_model_chart_then_the_table():
     text = viz.inspect_text(rows, labels=WORDS, top=4)
     chart, table = text.split("\n\n")
     assert chart.splitlines()[0] == "next-token distribution (top 4 of 10):"
-    assert chart.splitlines()[1].split()[0] == "world" and len(chart.splitlines()) == 5
+    assert chart.splitlines()[1].split()[0] == "'world'" and len(chart.splitlines()) == 5
     assert table == viz.strategy_table(rows, labels=WORDS, top=4)
     with pytest.raises(ValueError, match="top must be a positive integer"):
         viz.inspect_text(rows, top=0)
@@ -418,3 +422,107 @@ def test_plot_heatmap_accepts_the_seeds_torch_probabilities():
                            selected_idx=greedy_idx)
     np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array())[0],
                                probs.numpy()[0], atol=1e-12)
+
+
+# ------------------------------------------- what a learner reads: marks, names, scales
+def test_bar_chart_draws_no_block_for_zero_and_a_thin_mark_for_a_negligible_probability():
+    probs = np.array([0.9995, 0.0004, 0.0001, 0.0])
+    lines = viz.bar_chart(probs, labels=["a", "b", "c", "d"], kept=np.ones(4, bool),
+                          width=20).splitlines()
+    tiny, zero = lines[1], lines[3]
+    assert "▏" in tiny and "█" not in tiny and tiny.endswith("<0.001")     # not "0.000"
+    assert not set("▏█░") & set(zero) and zero.endswith("0.000")           # exactly 0: no bar
+    ascii_lines = viz.bar_chart(probs, labels=["a", "b", "c", "d"], kept=np.ones(4, bool),
+                                width=20, ascii=True).splitlines()
+    assert "|" in ascii_lines[1] and "#" not in ascii_lines[1]
+    assert not set("|#.") & set(ascii_lines[3].split("'d'")[1].replace("0.000", ""))
+
+
+def test_strategy_table_prints_a_kept_negligible_probability_as_below_0_001():
+    x = np.log(np.array([0.9990, 0.0006, 0.0004]))
+    rows = viz.strategy_report(x, seed=0, strategies=("temperature",), temperature=1.0)
+    lines = viz.strategy_table(rows, labels=["a", "b", "c"]).splitlines()
+    cells = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert cells["'b'"][0] == "0.001" and cells["'c'"] == ["<0.001", "<0.001"]
+
+
+def test_every_token_is_quoted_the_same_way_apostrophe_space_and_newline_included():
+    labels = ["'", " ", "\n", "a", '"', "\\"]
+    text = viz.bar_chart(np.full(6, 1 / 6), labels=labels, width=4)
+    shown = [line[2:6].strip() for line in text.splitlines()]  # after the mark column
+    assert sorted(shown) == sorted(["'\\''", "' '", "'\\n'", "'a'", "'\"'", "'\\\\'"])
+
+
+@given(st.text(max_size=12))
+def test_token_label_is_the_python_literal_of_the_token_text_in_single_quotes(text):
+    import ast
+    shown = viz.token_label([text], 0, 1)
+    assert shown[0] == "'" and shown[-1] == "'"
+    if not shown.endswith("…'"):
+        assert ast.literal_eval(shown) == text
+    assert len(shown) <= 14
+
+
+def _drawn_colour(ax, column):
+    image = ax.images[0]
+    return np.asarray(image.to_rgba(image.get_array()))[0, column, :3]
+
+
+@needs_mpl
+def test_plot_strategies_one_scale_from_0_to_1_tells_greedy_s_1_from_top_k_s_0_28():
+    x = np.log(np.array([0.22, 0.2, 0.2, 0.18, 0.1, 0.05, 0.05]))    # top-k keeps ~0.28 at most
+    rows = viz.strategy_report(x, seed=0, strategies=("greedy", "top-k"), top_k=4)
+    assert 0.25 < rows[1]["probs_after"].max() < 0.3
+    fig = viz.plot_strategies(rows)
+    model, greedy, top_k, bar = fig.axes
+    for ax in (model, greedy, top_k):
+        assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0.0, 1.0)
+    assert [float(v) for v in bar.get_ylim()] == [0.0, 1.0]
+    difference = np.abs(_drawn_colour(greedy, 0) - _drawn_colour(top_k, 0)).max()
+    assert difference > 0.2, difference                     # 1.0 and 0.28 look different
+    assert "probability q" in bar.get_ylabel()
+
+
+@needs_mpl
+def test_plot_strategies_says_how_many_and_which_tokens_it_leaves_out():
+    x = np.random.default_rng(0).normal(size=65)
+    labels = [chr(ord("!") + i) for i in range(65)]
+    rows = viz.strategy_report(x, seed=0)
+    fig = viz.plot_strategies(rows, labels=labels)
+    heatmaps = [ax for ax in fig.axes if ax.images]
+    shown = [t.get_text() for t in heatmaps[-1].get_xticklabels()]
+    assert len(shown) == 40
+    note = heatmaps[-1].get_xlabel()
+    assert "showing 40 of 65 tokens" in note and "the 25 least probable" in note
+    order = np.argsort(-sampling.softmax(x), kind="stable")
+    left = [viz.token_label(labels, int(i), 65) for i in order[40:]]
+    assert " ".join(left) in note.replace("\n", " ")
+    assert set(left).isdisjoint(shown)
+    small = viz.plot_strategies(viz.strategy_report(word_logits(), seed=0), labels=WORDS)
+    assert "left out" not in [ax for ax in small.axes if ax.images][-1].get_xlabel()
+
+
+@needs_mpl
+def test_plot_heatmap_legend_tells_kept_from_removed_and_q_is_the_probability():
+    probs = sampling.softmax(sampling.top_p(word_logits(), 0.6))
+    fig = viz.plot_heatmap(probs, "Nucleus Sampling (nucleus threshold top_p = 0.6)", 1,
+                           labels=WORDS)
+    ax, bar = fig.axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("kept") for t in legend) and any("removed" in t for t in legend)
+    assert "chosen: 'world' (q = " in ax.get_title() and "p =" not in ax.get_title().split("\n")[1]
+    assert bar.get_ylabel() == "probability q"
+    full = viz.plot_heatmap(sampling.softmax(word_logits()), "T = 1", 1, labels=WORDS)
+    assert full.axes[0].get_legend() is None                   # nothing removed: no key needed
+
+
+@needs_mpl
+def test_plot_heatmap_names_what_its_box_marks_and_what_it_leaves_out():
+    probs = sampling.softmax(word_logits())
+    fig = viz.plot_heatmap(probs, "T = 1", 1, labels=WORDS, selected_as="most probable")
+    assert fig.axes[0].get_title() == "T = 1\nmost probable: 'world' (q = 0.300)"
+    big = sampling.softmax(np.random.default_rng(0).normal(size=100))
+    note = viz.plot_heatmap(big, "big", 0).axes[0].get_xlabel()
+    assert "showing 41 of 100 tokens" in note and "the 59 least probable" in note
+    with pytest.raises(ValueError, match="selected_as must be a str"):
+        viz.plot_heatmap(probs, "t", 1, selected_as=None)

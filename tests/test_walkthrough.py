@@ -5,6 +5,9 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from helpers import skip_without
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +47,7 @@ def test_walkthrough_writes_every_figure_and_prints_the_seed_results(tmp_path):
         assert size >= 15_000, (name, size)            # a drawn figure, not an empty canvas
     text = result.stdout
     for expected in ("1. Greedy decoding", "2. Temperature scaling (T = 0.8)",
-                     "3. Top-k sampling (k = 5)", "4. Nucleus (top-p) sampling (p = 0.9)",
+                     "3. Top-k sampling (k = 5)", "4. Nucleus (top-p) sampling (nucleus threshold top_p = 0.9)",
                      "token_embeds (20, 128), pos_embeds (20, 128), combined (20, 128)",
                      "Input sentence: hello world this is", "Predicted next word: ",
                      "Generated sentence: hello world this is ", "8. Beam search (3 beams)",
@@ -80,3 +83,35 @@ def test_walkthrough_runs_without_matplotlib_printing_only(tmp_path):
     assert 'pip install "npgpt[plot]"' in result.stdout
     assert "Predicted next word: " in result.stdout
     assert not (tmp_path / "figures").exists()
+
+
+@skip_without("matplotlib")
+def test_walkthrough_figures_say_what_they_draw(tmp_path, monkeypatch):
+    """02b boxes the most probable word and says so in the title and in every panel; the top-p
+    figure has a key for kept and removed words and keeps "p" for the nucleus threshold."""
+    import runpy
+
+    from matplotlib.figure import Figure
+
+    saved = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.__setitem__(
+        os.path.basename(str(path)), fig))
+    monkeypatch.setattr(sys, "argv", [SCRIPT, "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(SCRIPT, run_name="__main__")
+    assert done.value.code == 0
+    compare = saved["02b_temperature_compare.png"]
+    panels = [ax for ax in compare.axes if ax.images]
+    assert len(panels) == 3
+    for ax in panels:
+        title = ax.get_title().split("\n")[1]
+        assert title.startswith("most probable: ") and "chosen" not in title
+        boxed = [p.get_x() + 0.5 for p in ax.patches if not p.get_fill()]
+        probs = np.asarray(ax.images[0].get_array())[0]
+        assert boxed == [int(np.argmax(probs))]              # the box is on the most probable
+    assert "box: the most probable" in compare.get_suptitle()
+    top_p = saved["04_top_p.png"].axes[0]
+    assert "nucleus threshold top_p = 0.9" in top_p.get_title()
+    assert "(q = " in top_p.get_title() and "(p = " not in top_p.get_title()
+    legend = [t.get_text() for t in top_p.get_legend().get_texts()]
+    assert any("kept" in t for t in legend) and any("removed" in t for t in legend)

@@ -157,7 +157,6 @@ def rope_inv_freq(config):
 
 
 # ----------------------------------------------------------------------------- parameters
-_IGNORED_SUFFIXES = (".causal_mask",)   # the seed's mask buffers: constants, rebuilt on the fly
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -677,7 +676,7 @@ class GPT:
     def load_state_dict(self, state_dict) -> None:
         """Replace every parameter (strict; values are copied and cast to the model's dtype).
 
-        ``blocks.N.causal_mask`` buffers are accepted and ignored. With ``tie_embeddings``,
+        ``blocks.N.causal_mask`` buffers (N < num_layers) are accepted and ignored. With ``tie_embeddings``,
         an ``output_layer.weight`` equal to ``token_embedding.weight`` is accepted (PyTorch
         saves tied weights twice). Anything missing, unexpected or mis-shaped raises one
         ValueError listing every problem; nothing is changed then.
@@ -692,7 +691,8 @@ class GPT:
         """
         expected = parameter_shapes(self.config)
         problems = []
-        given = {k: v for k, v in state_dict.items() if not k.endswith(_IGNORED_SUFFIXES)}
+        masks = {f"blocks.{i}.causal_mask" for i in range(self.config.num_layers)}
+        given = {k: v for k, v in state_dict.items() if k not in masks}   # constants, rebuilt
         if self.config.tie_embeddings and "output_layer.weight" in given:
             out_w = np.asarray(given.pop("output_layer.weight"))
             emb = given.get("token_embedding.weight")

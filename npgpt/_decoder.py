@@ -123,6 +123,7 @@ class Decoder:
         room = C - int(real.max())                    # new tokens whose positions still fit
         self.cache = None
         if self.slide:                                # every column fed, at most C at a time
+            _check_slide_angles(model.config, self.weights["inv_freq"], self.final_length)
             self.cache = model.new_cache(len(seq), capacity=min(C, max(self.length, self.final_length)),
                                          reserve=min(C, self.length) + ROOM)
         elif not self.chunk and self.length <= C and room > 0 and max_new > 1:
@@ -222,6 +223,19 @@ class Decoder:
             self.start, self.count = self.start[rows], self.count[rows]
         if self.cache is not None:
             self.cache.reorder(rows)
+
+
+def _check_slide_angles(config, inv_freq, last):
+    """Slide mode's positions go on past ``context_length``, up to ``last``; their rotary
+    angles (float32: position · inv_freq, :func:`npgpt.nn.rope.rope_tables`) must stay finite,
+    as GPTConfig checks them within the context, or every logit would be NaN."""
+    with np.errstate(over="ignore"):
+        top = np.float32(last) * np.float32(inv_freq.max())
+    if not np.isfinite(top):
+        raise ValueError(f"context_overflow='slide' turns rotary positions up to {last}, where "
+                         f"the angles of rope_theta={config.rope_theta!r} overflow float32 "
+                         f"(inv_freq up to {float(inv_freq.max()):.3g}); use fewer "
+                         f"max_new_tokens or context_overflow='exact'")
 
 
 def widened(a, width, fill):

@@ -192,3 +192,20 @@ def test_an_accepted_rope_config_has_finite_positive_frequencies_and_angles(thet
     for dtype in (np.float32, np.float64):
         cos, sin = rope_tables(np.array([0, context - 1]), inv_freq, dtype)
         assert np.isfinite(cos).all() and np.isfinite(sin).all()
+
+
+def test_slide_past_the_context_refuses_positions_whose_angles_overflow():
+    """Within the context the config's angles are finite; slide mode's positions go on
+    counting, so generate checks the last one it could reach before the first token (here
+    position 136 would overflow: 136 x 2.5e36 > 3.4e38, float32's largest; the model made
+    NaN logits there, and blamed its weights)."""
+    import numpy as np
+    import npgpt
+    cfg = GPTConfig(**{**ROPE, "head_dim": 128, "d_model": 256, "num_heads": 2},
+                    rope_theta=1e-37, norm="rmsnorm", mlp="swiglu")
+    model = npgpt.GPT(cfg, seed=0)
+    out = model.generate([1, 2], max_new_tokens=100, context_overflow="slide")
+    assert np.isfinite(out.scores).all()
+    with pytest.raises(ValueError, match=r"context_overflow='slide' turns rotary positions up "
+                                         r"to 201.*rope_theta=1e-37 overflow float32"):
+        model.generate([1, 2], max_new_tokens=200, context_overflow="slide")

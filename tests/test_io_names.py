@@ -259,3 +259,12 @@ def test_an_unsupported_dtype_in_one_shard_is_named_with_its_tensor(tmp_path):
     path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
     message = refused(folder, shard, UP)
     assert "F8_E4M3" in message
+
+
+def test_the_cli_refuses_a_second_name_in_one_line_with_exit_2(tmp_path, capsys):
+    from helpers import run_cli
+    extra = "model.layers.00.mlp.up_proj.weight"
+    folder = llama_folder(tmp_path, plus(extra, UP))
+    code, out, err = run_cli(capsys, "generate", "--model", str(folder), "--prompt", "hi")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and extra in err and "Traceback" not in err

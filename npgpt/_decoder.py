@@ -42,6 +42,7 @@ from .model import positions_and_mask
 from .nn.attention import causal_mask
 
 OVERFLOW_MODES = ("exact", "chunk", "slide")
+ROOM = 256     # token slots a buffer or a cache starts with past the prompt; then it doubles
 
 
 def check_overflow(config, overflow):
@@ -70,8 +71,11 @@ class Decoder:
     """Holds every row's tokens and feeds them to the model (see the module doc).
 
     ``seq`` (R, width) holds every row's tokens, ``length`` columns filled; ``mask`` (R, width)
-    bool marks real tokens (None: no padding). The buffers grow as tokens come (doubling), so
-    memory follows the tokens produced, not ``max_new_tokens``. ``overflow`` is ``"exact"``,
+    bool marks real tokens (None: no padding). The buffers grow as tokens come (doubling), and
+    so does the KV cache (:class:`npgpt.model.KVCache`: its ``capacity`` is the most it may
+    need, min(context, prompt + max_new) in exact mode, its allocation starts at the prompt
+    plus ``ROOM``), so memory follows the tokens produced, not ``max_new_tokens`` or
+    ``context_length``. ``overflow`` is ``"exact"``,
     ``"chunk"`` or ``"slide"``; in chunk mode ``start`` (R,) is the column where each row's
     chunk begins and ``count`` (R,) the real tokens in it; in slide mode the cache holds the
     last (up to) ``context_length`` columns.
@@ -107,7 +111,7 @@ class Decoder:
         self.model, self.length, self.pad = model, seq.shape[1], pad
         self.weights = inference.weights(model.params, model.config)   # looked up once
         self.seq, self.mask = seq, mask
-        self._make_room(min(max_new, 256))
+        self._make_room(min(max_new, ROOM))
         self.C = C = model.config.context_length
         self.final_length = self.length + max_new - 1   # the length when the last step runs
         self.chunk, self.slide = overflow == "chunk", overflow == "slide"
@@ -119,9 +123,12 @@ class Decoder:
         room = C - int(real.max())                    # new tokens whose positions still fit
         self.cache = None
         if self.slide:                                # every column fed, at most C at a time
-            self.cache = model.new_cache(len(seq), capacity=min(C, max(self.length, self.final_length)))
+            _check_slide_angles(model.config, self.weights["inv_freq"], self.final_length)
+            self.cache = model.new_cache(len(seq), capacity=min(C, max(self.length, self.final_length)),
+                                         reserve=min(C, self.length) + ROOM)
         elif not self.chunk and self.length <= C and room > 0 and max_new > 1:
-            self.cache = model.new_cache(len(seq), capacity=self.length + min(max_new - 1, room))
+            self.cache = model.new_cache(len(seq), capacity=self.length + min(max_new - 1, room),
+                                         reserve=self.length + ROOM)
         self._window_mask = None
 
     def _make_room(self, n):
@@ -135,7 +142,7 @@ class Decoder:
     def append(self, tokens):
         """Write tokens (R,) after the last filled column."""
         if self.length == self.seq.shape[1]:
-            self._make_room(max(256, self.length))    # doubling: O(1) per token on average
+            self._make_room(max(ROOM, self.length))   # doubling: O(1) per token on average
         self.seq[:, self.length] = tokens
         self.length += 1
         if self.chunk:
@@ -188,7 +195,8 @@ class Decoder:
         lo = int(self.start.min())
         real = np.arange(lo, self.length) >= self.start[:, None]     # (R, length - lo)
         room = max(0, min(self.C - int(self.count.max()), self.final_length - self.length))
-        self.cache = self.model.new_cache(len(self.seq), capacity=self.length - lo + room)
+        self.cache = self.model.new_cache(len(self.seq), capacity=self.length - lo + room,
+                                          reserve=self.length - lo + ROOM)
         return self._run(lo, self.cache, real)
 
     def _real(self, lo):
@@ -215,6 +223,19 @@ class Decoder:
             self.start, self.count = self.start[rows], self.count[rows]
         if self.cache is not None:
             self.cache.reorder(rows)
+
+
+def _check_slide_angles(config, inv_freq, last):
+    """Slide mode's positions go on past ``context_length``, up to ``last``; their rotary
+    angles (float32: position · inv_freq, :func:`npgpt.nn.rope.rope_tables`) must stay finite,
+    as GPTConfig checks them within the context, or every logit would be NaN."""
+    with np.errstate(over="ignore"):
+        top = np.float32(last) * np.float32(inv_freq.max())
+    if not np.isfinite(top):
+        raise ValueError(f"context_overflow='slide' turns rotary positions up to {last}, where "
+                         f"the angles of rope_theta={config.rope_theta!r} overflow float32 "
+                         f"(inv_freq up to {float(inv_freq.max()):.3g}); use fewer "
+                         f"max_new_tokens or context_overflow='exact'")
 
 
 def widened(a, width, fill):

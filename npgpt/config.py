@@ -201,9 +201,7 @@ class GPTConfig:
         if self.positions == "rope":
             if self.head_size % 2:
                 raise ValueError(f"head_dim must be even for rotary positions, got {self.head_size}")
-            if scaling is not None:
-                from .nn.rope import rope_frequencies          # checks the scaling's numbers
-                rope_frequencies(self.head_size, float(theta), self.rope_scaling)
+            self._check_rope_angles()
         else:
             for name, default in (("num_kv_heads", self.num_heads),
                                   ("head_dim", self.d_model // self.num_heads)):
@@ -216,6 +214,38 @@ class GPTConfig:
         if self.dropout > 0 and (self.positions == "rope" or self.mlp == "swiglu"):
             raise ValueError(f"dropout={self.dropout!r} needs positions='learned' and mlp='gelu' "
                              f"(rotary attention and SwiGLU have no dropout)")
+
+    def _check_rope_angles(self) -> None:
+        """The rotary frequencies this config makes (:func:`npgpt.nn.rope.rope_frequencies`,
+        which also checks rope_scaling's numbers) must be finite and positive, and the
+        angles of float32 tables, position · inv_freq, finite up to position
+        context_length - 1: else every logit is NaN (``rope_theta=1e-300`` rounds to 0 in
+        float32, and 1 / 0^x is infinite) or a pair never turns (a frequency of 0).
+
+        Examples
+        --------
+        >>> GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+        ...           positions="rope", rope_theta=1e-300)
+        Traceback (most recent call last):
+            ...
+        ValueError: rope_theta=1e-300 (rope_scaling=None, head_dim=4) gives rotary frequencies that are not finite and positive: inv_freq = [1.0, inf]
+        """
+        from .io.errors import short_repr                # the values may come from a file
+        from .nn.rope import rope_frequencies
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            inv_freq = rope_frequencies(self.head_size, float(self.rope_theta), self.rope_scaling)
+            what = (f"rope_theta={self.rope_theta!r} (rope_scaling="
+                    f"{short_repr(self.rope_scaling, 200)}, head_dim={self.head_size})")
+            if not (np.isfinite(inv_freq).all() and (inv_freq > 0).all()):
+                shown = [float(f) for f in inv_freq[:6]] + (["..."] if len(inv_freq) > 6 else [])
+                raise ValueError(f"{what} gives rotary frequencies that are not finite and "
+                                 f"positive: inv_freq = [{', '.join(map(str, shown))}]")
+            last = self.context_length - 1
+            top = np.float32(last) * np.float32(inv_freq.max())     # rope_tables' float32 product
+        if not np.isfinite(top):
+            raise ValueError(f"{what} with context_length={self.context_length} gives rotary "
+                             f"angles that overflow float32: position {last} x inv_freq "
+                             f"{float(inv_freq.max()):.3g}")
 
     @property
     def head_size(self) -> int:

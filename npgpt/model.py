@@ -157,7 +157,6 @@ def rope_inv_freq(config):
 
 
 # ----------------------------------------------------------------------------- parameters
-_IGNORED_SUFFIXES = (".causal_mask",)   # the seed's mask buffers: constants, rebuilt on the fly
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -406,14 +405,20 @@ class _LayerKV:
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far, preallocated, and the
-    bookkeeping that cached and left-padded decoding needs.
+    """Keys and values of every layer for the tokens seen so far, and the bookkeeping that
+    cached and left-padded decoding needs.
 
-    ``k`` and ``v`` are (L, B, Hkv, capacity, D), Hkv = num_kv_heads (H for GPT); ``length``
-    slots are filled. ``key_valid`` (B, capacity) marks slots holding real tokens (``None``
-    while no padding has been seen), ``next_position`` (B,) is each row's position id for
-    its next real token (with rotary positions it may pass ``context_length``:
-    :meth:`drop_oldest`).
+    ``k`` and ``v`` are (L, B, Hkv, S, D), Hkv = num_kv_heads (H for GPT), S the slots
+    allocated (:attr:`allocated`); ``length`` slots are filled. The cache holds at most
+    ``capacity`` tokens; it starts with ``reserve`` slots (default: all of them) and, when
+    :meth:`add_tokens` needs more, grows by doubling up to ``capacity`` — amortised O(1) per
+    token, and memory that follows the tokens added, not the most that could come (a
+    ``context_length`` of 131,072, or 2**31 - 1, costs nothing until used). Where the keys
+    live changes nothing computed: each attention reads the first ``length`` slots,
+    row-major (T, D) matrices whatever S is.
+    ``key_valid`` (B, S) marks slots holding real tokens (``None`` while no padding has been
+    seen), ``next_position`` (B,) is each row's position id for its next real token (with
+    rotary positions it may pass ``context_length``: :meth:`drop_oldest`).
     Create one with :meth:`GPT.new_cache`; pass it to ``model(ids, cache=cache)``, which
     appends the new tokens and returns their logits.
 
@@ -426,9 +431,11 @@ class KVCache:
     (3, [3])
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, capacity: int, dtype):
-        shape = (config.num_layers, batch_size, config.kv_heads, capacity, config.head_size)
+    def __init__(self, config: GPTConfig, batch_size: int, capacity: int, dtype, reserve=None):
+        reserve = capacity if reserve is None else min(reserve, capacity)
+        shape = (config.num_layers, batch_size, config.kv_heads, reserve, config.head_size)
         self.config = config
+        self._capacity = capacity
         self.k = np.zeros(shape, dtype=dtype)
         self.v = np.zeros(shape, dtype=dtype)
         self.length = 0
@@ -443,7 +450,27 @@ class KVCache:
 
     @property
     def capacity(self) -> int:
+        """The most tokens the cache may hold."""
+        return self._capacity
+
+    @property
+    def allocated(self) -> int:
+        """The slots allocated now (``k.shape[3]``), between ``length`` and ``capacity``."""
         return self.k.shape[3]
+
+    def _grow(self, needed) -> None:
+        """Reallocate k, v (and key_valid) with room for ``needed`` slots, at least twice the
+        present room (up to ``capacity``), the filled slots copied over."""
+        size = min(self.capacity, max(needed, 2 * self.allocated))
+        n = self.length
+        k = np.zeros(self.k.shape[:3] + (size,) + self.k.shape[4:], dtype=self.k.dtype)
+        v = np.zeros_like(k)
+        k[:, :, :, :n], v[:, :, :, :n] = self.k[:, :, :, :n], self.v[:, :, :, :n]
+        self.k, self.v = k, v
+        if self.key_valid is not None:
+            key_valid = np.ones((len(self.key_valid), size), dtype=bool)
+            key_valid[:, :n] = self.key_valid[:, :n]
+            self.key_valid = key_valid
 
     def layer(self, i):
         """Layer i's view, whose ``append(k, v)`` stores the new keys and values.
@@ -496,8 +523,10 @@ class KVCache:
         positions = positions_of_real_tokens(self.next_position, real, T)
         if self.config.positions == "learned":          # rotary positions have no table to pass
             _check_positions(positions, self.config.context_length)
+        if start + T > self.allocated:
+            self._grow(start + T)
         if real is not None and self.key_valid is None:
-            self.key_valid = np.ones((B, self.capacity), dtype=bool)
+            self.key_valid = np.ones((B, self.allocated), dtype=bool)
         if self.key_valid is not None:
             self.key_valid[:, start:start + T] = True if real is None else real
         self.next_position = self.next_position + (T if real is None else real.sum(axis=1))
@@ -677,7 +706,7 @@ class GPT:
     def load_state_dict(self, state_dict) -> None:
         """Replace every parameter (strict; values are copied and cast to the model's dtype).
 
-        ``blocks.N.causal_mask`` buffers are accepted and ignored. With ``tie_embeddings``,
+        ``blocks.N.causal_mask`` buffers (N < num_layers) are accepted and ignored. With ``tie_embeddings``,
         an ``output_layer.weight`` equal to ``token_embedding.weight`` is accepted (PyTorch
         saves tied weights twice). Anything missing, unexpected or mis-shaped raises one
         ValueError listing every problem; nothing is changed then.
@@ -692,7 +721,8 @@ class GPT:
         """
         expected = parameter_shapes(self.config)
         problems = []
-        given = {k: v for k, v in state_dict.items() if not k.endswith(_IGNORED_SUFFIXES)}
+        masks = {f"blocks.{i}.causal_mask" for i in range(self.config.num_layers)}
+        given = {k: v for k, v in state_dict.items() if k not in masks}   # constants, rebuilt
         if self.config.tie_embeddings and "output_layer.weight" in given:
             out_w = np.asarray(given.pop("output_layer.weight"))
             emb = given.get("token_embedding.weight")
@@ -736,19 +766,27 @@ class GPT:
         other.params = {k: v.astype(dtype) for k, v in self.params.items()}
         return other
 
-    def new_cache(self, batch_size: int = 1, capacity: int | None = None) -> KVCache:
-        """An empty KV cache for ``batch_size`` rows and ``capacity`` token slots
+    def new_cache(self, batch_size: int = 1, capacity: int | None = None,
+                  reserve: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows and at most ``capacity`` tokens
         (default: ``context_length``; padding slots count, so left-padded batches may
-        want ``context_length`` plus the padding).
+        want ``context_length`` plus the padding), with ``reserve`` slots allocated now
+        (default: all ``capacity``); it grows by doubling as tokens come (:class:`KVCache`).
 
         >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
         >>> cache = model.new_cache(batch_size=2)
         >>> cache.batch_size, cache.capacity, cache.k.shape        # (L, B, H, capacity, D)
         (2, 8, (1, 2, 2, 8, 8))
+        >>> cache = model.new_cache(capacity=8, reserve=2)
+        >>> _ = model([[1, 2, 3]], cache=cache)
+        >>> cache.length, cache.allocated, cache.capacity          # 2 slots grew to 4
+        (3, 4, 8)
         """
         batch_size = positive_int(batch_size, "batch_size")
         capacity = positive_int(self.config.context_length if capacity is None else capacity, "capacity")
-        return KVCache(self.config, batch_size, capacity, self.dtype)
+        if reserve is not None:
+            reserve = positive_int(reserve, "reserve")
+        return KVCache(self.config, batch_size, capacity, self.dtype, reserve)
 
     # ---------------------------------------------------------------- forward
     def __call__(self, ids, attention_mask=None, cache: KVCache | None = None,

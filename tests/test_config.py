@@ -1,6 +1,8 @@
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npgpt import GPTConfig
 
@@ -133,3 +135,77 @@ def test_llama_config_round_trips_and_copies_its_scaling():
     scaling["factor"] = 4.0                                   # the frozen config kept its own copy
     assert cfg.rope_scaling["factor"] == 2.0
     assert (cfg.kv_heads, cfg.head_size, cfg.ffn_size) == (2, 16, 344)
+
+
+# ----------------------------------------------------------------- the rotary angles they make
+@pytest.mark.parametrize("changes, message", [
+    (dict(rope_theta=1e-300), r"rope_theta=1e-300 .*not finite and positive: inv_freq = \[1.0, inf"),
+    (dict(rope_theta=1e299), r"rope_theta=1e\+299 .*not finite and positive: inv_freq = \[1.0, 0.0"),
+    (dict(rope_theta=1e-30, head_dim=128, context_length=2 ** 31 - 1),
+     r"rope_theta=1e-30 .*context_length=2147483647 .*overflow float32"),
+    (dict(rope_scaling={"rope_type": "linear", "factor": 1e299}),
+     r"rope_scaling=\{'rope_type': 'linear', 'factor': 1e\+299\}.*not finite and positive"),
+])
+def test_rope_settings_whose_angles_break_the_model_are_refused(changes, message):
+    """Each of these passed the fields' own range checks and made every logit NaN (or
+    froze all pairs but the first)."""
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**{**ROPE, **changes})
+
+
+def test_a_config_json_with_a_tiny_rope_theta_is_refused_naming_the_folder(tmp_path):
+    import json
+    import os
+    import shutil
+    import npgpt
+    from npgpt.io import CheckpointError
+    source = os.path.join(os.path.dirname(__file__), "fixtures", "llama", "llama_gqa")
+    folder = tmp_path / "tiny_theta"
+    shutil.copytree(source, folder)
+    hf = json.loads((folder / "config.json").read_text())
+    hf["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e-300}
+    (folder / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(CheckpointError, match=r"tiny_theta.*rope_theta=1e-300"):
+        npgpt.load(folder)
+
+
+@settings(max_examples=200, deadline=None)
+@given(theta=st.floats(1e-300, 1e299), head_dim=st.sampled_from([2, 4, 8, 64, 128, 256]),
+       context=st.integers(1, 2 ** 31 - 1),
+       factor=st.none() | st.floats(1.0, 1e300))
+def test_an_accepted_rope_config_has_finite_positive_frequencies_and_angles(theta, head_dim,
+                                                                            context, factor):
+    """Invariant: GPTConfig accepts a rotary config only if the cos/sin tables of every
+    position it allows are finite, so its logits can be."""
+    import numpy as np
+    from npgpt.model import rope_inv_freq
+    from npgpt.nn.rope import rope_tables
+    scaling = None if factor is None else {"rope_type": "linear", "factor": factor}
+    try:
+        cfg = GPTConfig(**{**ROPE, "context_length": context, "head_dim": head_dim},
+                        rope_theta=theta, rope_scaling=scaling)
+    except ValueError as exc:
+        assert "rope_theta=" in str(exc)
+        return
+    inv_freq = rope_inv_freq(cfg)
+    assert np.isfinite(inv_freq).all() and (inv_freq > 0).all()
+    for dtype in (np.float32, np.float64):
+        cos, sin = rope_tables(np.array([0, context - 1]), inv_freq, dtype)
+        assert np.isfinite(cos).all() and np.isfinite(sin).all()
+
+
+def test_slide_past_the_context_refuses_positions_whose_angles_overflow():
+    """Within the context the config's angles are finite; slide mode's positions go on
+    counting, so generate checks the last one it could reach before the first token (here
+    position 136 would overflow: 136 x 2.5e36 > 3.4e38, float32's largest; the model made
+    NaN logits there, and blamed its weights)."""
+    import numpy as np
+    import npgpt
+    cfg = GPTConfig(**{**ROPE, "head_dim": 128, "d_model": 256, "num_heads": 2},
+                    rope_theta=1e-37, norm="rmsnorm", mlp="swiglu")
+    model = npgpt.GPT(cfg, seed=0)
+    out = model.generate([1, 2], max_new_tokens=100, context_overflow="slide")
+    assert np.isfinite(out.scores).all()
+    with pytest.raises(ValueError, match=r"context_overflow='slide' turns rotary positions up "
+                                         r"to 201.*rope_theta=1e-37 overflow float32"):
+        model.generate([1, 2], max_new_tokens=200, context_overflow="slide")

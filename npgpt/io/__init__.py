@@ -242,7 +242,7 @@ def _model_from_state_dict(state: dict, overrides: dict, source: str):
         shown = ", ".join(_cut(name, 80) for name in non_float[:5])
         raise CheckpointError(f"{source}: non-floating tensors {shown}")
     if _gpt2.is_gpt2_state_dict(state):
-        state = _gpt2.state_dict_from_hf(state)
+        state = _renamed(_gpt2, state, source)
         fields = _infer_seed_fields(state, source)
         fields.update(residual="pre_norm", gelu="tanh", output_bias=False)
         lm_head, wte = state.get("output_layer.weight"), state["token_embedding.weight"]
@@ -316,7 +316,7 @@ def _load_gpt2_folder(folder, overrides: dict):
     source = os.fspath(folder)
     hf = _gpt2.read_config_json(os.path.join(folder, "config.json"))
     fields = _gpt2.config_fields_from_hf(hf)
-    model = _model_from_hf(_gpt2.state_dict_from_hf(_read_hf_tensors(folder, source)), fields,
+    model = _model_from_hf(_renamed(_gpt2, _read_hf_tensors(folder, source), source), fields,
                            overrides, source)
     vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
     if os.path.exists(vocab) and os.path.exists(merges):
@@ -332,6 +332,16 @@ def _load_gpt2_folder(folder, overrides: dict):
                                   f"{type(exc).__name__}: {_cut(str(exc), 400)}") from None
         model.tokenizer = _fitting_tokenizer(tokenizer, model.config, f"{source}: vocab.json")
     return model
+
+
+def _renamed(family, tensors: dict, source: str) -> dict:
+    """``family.state_dict_from_hf(tensors)`` (GPT-2's or the Llama family's names ->
+    npgpt's), its CheckpointError (an unknown name, two names for one parameter) naming
+    ``source``."""
+    try:
+        return family.state_dict_from_hf(tensors)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
 
 
 def _model_from_hf(state: dict, fields: dict, overrides: dict, source: str):
@@ -392,7 +402,7 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
     """A Hugging Face Llama / Qwen2 / Mistral folder (:mod:`npgpt.io.llama`)."""
     source = os.fspath(folder)
     fields = _llama.config_fields_from_hf(hf)
-    model = _model_from_hf(_llama.state_dict_from_hf(_read_hf_tensors(folder, source)), fields,
+    model = _model_from_hf(_renamed(_llama, _read_hf_tensors(folder, source), source), fields,
                            overrides, source)
     path = os.path.join(folder, "tokenizer.json")
     if os.path.exists(path):

@@ -42,7 +42,64 @@ _PLAIN = {"attn.c_attn.bias": "attn.in_proj_bias", "attn.c_proj.bias": "attn.out
 _TOP = {"wte.weight": "token_embedding.weight", "wpe.weight": "position_encoding.weight",
         "ln_f.weight": "ln_final.weight", "ln_f.bias": "ln_final.bias",
         "lm_head.weight": "output_layer.weight"}
-_BLOCK_RE = re.compile(r"^h\.(\d{1,6})\.(.+)$")
+_BLOCK_RE = re.compile(r"^h\.([^.]*)\.(.+)$")
+#: Buffers old GPT-2 files carry besides the weights (the causal mask and its fill value):
+#: constants npgpt rebuilds, dropped on load.
+GPT2_BUFFERS = ("attn.bias", "attn.masked_bias")
+_INDEX_RE = re.compile(r"0|[1-9][0-9]{0,5}", re.ASCII)
+
+
+def layer_index(text: str, name: str) -> int:
+    """The layer number ``text`` written in ``name``, in its one canonical spelling: ASCII
+    digits without a leading zero (``"00"`` or an Arabic-Indic ``"٠"`` would be a second name
+    for layer 0), else CheckpointError naming the tensor.
+
+    Examples
+    --------
+    >>> layer_index("12", "h.12.ln_1.weight")
+    12
+    >>> layer_index("01", "h.01.ln_1.weight")
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: tensor 'h.01.ln_1.weight': layer index '01' is not a canonical number (ASCII digits 0-9, no leading zero)
+    """
+    if not _INDEX_RE.fullmatch(text):
+        raise CheckpointError(f"tensor {short_repr(name)}: layer index {short_repr(text)} is not "
+                              f"a canonical number (ASCII digits 0-9, no leading zero)")
+    return int(text)
+
+
+def renamed(tensors: dict, rename) -> dict:
+    """``{rename(name): value}`` for every tensor whose ``rename`` is not None (a buffer
+    dropped), refusing two names that land on one parameter (CheckpointError naming both):
+    either one would silently replace the other. ``rename(name)`` returns (new name,
+    known); a name not ``known`` is kept as it is for the collision check, then refused.
+
+    Examples
+    --------
+    >>> renamed({"a": 1, "b": 2}, lambda n: (n.upper(), True))
+    {'A': 1, 'B': 2}
+    >>> renamed({"x.a": 1, "a": 2}, lambda n: (n.split(".")[-1], True))
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: tensors 'x.a' and 'a' are both the parameter 'a'; one would silently replace the other
+    """
+    out, source, unknown = {}, {}, []
+    for name, value in tensors.items():
+        new, known = rename(name)
+        if new is None:
+            continue
+        if new in source:
+            raise CheckpointError(f"tensors {short_repr(source[new])} and {short_repr(name)} "
+                                  f"are both the parameter {short_repr(new)}; one would "
+                                  f"silently replace the other")
+        source[new], out[new] = name, value
+        if not known:
+            unknown.append(name)
+    if unknown:
+        raise CheckpointError(f"unknown tensor name(s) {short_repr(unknown[:5], 300)}"
+                              f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}")
+    return out
 
 
 def read_config_json(path) -> dict:
@@ -152,8 +209,12 @@ def is_gpt2_state_dict(tensors) -> bool:
 def state_dict_from_hf(tensors: dict) -> dict:
     """GPT-2 weights (HF names) -> npgpt/seed names, Conv1D weights transposed.
 
-    ``h.N.attn.bias`` / ``h.N.attn.masked_bias`` (mask buffers of old files) are dropped;
-    a name npgpt does not know is kept as is, so the strict ``load_state_dict`` reports it.
+    ``h.N.attn.bias`` / ``h.N.attn.masked_bias`` (:data:`GPT2_BUFFERS`, mask buffers of old
+    files) are dropped. Every other name must be GPT-2's, with or without the
+    ``transformer.`` prefix, its layer number canonical (:func:`layer_index`), and no two
+    names may land on one parameter (:func:`renamed`): anything else is a CheckpointError
+    naming the tensor(s), as transformers would ignore such a name and compute something
+    else from the same file.
 
     Examples
     --------
@@ -162,28 +223,32 @@ def state_dict_from_hf(tensors: dict) -> dict:
     ...       "transformer.h.0.attn.bias": np.ones((1, 1, 8, 8))}       # a causal-mask buffer
     >>> {name: value.shape for name, value in state_dict_from_hf(hf).items()}
     {'token_embedding.weight': (5, 4), 'blocks.0.ffn.0.weight': (16, 4)}
+    >>> state_dict_from_hf({"h.0.ln_1.weight": np.ones(4), "transformer.h.0.ln_1.weight": np.ones(4)})
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: tensors 'h.0.ln_1.weight' and 'transformer.h.0.ln_1.weight' are both the parameter 'blocks.0.ln1.weight'; one would silently replace the other
     """
-    out = {}
-    for name, value in tensors.items():
+    def rename(name):
         key = name[len("transformer."):] if name.startswith("transformer.") else name
         match = _BLOCK_RE.match(key)
-        if match:
-            layer, rest = match.groups()
-            if rest in ("attn.bias", "attn.masked_bias"):
-                continue
-            prefix = f"blocks.{int(layer)}."
-            if rest in _TRANSPOSED:
-                value = np.asarray(value)
-                if value.ndim != 2:
-                    raise CheckpointError(f"{short_repr(name)}: expected a 2-D Conv1D weight, "
-                                          f"got shape {short_repr(value.shape)}")
-                out[prefix + _TRANSPOSED[rest]] = np.ascontiguousarray(value.T)
-            elif rest in _PLAIN:
-                out[prefix + _PLAIN[rest]] = value
-            else:
-                out[name] = value
-        else:
-            out[_TOP.get(key, name)] = value
+        if not match:
+            return _TOP.get(key, name), key in _TOP
+        layer, rest = match.groups()
+        prefix = f"blocks.{layer_index(layer, name)}."
+        if rest in GPT2_BUFFERS:
+            return None, True
+        if rest in _TRANSPOSED:
+            shape = np.shape(tensors[name])
+            if len(shape) != 2:
+                raise CheckpointError(f"{short_repr(name)}: expected a 2-D Conv1D weight, "
+                                      f"got shape {short_repr(shape)}")
+            return prefix + _TRANSPOSED[rest], True
+        return (prefix + _PLAIN[rest], True) if rest in _PLAIN else (name, False)
+
+    out = renamed(tensors, rename)
+    for name in out:
+        if name.endswith(tuple(_TRANSPOSED.values())):                 # Conv1D (in, out) -> (out, in)
+            out[name] = np.ascontiguousarray(np.asarray(out[name]).T)
     return out
 
 

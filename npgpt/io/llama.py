@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 
 from .errors import CheckpointError, short_repr
-from .gpt2 import MAX_DIMENSION
+from .gpt2 import MAX_DIMENSION, layer_index, renamed
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
                  "MistralForCausalLM": "mistral"}
@@ -41,7 +41,11 @@ for _proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
         _LAYER[f"self_attn.{_proj}.{_kind}"] = f"attn.{_proj}.{_kind}"
 _TOP = {"model.embed_tokens.weight": "token_embedding.weight",
         "model.norm.weight": "norm_final.weight", "lm_head.weight": "output_layer.weight"}
-_LAYER_RE = re.compile(r"^model\.layers\.(\d{1,6})\.(.+)$")
+_LAYER_RE = re.compile(r"^model\.layers\.([^.]*)\.(.+)$")
+#: Buffers old Llama files carry besides the weights: the rotary frequencies, which npgpt
+#: computes from the config; dropped on load.
+LLAMA_BUFFERS = ("self_attn.rotary_emb.inv_freq",)        # in a layer; the model's own:
+_TOP_BUFFERS = ("model.rotary_emb.inv_freq",)
 
 
 def is_llama_config(hf: dict) -> bool:
@@ -216,8 +220,13 @@ def config_fields_from_hf(hf: dict) -> dict:
 def state_dict_from_hf(tensors: dict) -> dict:
     """Llama-family weights (HF names) -> npgpt names; nothing is transposed.
 
-    ``rotary_emb.inv_freq`` buffers (old files) are dropped, as npgpt computes them; a name
-    npgpt does not know is kept as is, so the strict ``load_state_dict`` reports it.
+    ``rotary_emb.inv_freq`` buffers (:data:`LLAMA_BUFFERS` in a layer, or the model's
+    ``model.rotary_emb.inv_freq``; old files) are dropped, as npgpt computes them. Every other name must be one of the table in the module
+    doc, its layer number canonical (:func:`npgpt.io.gpt2.layer_index`: ``model.layers.00``
+    or ``model.layers.٠`` is not layer 0), and no two names may land on one parameter
+    (``output_layer.weight`` beside ``lm_head.weight``): anything else is a CheckpointError
+    naming the tensor(s), as transformers would ignore such a name and compute something
+    else from the same file.
 
     Examples
     --------
@@ -227,18 +236,21 @@ def state_dict_from_hf(tensors: dict) -> dict:
     ...       "model.layers.0.self_attn.rotary_emb.inv_freq": np.ones(2)}
     >>> sorted(state_dict_from_hf(hf))
     ['blocks.0.mlp.gate.weight', 'token_embedding.weight']
+    >>> state_dict_from_hf({**hf, "model.layers.00.mlp.gate_proj.weight": np.zeros((8, 4))})
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: tensor 'model.layers.00.mlp.gate_proj.weight': layer index '00' is not a canonical number (ASCII digits 0-9, no leading zero)
     """
-    out = {}
-    for name, value in tensors.items():
+    def rename(name):
         match = _LAYER_RE.match(name)
-        if match:
-            layer, rest = match.groups()
-            if rest.endswith("rotary_emb.inv_freq"):
-                continue
-            out[f"blocks.{int(layer)}.{_LAYER[rest]}" if rest in _LAYER else name] = value
-        else:
-            out[_TOP.get(name, name)] = value
-    return out
+        if not match:
+            return (None, True) if name in _TOP_BUFFERS else (_TOP.get(name, name), name in _TOP)
+        layer, rest = match.groups()
+        prefix = f"blocks.{layer_index(layer, name)}."
+        if rest in LLAMA_BUFFERS:
+            return None, True
+        return (prefix + _LAYER[rest], True) if rest in _LAYER else (name, False)
+    return renamed(tensors, rename)
 
 
 def hf_state_dict(params: dict, num_layers: int) -> dict:

@@ -200,7 +200,7 @@ def read_safetensors(path):
     CheckpointError
         Truncated file, header length past the end or above 100 MB, non-JSON header,
         unknown dtype, shape x dtype != byte length, offsets out of range / overlapping /
-        leaving gaps.
+        leaving gaps; the message starts with ``path`` and names the tensor.
 
     Examples
     --------
@@ -226,7 +226,10 @@ def read_safetensors(path):
         got = f.readinto(buffer)
         if len(header_bytes) != n or got != len(buffer):
             raise CheckpointError(f"{os.fspath(path)}: file shrank while being read")
-    entries, metadata = parse_header(header_bytes, len(buffer))
+    try:
+        entries, metadata = parse_header(header_bytes, len(buffer))
+    except CheckpointError as exc:       # which file: one shard of many, say
+        raise CheckpointError(f"{os.fspath(path)}: {exc}") from None
     tensors = {}
     for name, dtype, shape, begin, end in entries:
         stored, itemsize = _DTYPES[dtype]
@@ -240,7 +243,7 @@ def read_safetensors(path):
         try:
             tensors[name] = array.reshape(shape)
         except ValueError as exc:   # e.g. a zero-size shape whose other dimensions overflow
-            raise CheckpointError(f"safetensors tensor {short_repr(name)}: shape "
+            raise CheckpointError(f"{os.fspath(path)}: safetensors tensor {short_repr(name)}: shape "
                                   f"{short_repr(list(shape))}: {exc}") from None
     return tensors, metadata
 

@@ -121,7 +121,11 @@ def _call(func: _Global, args):
         if len(args) == 1 and isinstance(args[0], list) and all(
                 isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], (str, int))
                 for p in args[0]):
-            return dict(args[0])
+            out = dict(args[0])
+            if len(out) != len(args[0]):
+                raise CheckpointError("torch pickle: OrderedDict given one key twice (one "
+                                      "value would silently replace the other)")
+            return out
         raise CheckpointError("torch pickle: OrderedDict called with unexpected arguments")
     if key == _REBUILD_TENSOR:
         if len(args) not in (6, 7):
@@ -284,6 +288,13 @@ def unpickle_state_dict(data: bytes, persistent_load):
                                   f"{type(key).__name__} is not allowed")
         return key
 
+    def set_item(target, key, value):
+        key = check_key(key)
+        if key in target:     # torch.save never writes one; the second would replace the first
+            raise CheckpointError(f"torch pickle: key {short_repr(key)} is set twice in one "
+                                  f"dict (one value would silently replace the other)")
+        target[key] = value
+
     while True:
         op = r.take(1)
         if op == b"\x80":                       # PROTO
@@ -353,15 +364,17 @@ def unpickle_state_dict(data: bytes, persistent_load):
             items = pop_mark()
             if len(items) % 2:
                 raise CheckpointError("torch pickle: DICT with an odd number of items")
-            push(sizes.new({check_key(items[i]): items[i + 1]
-                            for i in range(0, len(items), 2)}, items))
+            new = {}
+            for i in range(0, len(items), 2):
+                set_item(new, items[i], items[i + 1])
+            push(sizes.new(new, items))
         elif op == b"s":                        # SETITEM
             value, key = pop(), pop()
             target = pop()
             if not isinstance(target, dict):
                 raise CheckpointError("torch pickle: SETITEM on a non-dict")
             sizes.add(target, [key, value])
-            target[check_key(key)] = value
+            set_item(target, key, value)
             push(target)
         elif op == b"u":                        # SETITEMS
             items = pop_mark()
@@ -370,7 +383,7 @@ def unpickle_state_dict(data: bytes, persistent_load):
                 raise CheckpointError("torch pickle: malformed SETITEMS")
             sizes.add(target, items)
             for i in range(0, len(items), 2):
-                target[check_key(items[i])] = items[i + 1]
+                set_item(target, items[i], items[i + 1])
             push(target)
         elif op == b"X":                        # BINUNICODE
             n = struct.unpack("<I", r.take(4))[0]
@@ -504,6 +517,9 @@ def _read_torch_zip(path) -> dict:
         file_size = os.fstat(raw.fileno()).st_size
         infos = {}
         for info in zf.infolist():
+            if info.filename in infos:      # a reader would take one or the other
+                raise CheckpointError(f"{os.fspath(path)}: the zip holds two entries named "
+                                      f"{short_repr(info.filename)}")
             infos[info.filename] = info
         prefix = _top_folder(infos, path)
         # Everything read (data.pkl + storages) must fit in a few times the file's size:

@@ -78,7 +78,8 @@ def rope_frequencies(head_dim, theta=10000.0, scaling=None):
     if scaling is not None and scaling.get("rope_theta", theta) != theta:
         raise ValueError(f"scaling's rope_theta {scaling['rope_theta']!r} differs from theta {theta!r}")
     exponent = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)   # (D/2,) 2i/D
-    power = (np.float64(np.float32(theta)) ** exponent.astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):    # theta past float32's range is inf, as in transformers
+        power = (np.float64(np.float32(theta)) ** exponent.astype(np.float64)).astype(np.float32)
     inv_freq = np.float32(1.0) / power                                               # (D/2,) float32
     rope_type = None if scaling is None else scaling.get("rope_type")
     if rope_type in (None, "default"):

@@ -106,7 +106,7 @@ class Decoder:
     (4, [6])
     """
 
-    def __init__(self, model, seq, mask, max_new, pad, overflow="exact"):
+    def __init__(self, model, seq, mask, max_new, pad, overflow="exact", cache=None):
         check_overflow(model.config, overflow)
         self.model, self.length, self.pad = model, seq.shape[1], pad
         self.weights = inference.weights(model.params, model.config)   # looked up once
@@ -129,6 +129,9 @@ class Decoder:
         elif not self.chunk and self.length <= C and room > 0 and max_new > 1:
             self.cache = model.new_cache(len(seq), capacity=self.length + min(max_new - 1, room),
                                          reserve=self.length + ROOM)
+        self.fed = 0                                  # columns already in the cache
+        if cache is not None and not (self.chunk or self.slide) and self.length <= C:
+            self.cache, self.fed = cache, cache.length   # a prefix kept from an earlier call
         self._window_mask = None
 
     def _make_room(self, n):
@@ -157,7 +160,7 @@ class Decoder:
             return self._run(lo, self.cache, self._real(lo))
         if self.cache is None:
             return self._window()
-        return self._run(0, self.cache, self._real(0))
+        return self._run(self.fed, self.cache, self._real(self.fed))
 
     def step(self):
         """Logits (R, V) after the last appended tokens."""

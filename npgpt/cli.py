@@ -1194,6 +1194,34 @@ _EXAMPLES = ("npgpt generate --prompt 'ROMEO:' --do-sample --temperature 0.8 --t
              "npgpt bench")
 
 
+def _chat_command(generate: _Command) -> _Command:
+    """``npgpt chat``: generate's decoding options (--max-new-tokens 512 by default), a required
+    --model and --system; the handler is in ``npgpt/chat/command.py``."""
+    def run(args):
+        from .chat.command import run
+        return run(args)
+
+    options = tuple((flags, {**kw, "default": 512} if flags[-1] == "--max-new-tokens" else kw)
+                    for flags, kw in generate.arguments if flags[-1] not in ("--model", "--prompt"))
+    return _Command(
+        name="chat", help="talk to an instruct model, turn by turn, with its own chat template",
+        description="A conversation with an instruct model (a GGUF file or a Hugging Face folder "
+                    "whose tokenizer carries a chat template). On a terminal: a prompt with line "
+                    "editing; from a pipe: one user turn per line, one answer per line. /reset "
+                    "forgets the conversation, /exit ends it. The KV cache is kept between turns, "
+                    "so a turn feeds only its new tokens.",
+        examples=("npgpt chat -m SmolLM2-135M-Instruct.Q4_1.gguf",
+                  "npgpt chat -m Qwen2.5-0.5B-Instruct/ --system 'Answer in one sentence.' --do-sample",
+                  "printf 'What is the capital of France?\\nAnd of Germany?\\n' | npgpt chat -m model.gguf"),
+        arguments=(_arg("-m", "--model", required=True, help="an instruct model: a GGUF file or a folder"),
+                   _arg("--system", help="the system message (default: the template's own, if any)"))
+                  + options,
+        handler=run)
+
+
+_COMMANDS = _COMMANDS[:1] + (_chat_command(_COMMANDS[0]),) + _COMMANDS[1:]
+
+
 def _showing_default(flags, options: dict) -> dict:
     """add_argument's options, the help ending in "(default: ...)" as argparse's
     ArgumentDefaultsHelpFormatter writes it ("off" for None and False), unless it already says

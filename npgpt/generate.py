@@ -332,7 +332,8 @@ class GenerateOutput:
 
 
 # ------------------------------------------------------------------------ entry points
-def generate(model, ids, config=None, *, attention_mask=None, callback=None, **options) -> GenerateOutput:
+def generate(model, ids, config=None, *, attention_mask=None, callback=None, cache=None,
+             **options) -> GenerateOutput:
     """Continue prompts with greedy decoding, sampling or beam search.
 
     - ``num_beams == 1, do_sample=False``: greedy, ``argmax`` of the processed logits
@@ -366,6 +367,11 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
         ``max_new_tokens=50, do_sample=True``) override its values.
     attention_mask : 0/1 array shaped like ids, 0 = left padding
     callback : callable(step, tokens) called after each step with the step's new tokens (R,)
+    cache : a KVCache (batch 1) already holding the keys and values of ``ids[:cache.length]``
+        (greedy or sampling, one prompt, ``context_overflow="exact"``): only the rest of the
+        prompt is fed, and the cache is extended in place -- afterwards it holds every token
+        fed (the prompt and the new tokens but the last). A conversation keeps its cache this
+        way between turns (:class:`npgpt.Chat`).
 
     Returns
     -------
@@ -382,7 +388,7 @@ def generate(model, ids, config=None, *, attention_mask=None, callback=None, **o
     >>> generate(model, [1, 2, 3], cfg, num_return_sequences=2).sequences.shape
     (2, 5)
     """
-    run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    run = _Run(model, ids, attention_mask, _config(config, options), callback, cache)
     if run.config.draft_model is not None:
         from .speculative import speculative_generate
         return speculative_generate(run)
@@ -402,7 +408,7 @@ def _to_the_end(steps):
             return stop.value
 
 
-def stream(model, ids, config=None, *, attention_mask=None, callback=None, **options):
+def stream(model, ids, config=None, *, attention_mask=None, callback=None, cache=None, **options):
     """Like :func:`generate`, but an iterator.
 
     - Greedy / sampling: yields each step's new tokens, an int64 array (N,), as soon as they
@@ -425,7 +431,7 @@ def stream(model, ids, config=None, *, attention_mask=None, callback=None, **opt
     >>> [t.shape for t in stream(model, [1, 2], max_new_tokens=3, num_beams=2)]
     [(1, 1), (1, 2), (1, 3)]
     """
-    run = _Run(model, ids, attention_mask, _config(config, options), callback)
+    run = _Run(model, ids, attention_mask, _config(config, options), callback, cache)
     if run.config.draft_model is not None:
         from .speculative import speculative_steps
         for tokens in speculative_steps(run):
@@ -456,7 +462,7 @@ class _Run:
     what :meth:`process` needs, made once: the logit_bias vector (V,), the bad words, the
     (V,) masks of forced EOS, suppressed and begin-suppressed tokens (None when unset)."""
 
-    def __init__(self, model, ids, attention_mask, config, callback):
+    def __init__(self, model, ids, attention_mask, config, callback, cache=None):
         cfg = getattr(model, "config", None)
         if cfg is None or not hasattr(model, "new_cache"):
             raise ValueError(f"model must be an npgpt.GPT, got {type(model).__name__}")
@@ -481,6 +487,7 @@ class _Run:
         self.begin_suppress = masks.get("begin_suppress_tokens")
         self.every_step = (self.has_penalties or c.no_repeat_ngram_size or self.bias is not None
                            or self.bad_words is not None or self.suppress is not None)
+        self.cache = _prefix_cache(cache, model, self, c)
         if c.stop_strings is not None and getattr(model, "tokenizer", None) is None:
             raise ValueError(f"stop_strings={list(c.stop_strings)!r:.80} need the model's tokenizer to "
                              f"decode the new tokens, and model.tokenizer is None")
@@ -548,6 +555,28 @@ _TOKEN_ID_OPTIONS = ("eos_token_id", "pad_token_id", "forced_eos_token_id", "sup
                      "begin_suppress_tokens")
 
 
+def _prefix_cache(cache, model, run, config):
+    """``cache`` checked for :func:`generate`'s ``cache=``: a KVCache of this model with one
+    row, holding fewer tokens than the prompt, in a mode that feeds the prompt through it."""
+    if cache is None:
+        return None
+    from .model import KVCache
+    if not isinstance(cache, KVCache) or cache.config != model.config:
+        raise ValueError(f"cache must be a KVCache of this model (model.new_cache()), got {cache!r:.80}")
+    why = ("the prompt is a batch" if run.prompt.shape[0] != 1 or cache.batch_size != 1 else
+           "the prompt is padded" if run.real is not None else
+           "beam search reorders its rows" if config.num_beams > 1 else
+           "speculative decoding keeps two caches" if config.draft_model is not None else
+           f"context_overflow={config.context_overflow!r} rebuilds its cache"
+           if config.context_overflow != "exact" else
+           f"it holds {cache.length} tokens and the prompt has {run.prompt.shape[1]}"
+           if cache.length >= run.prompt.shape[1] else None)
+    if why is not None:
+        raise ValueError(f"cache= takes one prompt's prefix in greedy or sampling mode with "
+                         f"context_overflow='exact'; here {why}")
+    return cache
+
+
 def _bad_words(bad_words_ids, eos, V):
     """The bad words generate bans (None if none): ``bad_words_ids`` without the one-token
     words that are an EOS id (transformers' NoBadWordsLogitsProcessor drops those, so EOS
@@ -596,7 +625,7 @@ def _token_steps(run: _Run):
     (R, P), n_steps = seq.shape, c.max_new_tokens
     rngs = _row_generators(c.seed, R) if c.do_sample else None
     stops = None if c.stop_strings is None else _StopStrings(run.model.tokenizer, c.stop_strings, R)
-    decoder = Decoder(run.model, seq, mask, n_steps, run.pad, c.context_overflow)
+    decoder = Decoder(run.model, seq, mask, n_steps, run.pad, c.context_overflow, run.cache)
     state = dict(decoder=decoder, prompt_length=P, scores=np.zeros(R),
                  stop=np.full(R, n_steps, dtype=np.int64))
     if n_steps == 0:

@@ -123,9 +123,18 @@ class _Tokenizer:
     """
 
     type_name = None
+    chat_template = None      # an instruct model's chat template (Jinja source), when it has one
 
     def __len__(self):
         return self.vocab_size
+
+    def apply_chat_template(self, conversation, add_generation_prompt=False, tokenize=True, **kwargs):
+        """``conversation`` (a list of ``{"role", "content"}`` dicts) rendered with the model's
+        chat template: token ids, or the text with ``tokenize=False`` (transformers' method of
+        the same name; see :func:`npgpt.chat.apply_chat_template`)."""
+        from ..chat.session import apply_chat_template
+        return apply_chat_template(self, conversation, add_generation_prompt=add_generation_prompt,
+                                   tokenize=tokenize, **kwargs)
 
     def save(self, path):
         """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically."""

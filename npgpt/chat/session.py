@@ -1,0 +1,247 @@
+"""A conversation with an instruct model: its chat template, its end-of-turn token, and a KV
+cache kept between turns.
+
+Each turn renders the whole conversation with the model's template (``add_generation_prompt``
+on) and tokenizes it. The tokens the cache already holds are a prefix of that rendering when
+the template renders earlier turns the same way each time, which real templates do; the turn
+then feeds only its new tokens. Where the rendering differs (a template that re-renders older
+turns, or an answer whose text tokenizes differently from the tokens generated), the cache is
+cut back to the first differing token and the rest is fed again: correct in every case, fast
+in the usual one.
+
+When the conversation outgrows the context, the oldest turns (a user message and the answer
+to it) are dropped from what the model sees, whole, the system message kept; ``messages``
+keeps everything and ``dropped_turns`` says how many are out of view.
+"""
+
+import time
+
+from .template import Template, TemplateError
+
+__all__ = ["Chat", "apply_chat_template", "special_token_strings", "end_of_turn_ids"]
+
+_SENTINEL = "\x00npgpt-answer\x00"
+
+
+def special_token_strings(tokenizer):
+    """``bos_token``, ``eos_token``, ... as strings for a template, from the tokenizer's ids."""
+    values = {}
+    for name in ("bos", "eos", "unk", "pad"):
+        token_id = getattr(tokenizer, f"{name}_token_id", None)
+        text = None
+        if isinstance(token_id, int) and hasattr(tokenizer, "id_to_token"):
+            try:
+                text = tokenizer.id_to_token(token_id)
+            except (ValueError, KeyError, IndexError):
+                text = None
+        if text is None:
+            text = getattr(tokenizer, f"{name}_token", None)
+        if isinstance(text, str):
+            values[f"{name}_token"] = text
+    return values
+
+
+def _template_of(tokenizer, chat_template):
+    source = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
+    if source is None:
+        raise ValueError("this tokenizer has no chat template (tokenizer.chat_template is None): "
+                         "load an instruct model whose files carry one, or pass chat_template=")
+    return source if isinstance(source, Template) else Template(source)
+
+
+def _encode(tokenizer, text):
+    """The ids of rendered chat text: the template wrote the special tokens, so none are added."""
+    try:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    except TypeError:
+        return list(tokenizer.encode(text))
+
+
+def apply_chat_template(tokenizer, conversation, *, tools=None, documents=None, chat_template=None,
+                        add_generation_prompt=False, tokenize=True, **kwargs):
+    """The conversation rendered with the tokenizer's chat template, as transformers'
+    ``tokenizer.apply_chat_template``: token ids (``tokenize=True``) or the text.
+
+    Parameters
+    ----------
+    tokenizer : an npgpt tokenizer with ``chat_template`` (or pass ``chat_template=``)
+    conversation : list of ``{"role": ..., "content": ...}`` dicts
+    add_generation_prompt : bool, end with the header of an assistant turn
+    tokenize : bool, ids (no special tokens added: the template writes them) or the text
+    **kwargs : further values the template may read (e.g. ``date_string``)
+
+    >>> from npgpt import CharTokenizer
+    >>> tok = CharTokenizer.from_text("<>abuser:\\n")
+    >>> tok.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}\\n{% endfor %}"
+    >>> apply_chat_template(tok, [{"role": "user", "content": "ab"}], tokenize=False)
+    '<user>:ab\\n'
+    """
+    template = _template_of(tokenizer, chat_template)
+    if not isinstance(conversation, (list, tuple)) or not all(isinstance(m, dict) for m in conversation):
+        raise ValueError(f"conversation must be a list of dicts with 'role' and 'content', got "
+                         f"{conversation!r:.80}")
+    values = {**special_token_strings(tokenizer), **kwargs}
+    text = template.render(messages=list(conversation), tools=tools, documents=documents,
+                           add_generation_prompt=bool(add_generation_prompt), **values)
+    return _encode(tokenizer, text) if tokenize else text
+
+
+def end_of_turn_ids(tokenizer, chat_template=None):
+    """The ids that end an answer: the tokenizer's EOS, and the special token the template
+    writes right after an assistant message (``<|im_end|>``, ``<|eot_id|>``, ...)."""
+    ids = set()
+    eos = getattr(tokenizer, "eos_token_id", None)
+    for token_id in eos if isinstance(eos, (list, tuple)) else [eos]:
+        if isinstance(token_id, int):
+            ids.add(token_id)
+    specials = dict(getattr(tokenizer, "special_tokens", None) or {})
+    try:
+        text = apply_chat_template(tokenizer, [{"role": "user", "content": "hi"},
+                                               {"role": "assistant", "content": _SENTINEL}],
+                                   chat_template=chat_template, tokenize=False)
+    except TemplateError:
+        text = ""
+    after = text.partition(_SENTINEL)[2].lstrip(" ")
+    for token in sorted(specials, key=len, reverse=True):
+        if after.startswith(token):
+            ids.add(specials[token])
+            break
+    return sorted(ids)
+
+
+class Chat:
+    """A multi-turn conversation with ``model``, answering with ``npgpt.stream``.
+
+    Parameters
+    ----------
+    model : npgpt.GPT with a tokenizer that has a chat template
+    system : str or None, the system message
+    chat_template : str or None, a template to use instead of the tokenizer's
+    **generation_options : any option of :func:`npgpt.generate` (``max_new_tokens`` defaults
+        to 512, ``eos_token_id`` to the end-of-turn ids)
+
+    Attributes
+    ----------
+    messages : the conversation so far (system message first when given)
+    dropped_turns : turns left out of the model's view because the context is full
+    turns : one dict per answer: ``prompt_tokens``, ``reused_tokens`` (from the cache),
+        ``new_tokens``, ``first_token_seconds``, ``seconds``
+
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=12, context_length=64, d_model=16, num_heads=2,
+    ...                                   num_layers=1, positions="rope", norm="rmsnorm"), seed=0)
+    >>> model.tokenizer = npgpt.CharTokenizer.from_text("<>:abusertn\\n")
+    >>> model.tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}\\n{% endfor %}"
+    >>> chat = Chat(model, max_new_tokens=3)
+    >>> len(chat.send("ab")), [m["role"] for m in chat.messages]
+    (3, ['user', 'assistant'])
+    """
+
+    def __init__(self, model, system=None, *, chat_template=None, **generation_options):
+        from ..generate import GenerationConfig
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("Chat needs model.tokenizer (a model loaded with its tokenizer)")
+        if system is not None and not isinstance(system, str):
+            raise ValueError(f"system must be a str or None, got {system!r:.80}")
+        self.model, self.tokenizer = model, tokenizer
+        self.template = _template_of(tokenizer, chat_template)
+        options = {"max_new_tokens": 512, **generation_options}
+        if options.get("eos_token_id") is None:
+            options["eos_token_id"] = end_of_turn_ids(tokenizer, self.template) or None
+        self.config = GenerationConfig(**options)
+        self.messages = [] if system is None else [{"role": "system", "content": system}]
+        self.dropped_turns = 0
+        self.turns = []
+        self._cache, self._cached = None, []
+
+    def reset(self):
+        """Forget the conversation (the system message stays) and the cache."""
+        self.messages = self.messages[:1] if self._has_system() else []
+        self.dropped_turns = 0
+        self._cache, self._cached = None, []
+
+    def send(self, text):
+        """Answer ``text``: the whole answer as a str."""
+        return "".join(self.stream(text))
+
+    def stream(self, text):
+        """Answer ``text``, yielding the answer's text piece by piece as tokens are chosen."""
+        from ..generate import stream
+        if not isinstance(text, str):
+            raise ValueError(f"a message must be a str, got {text!r:.80}")
+        started = time.perf_counter()
+        self.messages.append({"role": "user", "content": text})
+        try:
+            ids = self._prompt()
+        except (ValueError, TemplateError):
+            self.messages.pop()
+            raise
+        reused = self._reuse(ids)
+        tokens, shown, first = [], "", None
+        for step in stream(self.model, ids, self.config, cache=self._cache):
+            token = int(step[0])
+            if self._ends(token):
+                break
+            tokens.append(token)
+            text_now = self.tokenizer.decode(tokens)
+            piece = text_now[len(shown):].rstrip("\ufffd") if not text_now.endswith("\ufffd") else ""
+            if piece:
+                if first is None:
+                    first = time.perf_counter() - started
+                shown += piece
+                yield piece
+        answer = self.tokenizer.decode(tokens)
+        if answer[len(shown):]:
+            yield answer[len(shown):]
+        self._cached = list(ids) + tokens          # what the cache holds (the last token not fed)
+        self._cached = self._cached[:self._cache.length] if self._cache is not None else []
+        self.messages.append({"role": "assistant", "content": answer})
+        self.turns.append({"prompt_tokens": len(ids), "reused_tokens": reused, "new_tokens": len(tokens),
+                           "first_token_seconds": first, "seconds": time.perf_counter() - started})
+
+    # -- inside a turn ------------------------------------------------------------------------
+
+    def _has_system(self):
+        return bool(self.messages) and self.messages[0]["role"] == "system"
+
+    def _render(self):
+        head = 1 if self._has_system() else 0
+        visible = self.messages[:head] + self.messages[head + 2 * self.dropped_turns:]
+        values = special_token_strings(self.tokenizer)
+        text = self.template.render(messages=visible, add_generation_prompt=True, tools=None,
+                                    documents=None, **values)
+        return _encode(self.tokenizer, text)
+
+    def _prompt(self):
+        """The ids of the conversation, dropping the oldest turns until an answer fits."""
+        C = self.model.config.context_length
+        room = min(self.config.max_new_tokens, max(1, C // 4))
+        while True:
+            ids = self._render()
+            if len(ids) + room <= C:
+                return ids
+            head = 1 if self._has_system() else 0
+            if len(self.messages) - head - 2 * self.dropped_turns <= 1:
+                raise ValueError(f"the message takes {len(ids)} tokens with the template; with room for "
+                                 f"{room} answer tokens it does not fit the context of {C}")
+            self.dropped_turns += 1
+
+    def _reuse(self, ids):
+        """Cut the cache back to the longest prefix it shares with ``ids``; its length."""
+        common = 0
+        for a, b in zip(self._cached, ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)           # at least one token to feed
+        if self._cache is None:                      # grows as the conversation does
+            self._cache = self.model.new_cache(1, capacity=self.model.config.context_length,
+                                               reserve=min(self.model.config.context_length, len(ids) + 256))
+        self._cache.truncate(common)
+        self._cached = self._cached[:common]
+        return common
+
+    def _ends(self, token):
+        eos = self.config.eos_token_id
+        return eos is not None and token in (eos if isinstance(eos, (list, tuple)) else (eos,))

@@ -47,7 +47,7 @@ def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
 
     With rotary positions (``config.positions == "rope"``) there is no table to add: x =
     token_embedding[ids], and the positions turn the queries and keys in every block (their
-    cos/sin tables, :func:`rope_tables`, are made once for all blocks, in :func:`embed`).
+    cos/sin tables, :func:`rope_tables`, are made once for all blocks, in :func:`embed_rotary`).
 
     Parameters
     ----------
@@ -72,10 +72,10 @@ def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
     >>> gpt_forward(model.params, np.array([[1, 2, 3]]), model.config).shape
     (1, 3, 10)
     """
-    parts = block_parts(config)                                       # (norm, attention, mlp)
-    x, embedded, rope = embed(params, ids, config, positions)        # (B, T) -> (B, T, C)
-    if mask is None:
-        mask = causal_mask(ids.shape[-1], x.dtype)                    # (T, T): token t sees 0..t
+    parts, T = block_parts(config), ids.shape[-1]                    # (norm, attention, mlp)
+    positions = np.arange(T) if positions is None else positions     # 0, 1, ..., T-1
+    x, embedded, rope = EMBEDDINGS[config.positions](params, ids, config, positions)  # (B, T, C)
+    mask = causal_mask(T, x.dtype) if mask is None else mask         # (T, T): token t sees 0..t
     blocks = []
     for i in range(config.num_layers):
         kv = None if kv_cache is None else kv_cache.layer(i)
@@ -90,25 +90,39 @@ def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
     return logits
 
 
-def embed(params, ids, config, positions=None):
-    """The blocks' input x = token_embedding[ids] (+ position_encoding[positions] with learned
-    positions), what the backward needs of it, and the rotary tables (cos, sin) of the
-    positions with ``config.positions == "rope"`` (else None).
+def embed_learned(params, ids, config, positions):
+    """x = token_embedding[ids] + position_encoding[positions] (B, T, C), what the backward
+    needs, and no rotary tables (GPT: the positions are added here, once).
 
     Examples
     --------
     >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
-    >>> x, _, rope = embed(model.params, np.array([[1, 2, 3]]), model.config)
+    >>> x, _, rope = embed_learned(model.params, np.array([[1, 2, 3]]), model.config, np.arange(3))
     >>> x.shape, rope
     ((1, 3, 16), None)
     """
-    if positions is None:
-        positions = np.arange(ids.shape[-1])                          # 0, 1, ..., T-1
-    if config.positions == "learned":
-        x, cache = embedding_forward(ids, params[TOKEN_TABLE], params[POSITION_TABLE], positions)
-        return x, cache, None                                         # (B, T) -> (B, T, C)
+    x, cache = embedding_forward(ids, params[TOKEN_TABLE], params[POSITION_TABLE], positions)
+    return x, cache, None                                             # (B, T) -> (B, T, C)
+
+
+def embed_rotary(params, ids, config, positions):
+    """x = token_embedding[ids] (B, T, C), the ids (for the backward's scatter-add), and the
+    rotary tables (cos, sin) of the positions, made once for every block (the Llama family:
+    nothing is added, the blocks turn q and k).
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+    ...                       positions="rope"))
+    >>> x, _, (cos, sin) = embed_rotary(model.params, np.array([[1, 2, 3]]), model.config, np.arange(3))
+    >>> x.shape, cos.shape                                            # (B, T, C), (T, D/2)
+    ((1, 3, 16), (3, 4))
+    """
     x = params[TOKEN_TABLE][ids]                                      # (B, T) -> (B, T, C)
     return x, ids, rope_tables(positions, rope_inv_freq(config), x.dtype)   # 2 x (T or (B, T), D/2)
+
+
+EMBEDDINGS = {"learned": embed_learned, "rope": embed_rotary}        # GPTConfig.positions
 
 
 def gpt_backward(dlogits, saved, config) -> dict:
@@ -260,7 +274,7 @@ class GPT:
             out_w = np.asarray(given.pop(OUTPUT_WEIGHT))
             emb = given.get(TOKEN_TABLE)
             if emb is None or np.shape(out_w) != np.shape(emb) or not np.array_equal(out_w, emb):
-                problems.append("output_layer.weight differs from token_embedding.weight but "
+                problems.append(f"{OUTPUT_WEIGHT} differs from {TOKEN_TABLE} but "
                                 "the config ties them (tie_embeddings=True)")
         missing = [k for k in expected if k not in given]
         unexpected = [k for k in given if k not in expected]

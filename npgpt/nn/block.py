@@ -132,14 +132,14 @@ def block_forward(x, params, prefix, config, mask, kv=None, rng=None, rope=None,
     norm, attention, mlp = parts or block_parts(config)
     n1, n2, _ = norm.names
     pre_norm = config.residual == "pre_norm"
-    h1, ln1 = norm.forward(x, params, prefix + n1, config)                        # (B, T, C)
+    h1, norm1 = norm.forward(x, params, prefix + n1, config)                      # (B, T, C)
     a, attn = attention.forward(h1, params, prefix, config, mask, kv, rng, rope)
     x1 = (x if pre_norm else h1) + a                                             # residual 1
-    h2, ln2 = norm.forward(x1, params, prefix + n2, config)
+    h2, norm2 = norm.forward(x1, params, prefix + n2, config)
     f, ffn = mlp.forward(h2, params, prefix, config, rng)
     x2 = (x1 if pre_norm else h2) + f                                            # residual 2
     return x2, {"parts": (norm, attention, mlp), "pre_norm": pre_norm,
-                "ln1": ln1, "attn": attn, "ln2": ln2, "mlp": ffn}
+                "attn_norm": norm1, "attn": attn, "mlp_norm": norm2, "mlp": ffn}
 
 
 def block_backward(dout, cache):
@@ -167,13 +167,13 @@ def block_backward(dout, cache):
     n1, n2, _ = norm.names
     pre_norm = cache["pre_norm"]
     df, grads = mlp.backward(dout, cache["mlp"])                  # through the MLP: d at h2
-    dx1, norm_grads = norm.backward(df if pre_norm else df + dout, cache["ln2"])
+    dx1, norm_grads = norm.backward(df if pre_norm else df + dout, cache["mlp_norm"])
     if pre_norm:
         dx1 += dout                                               # the residual path
     grads.update({f"{n2}.{name}": g for name, g in norm_grads.items()})
     da, attn_grads = attention.backward(dx1, cache["attn"])       # through attention: d at h1
     grads.update(attn_grads)
-    dx, norm_grads = norm.backward(da if pre_norm else da + dx1, cache["ln1"])
+    dx, norm_grads = norm.backward(da if pre_norm else da + dx1, cache["attn_norm"])
     if pre_norm:
         dx += dx1
     grads.update({f"{n1}.{name}": g for name, g in norm_grads.items()})

@@ -141,13 +141,13 @@ def weights(params, config):
         blocks.append(Block(norm_weights(b + n1), attn, norm_weights(b + n2),
                             MLP(mlp.kind, tuple(matrices(b, mlp).values()))))
     out, out_bias = output_layer(p, config)
-    tokens = p[TOKEN_TABLE]
+    dtype = p[TOKEN_TABLE].dtype
     rope = config.positions == "rope"
-    return {"blocks": blocks, "tokens": tokens, "positions": None if rope else p[POSITION_TABLE],
+    return {"blocks": blocks, "tokens": p[TOKEN_TABLE], "positions": None if rope else p[POSITION_TABLE],
             "inv_freq": rope_inv_freq(config) if rope else None,
             "final_norm": norm_weights(nf), "out": out.T, "out_bias": out_bias,
             "config": config, "heads": (config.num_heads, config.kv_heads, config.head_size),
-            "eps": tokens.dtype.type(config.layer_norm_eps)}
+            "eps": dtype.type(config.layer_norm_eps)}
 
 
 def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):

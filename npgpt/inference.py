@@ -55,7 +55,13 @@ _add_reduce = np.add.reduce
 
 
 class Norm(NamedTuple):
-    """A norm's weights: ``kind`` "layernorm" (weight and bias (C,)) or "rmsnorm" (bias None)."""
+    """A norm's weights: ``kind`` "layernorm" (weight and bias (C,)) or "rmsnorm" (bias None).
+
+    Examples
+    --------
+    >>> Norm("rmsnorm", np.ones(2, dtype=np.float32), None).kind
+    'rmsnorm'
+    """
     kind: str
     weight: np.ndarray
     bias: np.ndarray | None
@@ -65,7 +71,16 @@ class Attention(NamedTuple):
     """An attention layer's weights, each matrix (in, out) for ``x @ W``: ``kind`` "stacked"
     (GPT: ``qkv`` = [(W_qkv (C, 3C), b_qkv)]) or "separate" (the Llama family: ``qkv`` =
     [(W_q (C, H·D), b_q), (W_k (C, Hkv·D), b_k), (W_v, b_v)], biases None without
-    ``attention_bias``); ``out`` = (W_out, b_out or None)."""
+    ``attention_bias``); ``out`` = (W_out, b_out or None).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> attn = weights(model.params, model.config)["blocks"][0].attn
+    >>> attn.kind, attn.qkv[0][0].shape, attn.out[0].shape
+    ('stacked', (8, 24), (8, 8))
+    """
     kind: str
     qkv: list
     out: tuple
@@ -73,13 +88,28 @@ class Attention(NamedTuple):
 
 class MLP(NamedTuple):
     """A feed-forward layer's weights: ``kind`` "gelu" (W_fc (C, F), b_fc, W_proj (F, C),
-    b_proj) or "swiglu" (W_gate (C, F), W_up (C, F), W_down (F, C))."""
+    b_proj) or "swiglu" (W_gate (C, F), W_up (C, F), W_down (F, C)).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> mlp = weights(model.params, model.config)["blocks"][0].mlp
+    >>> mlp.kind, [a.shape for a in mlp.weights]
+    ('gelu', [(8, 32), (32,), (32, 8), (8,)])
+    """
     kind: str
     weights: tuple
 
 
 class Block(NamedTuple):
-    """One block's weights, in the order :func:`forward` uses them."""
+    """One block's weights, in the order :func:`forward` uses them.
+
+    Examples
+    --------
+    >>> Block._fields
+    ('norm1', 'attn', 'norm2', 'mlp')
+    """
     norm1: Norm
     attn: Attention
     norm2: Norm

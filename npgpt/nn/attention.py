@@ -168,21 +168,47 @@ def attention_backward(dout, cache):
 
 
 def attention_shapes(config):
-    """Name -> shape of a block's attention parameters."""
+    """Name -> shape of a block's attention parameters.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> attention_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    {'attn.in_proj_weight': (24, 8), 'attn.in_proj_bias': (24,), 'attn.out_proj.weight': (8, 8), 'attn.out_proj.bias': (8,)}
+    """
     C = config.d_model
     return dict(zip(NAMES.values(), ((3 * C, C), (3 * C,), (C, C), (C,))))
 
 
 def attention_of(x, params, prefix, config, mask, kv=None, rng=None, rope=None):
     """:func:`attention_forward` of x with block ``prefix``'s parameters, ``config.num_heads``
-    and ``config.dropout`` (dropout only with an rng; ``rope`` unused: positions were added)."""
+    and ``config.dropout`` (dropout only with an rng; ``rope`` unused: positions were added).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> y, cache = attention_of(np.ones((1, 3, 8), np.float32), model.params, "blocks.0.", model.config, causal_mask(3))
+    >>> y.shape, cache["probs"].shape
+    ((1, 3, 8), (1, 2, 3, 3))
+    """
     in_weight, in_bias, out_weight, out_bias = (params[prefix + name] for name in NAMES.values())
     return attention_forward(x, in_weight, in_bias, out_weight, out_bias, config.num_heads, mask,
                              kv=kv, dropout=config.dropout, rng=rng)
 
 
 def attention_grads(dy, cache):
-    """:func:`attention_backward` as (dx, {name: gradient})."""
+    """:func:`attention_backward` as (dx, {name: gradient}).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> _, cache = attention_of(np.ones((1, 3, 8)), model.params, "blocks.0.", model.config, causal_mask(3))
+    >>> dx, grads = attention_grads(np.ones((1, 3, 8)), cache)
+    >>> dx.shape, sorted(grads)[0]
+    ((1, 3, 8), 'attn.in_proj_bias')
+    """
     dx, *grads = attention_backward(dy, cache)
     return dx, dict(zip(NAMES.values(), grads))
 

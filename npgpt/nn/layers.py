@@ -166,12 +166,29 @@ def layernorm_backward(dy, cache):
 
 def layernorm_of(x, params, name, config):
     """:func:`layernorm_forward` of x with ``params[name + ".weight"]``, ``[name + ".bias"]``
-    and ε = ``config.layer_norm_eps``."""
+    and ε = ``config.layer_norm_eps``.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=2, num_heads=1, num_layers=1)
+    >>> y, _ = layernorm_of(np.array([[1.0, 3.0]]), {"ln1.weight": np.ones(2), "ln1.bias": np.zeros(2)}, "ln1", cfg)
+    >>> y.round(3).tolist()
+    [[-1.0, 1.0]]
+    """
     return layernorm_forward(x, params[name + ".weight"], params[name + ".bias"], config.layer_norm_eps)
 
 
 def layernorm_grads(dy, cache):
-    """:func:`layernorm_backward` as (dx, {"weight": dweight, "bias": dbias})."""
+    """:func:`layernorm_backward` as (dx, {"weight": dweight, "bias": dbias}).
+
+    Examples
+    --------
+    >>> _, cache = layernorm_forward(np.array([[1.0, 3.0]]), np.ones(2), np.zeros(2))
+    >>> dx, grads = layernorm_grads(np.ones((1, 2)), cache)
+    >>> sorted(grads), grads["bias"].tolist()
+    (['bias', 'weight'], [1.0, 1.0])
+    """
     dx, dweight, dbias = layernorm_backward(dy, cache)
     return dx, {"weight": dweight, "bias": dbias}
 

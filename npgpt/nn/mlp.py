@@ -75,14 +75,29 @@ def mlp_backward(dout, cache):
 
 
 def mlp_shapes(config):
-    """Name -> shape of a block's feed-forward parameters (F = ``config.ffn_size``)."""
+    """Name -> shape of a block's feed-forward parameters (F = ``config.ffn_size``).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> mlp_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    {'ffn.0.weight': (32, 8), 'ffn.0.bias': (32,), 'ffn.2.weight': (8, 32), 'ffn.2.bias': (8,)}
+    """
     C, F = config.d_model, config.ffn_size
     return dict(zip(NAMES.values(), ((F, C), (F,), (C, F), (C,))))
 
 
 def mlp_of(x, params, prefix, config, rng=None):
     """:func:`mlp_forward` of x with block ``prefix``'s parameters, ``config.gelu`` and
-    ``config.dropout`` (dropout only with an rng)."""
+    ``config.dropout`` (dropout only with an rng).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> mlp_of(np.ones((1, 3, 8), np.float32), model.params, "blocks.0.", model.config)[0].shape
+    (1, 3, 8)
+    """
     fc_weight, fc_bias, out_weight, out_bias = (params[prefix + name] for name in NAMES.values())
     return mlp_forward(x, fc_weight, fc_bias, out_weight, out_bias, config.gelu, config.dropout, rng)
 

@@ -25,6 +25,12 @@ class Part(NamedTuple):
         ``params[prefix + name]``.
     backward : (dy, cache) -> (dx, {name: gradient}).
     column_major : the roles whose matrices GPT stores column-major (``npgpt.params.column_major``).
+
+    Examples
+    --------
+    >>> from npgpt.nn.mlp import MLP
+    >>> MLP.kind, MLP.names["out_weight"], MLP.column_major
+    ('gelu', 'ffn.2.weight', ('fc_weight',))
     """
 
     kind: str

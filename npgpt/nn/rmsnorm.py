@@ -80,12 +80,29 @@ def rmsnorm_backward(dy, cache):
 
 
 def rmsnorm_of(x, params, name, config):
-    """:func:`rmsnorm_forward` of x with ``params[name + ".weight"]`` and ε = ``config.layer_norm_eps``."""
+    """:func:`rmsnorm_forward` of x with ``params[name + ".weight"]`` and ε = ``config.layer_norm_eps``.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=2, num_heads=1, num_layers=1,
+    ...                 norm="rmsnorm", layer_norm_eps=1e-6)
+    >>> rmsnorm_of(np.array([[3.0, 4.0]]), {"norm1.weight": np.ones(2)}, "norm1", cfg)[0].round(4).tolist()
+    [[0.8485, 1.1314]]
+    """
     return rmsnorm_forward(x, params[name + ".weight"], config.layer_norm_eps)
 
 
 def rmsnorm_grads(dy, cache):
-    """:func:`rmsnorm_backward` as (dx, {"weight": dweight})."""
+    """:func:`rmsnorm_backward` as (dx, {"weight": dweight}).
+
+    Examples
+    --------
+    >>> _, cache = rmsnorm_forward(np.array([[3.0, 4.0]]), np.ones(2), eps=0.0)
+    >>> dx, grads = rmsnorm_grads(np.array([[3.0, 4.0]]), cache)
+    >>> dx.round(6).tolist(), sorted(grads)
+    ([[0.0, 0.0]], ['weight'])
+    """
     dx, dweight = rmsnorm_backward(dy, cache)
     return dx, {"weight": dweight}
 

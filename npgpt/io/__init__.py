@@ -416,12 +416,13 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
 
 
 def _identity(folder):
-    """(device, inode) of ``folder``, which a swap by save_gpt2 changes; None if gone."""
+    """(device, inode, modification time) of ``folder``, which a save changes (a swap the
+    inode, files renamed inside it the time); None if gone."""
     try:
         info = os.stat(folder)
     except OSError:
         return None
-    return info.st_dev, info.st_ino
+    return info.st_dev, info.st_ino, info.st_mtime_ns
 
 
 _GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -465,8 +466,9 @@ def _load_folder(folder, overrides: dict):
     """:func:`_read_folder`, again when the folder was swapped while being read.
 
     ``save_gpt2`` replaces a folder in one step, but a reader opens its files one by one:
-    a swap in between could pair the old config with the new weights. The folder's inode
-    tells: if it changed during the read, the read is repeated.
+    a swap in between could pair the old config with the new weights, and so could a save
+    that replaces the files inside a folder holding user files too. The folder's inode and
+    modification time tell: if either changed during the read, the read is repeated.
     """
     for attempt in range(_FOLDER_READS):
         last = attempt == _FOLDER_READS - 1
@@ -630,7 +632,8 @@ def _warn_if_tokenizer_removed(model, folder) -> None:
     """Warn when saving ``model``, which has no tokenizer, removes ``folder``'s tokenizer."""
     if getattr(model, "tokenizer", None) is not None or not os.path.isdir(folder):
         return
-    found = [name for name in _TOKENIZER_FILES if os.path.lexists(os.path.join(folder, name))]
+    found = [name for name in _TOKENIZER_FILES if os.path.lexists(os.path.join(folder, name))
+             and not os.path.isdir(os.path.join(folder, name))]
     if found:
         warnings.warn(f"{os.fspath(folder)}: model.tokenizer is None, so the folder's "
                       f"{' and '.join(found)} (which need not belong to these weights) "

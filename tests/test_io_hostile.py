@@ -522,9 +522,12 @@ def test_save_gpt2_refuses_a_destination_that_is_a_file(tmp_path):
     assert (tmp_path / "hf").read_text() == "not a folder"
 
 
-def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("user_file", [False, True], ids=["swapped", "updated in place"])
+def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch, user_file):
     folder = tmp_path / "hf"
     npgpt.GPT(gpt2_config(), seed=0).save_gpt2(folder)
+    if user_file:                        # the next save replaces the files inside the folder
+        (folder / "notes.txt").write_text("mine")
     new = npgpt.GPT(gpt2_config(num_layers=1), seed=7)
     real = npgpt.io._load_gpt2_folder
     calls = []

@@ -668,14 +668,16 @@ def _plot(args) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args) -> int:
-    from .bench import format_table, run
+    from .bench import conditions, format_table, load_average, run
 
     def progress(name):
         sys.stderr.write(f"running: {name}\n")
         sys.stderr.flush()
 
+    load = load_average()
     rows = run(repeats=args.repeats, progress=progress)
     print(format_table(rows))
+    print("\n".join(conditions(load)))
     print("(npgpt alone; the comparisons against PyTorch, transformers and tiktoken are the "
           "scripts in the repository's benchmarks/ folder)")
     return 0

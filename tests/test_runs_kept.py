@@ -412,3 +412,22 @@ def test_a_picture_replaces_the_file_it_names_and_refuses_a_folder(tmp_path):
         viz.plot_heatmap(probs, "t", 0, path=str(tmp_path / "figures.png"))
     assert os.listdir(tmp_path / "figures.png") == []
 
+
+
+def test_a_run_id_that_is_not_16_hex_digits_is_a_damaged_checkpoint(tmp_path):
+    state = new_state()
+    state.run_id = "not hex at all!!"
+    save_checkpoint(str(tmp_path / "ckpt.npz"), state)
+    with pytest.raises(ValueError, match="run_id must be 16 hex digits or null, got 'not hex"):
+        load_checkpoint(str(tmp_path / "ckpt.npz"))
+
+
+@pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib is not installed")
+def test_npgpt_plot_replaces_the_named_picture_and_nothing_beside_it(capsys, tmp_path):
+    picture = tmp_path / "embeddings.png"
+    picture.write_bytes(b"last week's picture")
+    (tmp_path / "notes.txt").write_text("keep")
+    code, out, err = run_cli(capsys, "plot", "embeddings", "--png", str(picture))
+    assert code == 0, err
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(os.listdir(tmp_path)) == ["embeddings.png", "notes.txt"]

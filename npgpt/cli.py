@@ -1153,7 +1153,8 @@ _COMMANDS = (
         examples=("npgpt train                                   # on Python's own pydoc texts",
                   "npgpt train --data input.txt --out run1 --steps 2000",
                   "npgpt train --data input.txt --out run2 --arch llama   # RMSNorm, rotary, SwiGLU",
-                  "npgpt train --data input.txt --out run1 --resume   # continue a run"),
+                  "npgpt train --data input.txt --out run1 --resume   # continue a run",
+                  "npgpt train --data input.txt --out run1 --overwrite   # a new run in its place"),
         footer="then: npgpt.load('run1/model.safetensors')",
         arguments=(
             _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),

@@ -74,7 +74,8 @@ _INT_FIELDS = ("vocab_size", "context_length", "d_model", "num_heads", "num_laye
 MODEL_FILES = frozenset(["config.json", "model.safetensors", "model.safetensors.index.json",
                          "pytorch_model.bin", "pytorch_model.bin.index.json", "tokenizer.json",
                          "vocab.json", "merges.txt"])
-_SHARD_FILE_RE = re.compile(r"^(model-[0-9]+-of-[0-9]+\.safetensors|pytorch_model-[0-9]+-of-[0-9]+\.bin)$")
+_SHARD_FILE_RE = re.compile(r"^(model-[0-9]+-of-[0-9]+\.safetensors"
+                            r"|pytorch_model-[0-9]+-of-[0-9]+\.bin)$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
 _MAX_MESSAGE = 600        # characters of a model-side message quoted in a CheckpointError

@@ -213,10 +213,10 @@ def _fsync_path(path, flags=os.O_RDONLY) -> None:
 def atomic_write(path, content) -> None:
     """Write ``content`` to ``path`` atomically: a temporary file beside it, then a rename.
 
-    A reader sees the old file or the new one, never a mixture; ``path`` naming a folder
-    (or a link to one) raises IsADirectoryError before anything is written; a writer killed midway
-    leaves the old file untouched and a temporary ``.<name>.<pid>.<hex>.part`` that the
-    next write into the same folder removes (:func:`clean_stale_temporaries`). The new
+    A reader sees the old file or the new one, never a mixture; a ``path`` that names a
+    folder (or a link to one) raises IsADirectoryError before anything is written; a writer
+    killed midway leaves the old file untouched and a temporary ``.<name>.<pid>.<hex>.part``
+    that the next write into the same folder removes (:func:`clean_stale_temporaries`). The new
     file has the mode of any new file (``0o666`` less the process umask), is flushed to
     disk before the rename, and so is the folder after it.
 
@@ -437,7 +437,7 @@ def atomic_folder(folder, fill, owned) -> str:
     if os.path.isdir(folder):
         clean_stale_temporaries(folder)
         if _foreign_entries(folder, owns):
-            clashes = [name for name in os.listdir(folder)
+            clashes = [name for name in sorted(os.listdir(folder))
                        if owns(name) and os.path.isdir(os.path.join(folder, name))]
             if clashes:
                 raise ValueError(f"{short_repr(os.path.join(folder, clashes[0]), 200)} is a "

@@ -679,14 +679,16 @@ def _plot(args) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args) -> int:
-    from .bench import format_table, run
+    from .bench import conditions, format_table, load_average, run
 
     def progress(name):
         sys.stderr.write(f"running: {name}\n")
         sys.stderr.flush()
 
+    load = load_average()
     rows = run(repeats=args.repeats, progress=progress)
     print(format_table(rows))
+    print("\n".join(conditions(load)))
     print("(npgpt alone; the comparisons against PyTorch, transformers and tiktoken are the "
           "scripts in the repository's benchmarks/ folder)")
     return 0
@@ -965,6 +967,19 @@ def _interrupted(err, ckpt_path: str) -> str:
     return text
 
 
+def _check_out(args, out_dir: str) -> None:
+    """A new run never replaces another: an --out folder that holds one (train.run_in_folder)
+    needs --resume or --overwrite, and not both."""
+    from .train import run_in_folder
+
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    found = None if args.resume or args.overwrite else run_in_folder(out_dir)
+    if found:
+        raise CLIError(f"--out {out_dir!r} already holds {found}: continue it with --resume, replace "
+                       f"its files with --overwrite (other files are kept), or choose another --out")
+
+
 def _train(args) -> int:
     from .train import TrainingError, TrainingInterrupted, train
 
@@ -972,6 +987,7 @@ def _train(args) -> int:
     ckpt_path = os.path.join(out_dir, "ckpt.npz")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CLIError(f"--out {out_dir!r} is a file, not a folder")
+    _check_out(args, out_dir)
     name, text = _read_data(args.data)
     state = _resumed_state(args, ckpt_path) if args.resume else _new_state(args, text)
     ids, train_data, val_data = _split_data(state, name, text)
@@ -996,7 +1012,8 @@ def _train(args) -> int:
     start = time.perf_counter()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # a divergence: one line
-            train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval)
+            train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval,
+                  overwrite=args.overwrite)
     except TrainingInterrupted as err:
         progress.message(_interrupted(err, ckpt_path))
         return 130
@@ -1147,11 +1164,13 @@ _COMMANDS = (
         examples=("npgpt train                                   # on Python's own pydoc texts",
                   "npgpt train --data input.txt --out run1 --steps 2000",
                   "npgpt train --data input.txt --out run2 --arch llama   # RMSNorm, rotary, SwiGLU",
-                  "npgpt train --data input.txt --out run1 --resume   # continue a run"),
+                  "npgpt train --data input.txt --out run1 --resume   # continue a run",
+                  "npgpt train --data input.txt --out run1 --overwrite   # a new run in its place"),
         footer="then: npgpt.load('run1/model.safetensors')",
         arguments=(
             _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),
-            _arg("--out", default="out", help="output folder (default: out); one run at a time"),
+            _arg("--out", default="out", help="output folder (default: out); one run at a time; "
+                 "one that holds a run needs --resume or --overwrite"),
             _arg("--arch", choices=["gpt", "llama"],
                  help="gpt: GPT-2's block; llama: RMSNorm, rotary positions, SwiGLU (its width "
                       "chosen for the GPT's parameter count), no output bias (default: gpt)"),
@@ -1184,7 +1203,11 @@ _COMMANDS = (
             _arg("--seed", type=_NON_NEGATIVE_INT, help=f"seed of the weights, batches and dropout {_default('seed')}"),
             _arg("--resume", action="store_true",
                  help="continue from OUT/ckpt.npz with its settings: only --steps may change, "
-                      "other flags must match it")),
+                      "other flags must match it"),
+            _arg("--overwrite", action="store_true",
+                 help="start a new run in an --out folder that holds one, replacing its "
+                      "ckpt.npz and model.safetensors as the new run saves (other files are "
+                      "kept); without it such a folder is refused")),
         handler=_train),
 )
 

@@ -40,7 +40,9 @@ One file per idea; read them in this order:
 5. ``bpe_train.py`` -- learning merges from text (:func:`~.bpe_train.train_bpe`, which
    ``BPETokenizer.train`` calls);
 6. ``hf.py`` -- :class:`HFTokenizer`: a ``tokenizer.json``'s normalizer, pre-tokenizer, BPE
-   model, added tokens, post-processor and decoder, each step a small function.
+   model, added tokens, post-processor and decoder, each step a small function; with
+   ``longest_match.py`` (added tokens found by an automaton) and ``normalize.py`` (Unicode
+   normalization in linear time).
 
 Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
 """

@@ -615,7 +615,8 @@ def save_npgpt(model, path, dtype=None) -> None:
         if not hasattr(tokenizer, "to_dict"):
             raise ValueError(f"model.tokenizer ({type(tokenizer).__name__}) has no to_dict(); "
                              f"it cannot be saved")
-        metadata["tokenizer"] = json.dumps(tokenizer.to_dict(), ensure_ascii=False)
+        from ..tokenizers.base import tokenizer_to_dict      # to_dict() + chat template, bos/eos
+        metadata["tokenizer"] = json.dumps(tokenizer_to_dict(tokenizer), ensure_ascii=False)
     write_safetensors(path, params, metadata)
 
 

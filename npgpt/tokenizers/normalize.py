@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .patterns import _ASTRAL, _class_string
+from .patterns import _ASTRAL, _class_string, _ranges
 
 #: A run of this many unsafe characters is normalized by :func:`_ordered_decomposition`.
 _LONG_RUN = 64
@@ -76,13 +76,8 @@ def _unsafe_tables():
                     if combining(first) or first in seconds:
                         unsafe.append(cp)
                         break
-        ranges = []
-        for cp in (cp for cp in unsafe if cp <= 0xFFFF):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1][1] = cp
-            else:
-                ranges.append([cp, cp])
-        _UNSAFE = _class_string(ranges), frozenset(chr(cp) for cp in unsafe if cp > 0xFFFF)
+        bmp = _ranges(cp for cp in unsafe if cp <= 0xFFFF)
+        _UNSAFE = _class_string(bmp), frozenset(chr(cp) for cp in unsafe if cp > 0xFFFF)
     return _UNSAFE
 
 

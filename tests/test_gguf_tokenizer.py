@@ -218,6 +218,29 @@ def test_a_model_file_keeps_the_chat_template(tmp_path):
     assert loaded.chat_template == tok.chat_template and loaded == tok
 
 
+def test_a_hugging_face_folder_gives_its_chat_template_and_special_ids(tmp_path):
+    import shutil
+    folder = tmp_path / "llama"
+    shutil.copytree(os.path.join(FIXTURES, "llama", "llama_gqa"), folder)
+    chars = list(bytes_to_unicode().values())[:60]
+    spec = gguf_to_tokenizer_json(small(**{"tokenizer.ggml.tokens": ["<s>", "</s>"] + chars,
+                                           "tokenizer.ggml.token_type": [3, 3] + [1] * 60,
+                                           "tokenizer.ggml.merges": []}))
+    (folder / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    assert npgpt.load(str(folder)).tokenizer.chat_template is None
+    config = {"chat_template": "{{ 'config' }}", "bos_token": {"content": "<s>"},
+              "eos_token": "</s>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tok = npgpt.load(str(folder)).tokenizer
+    assert (tok.chat_template, tok.bos_token_id, tok.eos_token_id) == ("{{ 'config' }}", 0, 1)
+    (folder / "chat_template.jinja").write_text("{{ 'jinja' }}", encoding="utf-8")
+    assert npgpt.load(str(folder)).tokenizer.chat_template == "{{ 'jinja' }}"
+    (folder / "tokenizer_config.json").write_text('{"eos_token": "<nope>"}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: eos_token '<nope>' is not a "
+                                         r"token"):
+        npgpt.load(str(folder))
+
+
 # ----------------------------------------------------------------------------------------
 # 4. Live parity against the tokenizers library
 # ----------------------------------------------------------------------------------------

@@ -396,9 +396,9 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
                            overrides, source)
     path = os.path.join(folder, "tokenizer.json")
     if os.path.exists(path):
-        from ..tokenizers.hf import load_tokenizer_json
+        from ..tokenizers.hf import load_tokenizer_json, read_folder_extras
         try:
-            tokenizer = load_tokenizer_json(path)
+            tokenizer = read_folder_extras(load_tokenizer_json(path), folder)  # + chat template
         except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
             raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
                                   f"{_cut(str(exc), 400)}") from None

@@ -1302,6 +1302,55 @@ class HFTokenizer(_Tokenizer):
                 f"special_tokens={len(self.special_tokens)})")
 
 
+def read_folder_extras(tok, folder):
+    """Set ``tok.chat_template``, ``tok.bos_token_id`` and ``tok.eos_token_id`` from a Hugging
+    Face folder: the template of ``chat_template.jinja``, else the ``chat_template`` string
+    of ``tokenizer_config.json``, whose ``bos_token`` / ``eos_token`` (a token string or
+    ``{"content": ...}``) give the ids. Absent files or keys change nothing; a malformed
+    one is a :class:`~npgpt.io.CheckpointError` naming the file and the key.
+
+    Examples
+    --------
+    >>> import json, os
+    >>> os.makedirs("folder", exist_ok=True)
+    >>> with open("folder/tokenizer_config.json", "w") as f:
+    ...     json.dump({"chat_template": "{{ messages }}", "eos_token": "<|end|>"}, f)
+    >>> tok = read_folder_extras(HFTokenizer(_example()), "folder")
+    >>> tok.chat_template, tok.eos_token_id, tok.bos_token_id
+    ('{{ messages }}', 260, None)
+    """
+    from ..io.files import open_regular
+    config = os.path.join(folder, "tokenizer_config.json")
+    if os.path.exists(config):
+        try:
+            d = _read_json(config)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{config} holds no object")
+        template = d.get("chat_template")
+        if isinstance(template, str):
+            tok.chat_template = template
+        for key in ("bos_token", "eos_token"):
+            token = d.get(key)
+            if isinstance(token, dict):
+                token = token.get("content")
+            if token is not None:
+                if not isinstance(token, str) or tok.token_to_id(token) is None:
+                    raise CheckpointError(f"{config}: {key} {short_repr(token)} is not a token "
+                                          f"of tokenizer.json")
+                setattr(tok, f"{key}_id", tok.token_to_id(token))
+    jinja = os.path.join(folder, "chat_template.jinja")
+    if os.path.exists(jinja):
+        with open_regular(jinja) as f:
+            raw = f.read()
+        try:
+            tok.chat_template = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{jinja} is not UTF-8 text") from None
+    return tok
+
+
 def load_tokenizer_json(path_or_dict):
     """Read a Hugging Face ``tokenizer.json`` (a path, or the parsed dict).
 

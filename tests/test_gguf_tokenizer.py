@@ -158,10 +158,13 @@ def test_a_llama_vocabulary_goes_to_the_sentencepiece_module(monkeypatch):
     calls = []
     fake = types.ModuleType("npgpt.tokenizers.sentencepiece")
     fake.SentencePieceTokenizer = type("SentencePieceTokenizer", (), {
-        "from_gguf_metadata": staticmethod(lambda meta: calls.append(meta) or "spm")})
+        "chat_template": None, "bos_token_id": 5,
+        "from_gguf_metadata": classmethod(lambda cls, meta: calls.append(meta) or cls())})
     monkeypatch.setitem(sys.modules, "npgpt.tokenizers.sentencepiece", fake)
-    meta = small(**{"tokenizer.ggml.model": "llama"})
-    assert tokenizer_from_gguf(meta) == "spm" and calls == [meta]
+    meta = small(**{"tokenizer.ggml.model": "llama", "tokenizer.chat_template": "{{ x }}"})
+    tok = tokenizer_from_gguf(meta)
+    assert isinstance(tok, fake.SentencePieceTokenizer) and calls == [meta]
+    assert (tok.chat_template, tok.bos_token_id, tok.eos_token_id) == ("{{ x }}", 5, 0)
     monkeypatch.setitem(sys.modules, "npgpt.tokenizers.sentencepiece", None)  # absent
     with pytest.raises(ValueError, match="needs npgpt.tokenizers.sentencepiece"):
         tokenizer_from_gguf(meta)

@@ -266,12 +266,15 @@ def tokenizer_from_gguf(metadata):
         except ImportError:
             raise ValueError("tokenizer.ggml.model 'llama' (SentencePiece) needs "
                              "npgpt.tokenizers.sentencepiece, which this npgpt lacks") from None
-        return module.SentencePieceTokenizer.from_gguf_metadata(metadata)
+        tok = module.SentencePieceTokenizer.from_gguf_metadata(metadata)
     else:
         raise ValueError(f"tokenizer.ggml.model {short_repr(model)} is not supported; npgpt "
                          f"reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)")
-    n = len(metadata["tokenizer.ggml.tokens"])
-    tok.bos_token_id = _token_id(metadata, "tokenizer.ggml.bos_token_id", n)
-    tok.eos_token_id = _token_id(metadata, "tokenizer.ggml.eos_token_id", n)
-    tok.chat_template = _value(metadata, "tokenizer.chat_template", (str,))
+    n = len(_strings(metadata, "tokenizer.ggml.tokens"))
+    extras = {"bos_token_id": _token_id(metadata, "tokenizer.ggml.bos_token_id", n),
+              "eos_token_id": _token_id(metadata, "tokenizer.ggml.eos_token_id", n),
+              "chat_template": _value(metadata, "tokenizer.chat_template", (str,))}
+    for name, value in extras.items():                  # (unless the tokenizer set them)
+        if value is not None and getattr(tok, name, None) is None:
+            setattr(tok, name, value)
     return tok

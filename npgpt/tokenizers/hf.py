@@ -222,7 +222,8 @@ def _normalize(steps, text):
     >>> _normalize(steps, "a")                       # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    ValueError: normalizer.normalizers[12] (Replace 'a' -> 'aa') would make 8,192 characters out of a text of 1; a normalizer may make at most 64 x the text + 4,096 characters
+    ValueError: normalizer.normalizers[12] (Replace 'a' -> 'aa') would make 8,192 ... \
+at most 64 x the text + 4,096 characters
     """
     limit = _MAX_GROWTH * len(text) + _MAX_EXTRA
     for where, size, apply in steps:

@@ -23,21 +23,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import has, interleaved_medians, print_table  # noqa: E402
 
 from npgpt.tokenizers.bpe import bytes_to_unicode  # noqa: E402
-from npgpt.tokenizers.hf import HFTokenizer  # noqa: E402
+from npgpt.tokenizers.hf import HFTokenizer, _example  # noqa: E402
 from npgpt.tokenizers.normalize import normalize  # noqa: E402
 
 CHARS = [bytes_to_unicode()[b] for b in range(256)]
 
 
 def spec(added=(), normalizer=None):
-    tokens = [{"id": 256 + k, "content": c, "single_word": False, "lstrip": False,
-               "rstrip": False, "normalized": False, "special": True, **flags}
-              for k, (c, flags) in enumerate(added)]
-    return {"added_tokens": tokens, "normalizer": normalizer,
-            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
-                              "trim_offsets": True, "use_regex": True},
-            "decoder": None,
-            "model": {"type": "BPE", "vocab": {c: i for i, c in enumerate(CHARS)}, "merges": []}}
+    """The docstrings' byte-level example, without its merges and template, with ``added``
+    tokens ``(content, flags)`` after the 256 byte characters."""
+    out = _example()
+    out["model"]["vocab"] = {c: i for i, c in enumerate(CHARS)}
+    out["model"]["merges"], out["post_processor"], out["normalizer"] = [], None, normalizer
+    out["added_tokens"] = [dict(out["added_tokens"][1], id=256 + k, content=c, special=True,
+                                **flags) for k, (c, flags) in enumerate(added)]
+    return out
 
 
 def main():

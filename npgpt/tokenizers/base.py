@@ -185,7 +185,7 @@ def tokenizer_to_dict(tok):
     >>> tokenizer_from_dict(tokenizer_to_dict(tok)).chat_template
     "{{ messages[0]['content'] }}"
     """
-    d = tok.to_dict()
+    d = dict(tok.to_dict())
     for name in EXTRAS:
         if getattr(tok, name, None) is not None:
             d[name] = getattr(tok, name)

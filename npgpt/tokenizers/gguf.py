@@ -51,6 +51,7 @@ Neither adds Qwen2's NFC normalizer, nor does npgpt.
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 from ..io.errors import short_repr
@@ -78,25 +79,26 @@ def _sequence(*steps):
 
 _DIGITS, _NUMBERS = ({"type": "Digits", "individual_digits": flag} for flag in (True, False))
 
+# (llama.cpp's names of a family, its pre-tokenizer, ignore_merges, add_bos by default)
+_FAMILIES = [
+    (["default"], _sequence(_split(LLAMACPP_PUNCTUATION), _split(GPT2_PATTERN), _NUMBERS,
+                            _split(THREE_DIGITS), _byte_level(False)), False, False),
+    (["gpt-2", "phi-2", "roberta-bpe", "gigachat", "jina-es", "jina-de", "jina-v1-en",
+      "jina-v2-es", "jina-v2-de", "jina-v2-code", "mpt", "olmo", "jais"],
+     _byte_level(True), False, False),
+    (["llama-bpe", "llama3", "llama-v3", "falcon3"],
+     _sequence(_split(LLAMA3_PATTERN), _byte_level(False)), True, True),
+    (["dbrx", "smaug-bpe"], _sequence(_split(LLAMA3_PATTERN), _byte_level(False)), False,
+     False),
+    (["qwen2", "stablelm2", "megrez", "deepseek-r1-qwen"],
+     _sequence(_split(QWEN2_PATTERN), _byte_level(False)), False, False),
+    (["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"],
+     _sequence(_DIGITS, _byte_level(True)), False, False)]
+
 #: ``tokenizer.ggml.pre`` -> (the ``tokenizer.json`` pre-tokenizer, ignore_merges, add_bos
 #: when the file does not say), for the names of each family in llama.cpp.
-PRE_TOKENIZERS = {}
-for _names, _pre, _ignore, _bos in [
-        (["default"], _sequence(_split(LLAMACPP_PUNCTUATION), _split(GPT2_PATTERN), _NUMBERS,
-                                _split(THREE_DIGITS), _byte_level(False)), False, False),
-        (["gpt-2", "phi-2", "roberta-bpe", "gigachat", "jina-es", "jina-de", "jina-v1-en",
-          "jina-v2-es", "jina-v2-de", "jina-v2-code", "mpt", "olmo", "jais"],
-         _byte_level(True), False, False),
-        (["llama-bpe", "llama3", "llama-v3", "falcon3"],
-         _sequence(_split(LLAMA3_PATTERN), _byte_level(False)), True, True),
-        (["dbrx", "smaug-bpe"], _sequence(_split(LLAMA3_PATTERN), _byte_level(False)), False,
-         False),
-        (["qwen2", "stablelm2", "megrez", "deepseek-r1-qwen"],
-         _sequence(_split(QWEN2_PATTERN), _byte_level(False)), False, False),
-        (["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"],
-         _sequence(_DIGITS, _byte_level(True)), False, False)]:
-    for _name in _names:
-        PRE_TOKENIZERS[_name] = (_pre, _ignore, _bos)
+PRE_TOKENIZERS = {name: (pre, ignore, bos) for names, pre, ignore, bos in _FAMILIES
+                  for name in names}
 
 
 def _value(metadata, key, kinds, default=None):
@@ -176,7 +178,7 @@ def gguf_to_tokenizer_json(metadata):
     if pre not in PRE_TOKENIZERS:
         raise ValueError(f"tokenizer.ggml.pre {short_repr(pre)} is not a pre-tokenizer npgpt "
                          f"knows; known: {', '.join(sorted(PRE_TOKENIZERS))}")
-    pre_tokenizer, ignore_merges, bos_default = PRE_TOKENIZERS[pre]
+    pre_tokenizer, ignore_merges, bos_default = copy.deepcopy(PRE_TOKENIZERS[pre])
     tokens = _strings(metadata, "tokenizer.ggml.tokens")
     merges = _strings(metadata, "tokenizer.ggml.merges", required=False) or []
     types = _ints(metadata, "tokenizer.ggml.token_type", len(tokens)) or [_NORMAL] * len(tokens)

@@ -7,7 +7,8 @@ texts (multilingual, code, whitespace runs, special tokens); and for the real Sm
 the ids of the same texts from the library and from transformers. Parity runs at two levels:
 
 1. always: npgpt's ids against the recorded ones (the SmolLM2 file and ``gguf`` needed for
-   the real model, since the metadata is read from it);
+   the real model, since the metadata is read from it: ``NPGPT_SMOLLM2_GGUF``, default
+   ``~/.cache/npgpt/SmolLM2-135M-Instruct.Q4_1.gguf``, skipped when absent);
 2. when ``tokenizers`` / ``transformers`` import: live, on the same texts and random text.
 """
 

@@ -416,9 +416,9 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
                            overrides, source)
     path = os.path.join(folder, "tokenizer.json")
     if os.path.exists(path):
-        from ..tokenizers.hf import load_tokenizer_json
+        from ..tokenizers.hf import load_tokenizer_json, read_folder_extras
         try:
-            tokenizer = load_tokenizer_json(path)
+            tokenizer = read_folder_extras(load_tokenizer_json(path), folder)  # + chat template
         except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
             raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
                                   f"{_cut(str(exc), 400)}") from None
@@ -703,7 +703,8 @@ def save_npgpt(model, path, dtype=None) -> None:
         if not hasattr(tokenizer, "to_dict"):
             raise ValueError(f"model.tokenizer ({type(tokenizer).__name__}) has no to_dict(); "
                              f"it cannot be saved")
-        metadata["tokenizer"] = json.dumps(tokenizer.to_dict(), ensure_ascii=False)
+        from ..tokenizers.base import tokenizer_to_dict      # to_dict() + chat template, bos/eos
+        metadata["tokenizer"] = json.dumps(tokenizer_to_dict(tokenizer), ensure_ascii=False)
     write_safetensors(path, params, metadata)
 
 

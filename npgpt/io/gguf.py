@@ -789,3 +789,36 @@ def save_gguf(model, path, dtype="f32", architecture=None) -> None:
             raw = _encoded(value, kind)
             f.write(raw + bytes(-len(raw) % DEFAULT_ALIGNMENT))
     atomic_write(path, write)
+
+
+def half_split_model(model):
+    """``model`` (interleaved rotary pairs, as loaded from a Llama GGUF) as the same function
+    in the half-split layout transformers uses: q/k rows (and biases) un-permuted with
+    :func:`half_split_rows`, ``rope_layout="half"``. A new GPT; a half-split model is returned
+    as it is. ``save_hf`` needs this layout.
+
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                       output_bias=False, rope_layout="interleaved")
+    >>> model = npgpt.GPT(cfg, seed=0)
+    >>> half = half_split_model(model)
+    >>> half.config.rope_layout, bool(np.allclose(half([1, 2, 3]), model([1, 2, 3]), atol=1e-5))
+    ('half', True)
+    """
+    from ..model import GPT
+    config = model.config
+    if config.positions != "rope" or config.rope_layout == "half":
+        return model
+    params = {}
+    for name, value in model.params.items():
+        if re.search(r"attn\.[qk]_proj\.(weight|bias)$", name):
+            heads = config.num_heads if ".q_proj." in name else config.kv_heads
+            value = half_split_rows(np.asarray(value).reshape(len(value), -1), heads
+                                    ).reshape(np.shape(value))
+        params[name] = value
+    other = object.__new__(GPT)
+    other.__dict__.update(model.__dict__)
+    other.config = config.replace(rope_layout="half")
+    other.params = {k: np.array(v, order="K") for k, v in params.items()}
+    return other

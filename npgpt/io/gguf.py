@@ -377,8 +377,11 @@ def _get(metadata, key, source, kind="int", required=True, default=None):
 
 def _rope_scaling(metadata, arch, source):
     kind = metadata.get(f"{arch}.rope.scaling.type", "none")
+    if not isinstance(kind, str):
+        raise CheckpointError(f"{source}: metadata {arch}.rope.scaling.type must be a string, "
+                              f"got {short_repr(kind)}")
     factor = metadata.get(f"{arch}.rope.scaling.factor")
-    if kind == "none" or (kind == "linear" and factor in (None, 1, 1.0)):
+    if kind == "none" or (kind == "linear" and isinstance(factor, (int, float)) and factor == 1):
         return None
     if kind == "linear":
         return {"rope_type": "linear", "factor": _get(metadata, f"{arch}.rope.scaling.factor",
@@ -397,7 +400,7 @@ def config_fields_from_gguf(metadata: dict, tensors: dict, source: str = "GGUF")
     ``rope_freqs`` factors.
     """
     arch = metadata.get("general.architecture")
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise CheckpointError(f"{source}: general.architecture {short_repr(arch)} is not "
                               f"supported; npgpt reads {list(ARCHITECTURES)}")
     embd = tensors.get("token_embd.weight")
@@ -408,9 +411,9 @@ def config_fields_from_gguf(metadata: dict, tensors: dict, source: str = "GGUF")
         raise CheckpointError(f"{source}: metadata {arch}.embedding_length="
                               f"{metadata[f'{arch}.embedding_length']} but token_embd.weight "
                               f"is {C} wide")
-    vocab = metadata.get(f"{arch}.vocab_size", V)
+    vocab = _get(metadata, f"{arch}.vocab_size", source, required=False, default=V)
     if vocab != V:
-        raise CheckpointError(f"{source}: metadata {arch}.vocab_size={short_repr(vocab)} but "
+        raise CheckpointError(f"{source}: metadata {arch}.vocab_size={vocab} but "
                               f"token_embd.weight has {V} rows")
     H = _get(metadata, f"{arch}.attention.head_count", source)
     fields = dict(vocab_size=V, d_model=C, num_heads=H,
@@ -509,12 +512,16 @@ def load_gguf(path, **config_overrides):
     """
     from . import _SHAPE_FIELDS, _make_config
     from ..config import GPTConfig
-    from ..model import GPT, column_major, parameter_shapes
+    from ..model import GPT, block_parameter_shapes, column_major, parameter_shapes
     source = os.fspath(path)
     metadata, infos, data = read_gguf(path)
     fields = config_fields_from_gguf(metadata, infos, source)
     config = _make_config(fields, config_overrides, source, _SHAPE_FIELDS)
     arch = metadata["general.architecture"]
+    per_block = len(block_parameter_shapes(config, 0))
+    if per_block * config.num_layers > len(infos):       # before building a huge name table
+        raise CheckpointError(f"{source}: metadata {arch}.block_count={config.num_layers} but "
+                              f"the file holds only {len(infos)} tensors")
     expected = parameter_shapes(config)
     names = {}
     for name in infos:

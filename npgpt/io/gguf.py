@@ -161,7 +161,11 @@ def _metadata(reader, count):
 
 class TensorInfo:
     """One tensor of a GGUF file: ``name``, NumPy ``shape`` (dims reversed), ggml ``type``,
-    ``offset`` in the data section and ``nbytes``."""
+    ``offset`` in the data section and ``nbytes``.
+
+    >>> TensorInfo("output.weight", (49152, 576), 3, 0, 49152 * 576 // 32 * 20)
+    TensorInfo('output.weight', shape=(49152, 576), type=Q4_1)
+    """
 
     __slots__ = ("name", "shape", "type", "offset", "nbytes")
 
@@ -398,6 +402,15 @@ def config_fields_from_gguf(metadata: dict, tensors: dict, source: str = "GGUF")
     key: another architecture, ``rope.dimension_count`` other than the head size (npgpt
     rotates whole heads), a rope scaling other than none/linear, Llama 3.1's
     ``rope_freqs`` factors.
+
+    >>> meta = {"general.architecture": "llama", "llama.embedding_length": 64,
+    ...         "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
+    ...         "llama.context_length": 128, "llama.block_count": 2,
+    ...         "llama.feed_forward_length": 96, "llama.attention.layer_norm_rms_epsilon": 1e-5}
+    >>> fields = config_fields_from_gguf(meta, {"token_embd.weight": TensorInfo(
+    ...     "token_embd.weight", (100, 64), 0, 0, 25600)})
+    >>> fields["vocab_size"], fields["num_kv_heads"], fields["rope_layout"], fields["tie_embeddings"]
+    (100, 2, 'interleaved', True)
     """
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str) or arch not in ARCHITECTURES:

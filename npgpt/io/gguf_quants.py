@@ -46,6 +46,13 @@ QK = 32          # weights in a block of the simple types
 QK_K = 256       # weights in a super-block of the K-quants
 
 
+def _block(*pieces):
+    """One block (1, S) uint8 from pieces: a float is its float16's two bytes, a list its bytes
+    (for the examples)."""
+    raw = b"".join(np.float16(p).tobytes() if isinstance(p, float) else bytes(p) for p in pieces)
+    return np.frombuffer(raw, np.uint8).reshape(1, -1)
+
+
 def _f16(blocks, start):
     """The float16 at byte ``start`` of each block, as float32 (N, 1) (exact)."""
     return blocks[:, start:start + 2].copy().view(np.float16).astype(np.float32)
@@ -63,17 +70,29 @@ def _high_bits(qh_bytes, count):
 
 # ------------------------------------------------------------------ plain floats
 def dequantize_f32(blocks):
-    """F32: 4 bytes a weight, IEEE binary32 little-endian. (N, 4) -> (N, 1)."""
+    """F32: 4 bytes a weight, IEEE binary32 little-endian. (N, 4) -> (N, 1).
+
+    >>> dequantize_f32(_block(list(np.float32([1.5, -2.0]).tobytes())).reshape(2, 4)).ravel()
+    array([ 1.5, -2. ], dtype=float32)
+    """
     return blocks.copy().view(np.float32)
 
 
 def dequantize_f16(blocks):
-    """F16: 2 bytes a weight, IEEE binary16; widened exactly. (N, 2) -> (N, 1)."""
+    """F16: 2 bytes a weight, IEEE binary16; widened exactly. (N, 2) -> (N, 1).
+
+    >>> dequantize_f16(_block(1.5, -2.0).reshape(2, 2)).ravel()
+    array([ 1.5, -2. ], dtype=float32)
+    """
     return blocks.copy().view(np.float16).astype(np.float32)
 
 
 def dequantize_bf16(blocks):
-    """BF16: 2 bytes a weight, the upper half of a binary32: x = bits << 16. (N, 2) -> (N, 1)."""
+    """BF16: 2 bytes a weight, the upper half of a binary32: x = bits << 16. (N, 2) -> (N, 1).
+
+    >>> dequantize_bf16(_block([0xC0, 0x3F])).ravel()                   # 0x3FC0 << 16
+    array([1.5], dtype=float32)
+    """
     return (blocks.copy().view(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
@@ -83,6 +102,9 @@ def dequantize_q8_0(blocks):
 
         d       f16        bytes 0-1
         qs[32]  int8       bytes 2-33     x_j = d · qs[j]
+
+    >>> dequantize_q8_0(_block(0.5, list(range(32))))[0, :4]
+    array([0. , 0.5, 1. , 1.5], dtype=float32)
     """
     d = _f16(blocks, 0)
     q = blocks[:, 2:].view(np.int8).astype(np.float32)
@@ -96,6 +118,9 @@ def dequantize_q4_0(blocks):
         qs[16]  nibbles    bytes 2-17     low nibble of qs[j] is q_j, high nibble q_{j+16}
 
     x_j = d · (q_j − 8).
+
+    >>> dequantize_q4_0(_block(0.5, [0x1F] * 16))[0, [0, 16]]          # q = 15 and 1
+    array([ 3.5, -3.5], dtype=float32)
     """
     d = _f16(blocks, 0)
     q = _nibbles(blocks[:, 2:18]).astype(np.int8) - 8
@@ -109,6 +134,9 @@ def dequantize_q4_1(blocks):
         qs[16]  nibbles    bytes 4-19     as Q4_0
 
     x_j = d · q_j + m.
+
+    >>> dequantize_q4_1(_block(2.0, -1.0, [0x30] * 16))[0, [0, 16]]     # q = 0 and 3
+    array([-1.,  5.], dtype=float32)
     """
     d, m = _f16(blocks, 0), _f16(blocks, 2)
     q = _nibbles(blocks[:, 4:20]).astype(np.float32)
@@ -123,6 +151,9 @@ def dequantize_q5_0(blocks):
         qs[16]  nibbles    bytes 6-21     the four low bits, as Q4_0
 
     x_j = d · (q_j − 16).
+
+    >>> dequantize_q5_0(_block(1.0, [1, 0, 2, 0], [0] * 16))[0, [0, 1, 17]]   # bits 0, 17 set
+    array([  0., -16.,   0.], dtype=float32)
     """
     d = _f16(blocks, 0)
     q = _nibbles(blocks[:, 6:22]) | (_high_bits(blocks[:, 2:6], 32) << 4)
@@ -137,6 +168,9 @@ def dequantize_q5_1(blocks):
         qs[16]  nibbles    bytes 8-23
 
     x_j = d · q_j + m.
+
+    >>> dequantize_q5_1(_block(0.25, 3.0, [0xFF] * 4, [0xFF] * 16))[0, [0, 31]]   # q = 31
+    array([10.75, 10.75], dtype=float32)
     """
     d, m = _f16(blocks, 0), _f16(blocks, 2)
     q = _nibbles(blocks[:, 8:24]) | (_high_bits(blocks[:, 4:8], 32) << 4)
@@ -162,6 +196,10 @@ def dequantize_q2_k(blocks):
         d, dmin     f16, f16      bytes 80-83
 
     x = (d · scale_s) · q − (dmin · min_s), s = weight index // 16.
+
+    >>> x = dequantize_q2_k(_block([0x21] * 16, [0b11100100] * 64, 0.5, 0.25))  # scale 1, min 2
+    >>> x[0, [0, 32, 64, 96]]                                                   # q = 0, 1, 2, 3
+    array([-0.5,  0. ,  0.5,  1. ], dtype=float32)
     """
     N = blocks.shape[0]
     scales = blocks[:, :16]
@@ -184,6 +222,10 @@ def dequantize_q3_k(blocks):
 
     q = low2 − (0 if the hmask bit is set else 4), in [−4, 3];
     x = (d · (scale_s − 32)) · q, s = weight index // 16.
+
+    >>> x = dequantize_q3_k(_block([0] * 32, [0b11100100] * 64, [0x11] * 8 + [0x22] * 4, 1.0))
+    >>> x[0, [0, 32, 64, 96]]                    # q = -4, -3, -2, -1; scales 1, 1, -31, -31
+    array([-4., -3., 62., 31.], dtype=float32)
     """
     N = blocks.shape[0]
     low = _two_bit_planes(blocks[:, 32:96], 2).astype(np.int8)                  # (N, 256)
@@ -238,6 +280,10 @@ def dequantize_q4_k(blocks):
                                   nibbles and sub-block 2r+1 in its high nibbles
 
     x = (d · scale_s) · q − (dmin · min_s), s = weight index // 32.
+
+    >>> x = dequantize_q4_k(_block(1.0, 0.5, [1] * 4 + [2] * 4 + [0] * 4, [0x21] * 128))
+    >>> x[0, [0, 32, 128]]                    # sub-blocks 0, 1: scale 1, min 2; 4: zero
+    array([0., 1., 0.], dtype=float32)
     """
     return _k4_affine(blocks, _k4_nibbles(blocks[:, 16:144]))
 
@@ -251,6 +297,11 @@ def dequantize_q5_k(blocks):
         qs[128]     bytes 48-175  the four low bits, as Q4_K
 
     x = (d · scale_s) · q − (dmin · min_s), q in [0, 31].
+
+    >>> x = dequantize_q5_k(_block(1.0, 0.5, [1] * 4 + [2] * 4 + [0] * 4, [0xFF] * 32,
+    ...                            [0x21] * 128))
+    >>> x[0, [0, 32]]                                           # q = 16 + 1 and 16 + 2
+    array([16., 17.], dtype=float32)
     """
     N = blocks.shape[0]
     high = np.unpackbits(blocks[:, 16:48].reshape(N, 1, 32), axis=1, bitorder="little")
@@ -268,6 +319,9 @@ def dequantize_q6_k(blocks):
         d           f16            bytes 208-209
 
     x = (d · scale_s) · (q − 32), q in [0, 63], s = weight index // 16.
+
+    >>> dequantize_q6_k(_block([0x21] * 128, [0] * 64, [1] * 16, 0.5))[0, [0, 64]]  # q = 1, 2
+    array([-15.5, -15. ], dtype=float32)
     """
     N = blocks.shape[0]
     ql = blocks[:, :128].reshape(N, 2, 1, 2, 32)                     # (N, h, nibble, j%2, l)

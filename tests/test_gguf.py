@@ -160,6 +160,7 @@ def test_a_bpe_tokenizer_is_written_as_gpt2_tokens_and_merges(tmp_path):
     tokens = meta["tokenizer.ggml.tokens"]
     assert len(tokens) == 272 and tokens[ord("h")] == "h" and tokens[ord(" ")] == "Ġ"
     assert tokens[270] == "<|endoftext|>" and meta["tokenizer.ggml.token_type"][270] == 3
+    assert meta["tokenizer.ggml.eos_token_id"] == 270 and meta["tokenizer.ggml.add_bos_token"] is False
     assert meta["tokenizer.ggml.token_type"][271] == 5           # padding: unused
     first = tok.to_dict()["merges"][0]
     assert meta["tokenizer.ggml.merges"][0] == f"{tokens[first[0]]} {tokens[first[1]]}"

@@ -651,10 +651,14 @@ def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
 
     - BPETokenizer (byte-level): model ``gpt2``, every token's bytes in GPT-2's byte-to-
       character mapping, the merges in rank order, special tokens as control tokens, and
-      ``pre`` naming its split pattern (``gpt-2``, ``llama-bpe``, ``qwen2``).
+      ``pre`` naming its split pattern (``gpt-2``, ``llama-bpe``, ``qwen2``); ``<|endoftext|>``,
+      when it has one, as both the BOS and the EOS token.
     - CharTokenizer whose characters are all ASCII: model ``gpt2`` with no merges, each
       character a one-byte token — llama.cpp's byte-level BPE then gives one token per
-      character, as npgpt does. Other characters, and WordTokenizer, are refused.
+      character, as npgpt does. It has no end-of-text token. Other characters, and
+      WordTokenizer, are refused.
+
+    ``add_bos_token`` is written false: npgpt's tokenizers add no BOS token.
     """
     kind = type(tokenizer).__name__
     tokens, types, merges, pre = None, None, [], "gpt-2"
@@ -690,6 +694,11 @@ def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
            "tokenizer.ggml.tokens": (ARRAY, (STRING, tokens)),
            "tokenizer.ggml.token_type": (ARRAY, (5, np.array(types, np.int32))),
            "tokenizer.ggml.merges": (ARRAY, (STRING, merges))}
+    out["tokenizer.ggml.add_bos_token"] = (7, False)          # npgpt's tokenizers add none
+    end = getattr(tokenizer, "special_tokens", {}).get("<|endoftext|>")
+    if end is not None:                                        # GPT-2's one special token
+        out["tokenizer.ggml.bos_token_id"] = (4, end)
+        out["tokenizer.ggml.eos_token_id"] = (4, end)
     template = getattr(tokenizer, "chat_template", None)
     if isinstance(template, str):
         out["tokenizer.chat_template"] = (STRING, template)

@@ -310,3 +310,43 @@ def test_convert_refuses_a_dtype_the_format_cannot_hold_in_one_line(tmp_path, ca
     code, _, err = run_cli(capsys, "convert", "shakespeare-char", str(tmp_path / "x"),
                            "--dtype", "q8_0")
     assert code == 2 and "q8_0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, pre", [("qwen2", "qwen2"), ("llama3", "llama-bpe"),
+                                       ("smollm", "gpt-2")])
+def test_a_byte_level_tokenizer_json_is_written_with_its_vocabulary_merges_and_added_tokens(
+        tmp_path, name, pre):
+    import json
+    from helpers import FIXTURES
+    from npgpt.tokenizers.hf import load_tokenizer_json
+    path = os.path.join(FIXTURES, "hf_tokenizers", name + ".json")
+    spec = json.load(open(path, encoding="utf-8"))
+    tok = load_tokenizer_json(path)
+    model = llama_model(vocab_size=tok.vocab_size + 3)
+    model.tokenizer = tok
+    save_gguf(model, tmp_path / "m.gguf")
+    meta = read_gguf_metadata(tmp_path / "m.gguf")
+    tokens = meta["tokenizer.ggml.tokens"]
+    assert meta["tokenizer.ggml.pre"] == pre and len(tokens) == tok.vocab_size + 3
+    assert meta["tokenizer.ggml.add_bos_token"] == (name == "llama3")   # its post-processor
+    if name == "llama3":
+        assert tokens[meta["tokenizer.ggml.bos_token_id"]] == "<|begin_of_text|>"
+    added_ids = {added["id"] for added in spec["added_tokens"]}
+    for token, i in spec["model"]["vocab"].items():
+        assert tokens[i] == token
+        assert meta["tokenizer.ggml.token_type"][i] == 1 or i in added_ids
+    for added in spec["added_tokens"]:
+        assert tokens[added["id"]] == added["content"]
+        assert meta["tokenizer.ggml.token_type"][added["id"]] == (3 if added["special"] else 4)
+    assert meta["tokenizer.ggml.merges"] == [m if isinstance(m, str) else " ".join(m)
+                                             for m in spec["model"]["merges"]]
+
+
+def test_a_sentencepiece_style_tokenizer_json_is_refused(tmp_path):
+    from helpers import FIXTURES
+    from npgpt.tokenizers.hf import load_tokenizer_json
+    tok = load_tokenizer_json(os.path.join(FIXTURES, "hf_tokenizers", "llama2.json"))
+    model = llama_model(vocab_size=tok.vocab_size)
+    model.tokenizer = tok
+    with pytest.raises(ValueError, match="SentencePiece-style"):
+        save_gguf(model, tmp_path / "m.gguf")

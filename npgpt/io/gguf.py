@@ -658,7 +658,13 @@ def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
       character, as npgpt does. It has no end-of-text token. Other characters, and
       WordTokenizer, are refused.
 
-    ``add_bos_token`` is written false: npgpt's tokenizers add no BOS token.
+    - HFTokenizer (a ``tokenizer.json``) of byte-level BPE: its vocabulary, merges and added
+      tokens (special: control, others: user-defined); ``pre`` from its split regex
+      (Llama 3's, Qwen2's, else GPT-2's). SentencePiece-style (``▁``) BPE is refused.
+
+    ``add_bos_token`` is true, with ``bos_token_id``, when the tokenizer puts a control token
+    before every text (a ``tokenizer.json`` post-processor, as Llama 3's), else false;
+    ``<|endoftext|>``, when the vocabulary has it, is the EOS token.
     """
     kind = type(tokenizer).__name__
     tokens, types, merges, pre = None, None, [], "gpt-2"
@@ -682,6 +688,8 @@ def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
         merges = [f"{_byte_level_token(tokenizer._decoder[a])} "
                   f"{_byte_level_token(tokenizer._decoder[b])}" for a, b in derived[0]]
         pre = _PRE_NAMES.get(tokenizer.pattern, "default")
+    elif kind == "HFTokenizer":
+        tokens, types, merges, pre = _hf_vocabulary(tokenizer.to_dict()["tokenizer_json"])
     else:
         raise ValueError(f"GGUF cannot carry a {kind}; set model.tokenizer = None to save the "
                          f"weights alone")
@@ -694,15 +702,62 @@ def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
            "tokenizer.ggml.tokens": (ARRAY, (STRING, tokens)),
            "tokenizer.ggml.token_type": (ARRAY, (5, np.array(types, np.int32))),
            "tokenizer.ggml.merges": (ARRAY, (STRING, merges))}
-    out["tokenizer.ggml.add_bos_token"] = (7, False)          # npgpt's tokenizers add none
-    end = getattr(tokenizer, "special_tokens", {}).get("<|endoftext|>")
+    bos = _added_bos(tokenizer, types) if kind == "HFTokenizer" else None
+    out["tokenizer.ggml.add_bos_token"] = (7, bos is not None)
+    if bos is not None:
+        out["tokenizer.ggml.bos_token_id"] = (4, bos)
+    special = getattr(tokenizer, "special_tokens", None)
+    end = special.get("<|endoftext|>") if isinstance(special, dict) else (
+        tokens.index("<|endoftext|>") if "<|endoftext|>" in tokens else None)
     if end is not None:                                        # GPT-2's one special token
-        out["tokenizer.ggml.bos_token_id"] = (4, end)
+        out.setdefault("tokenizer.ggml.bos_token_id", (4, end))
         out["tokenizer.ggml.eos_token_id"] = (4, end)
     template = getattr(tokenizer, "chat_template", None)
     if isinstance(template, str):
         out["tokenizer.chat_template"] = (STRING, template)
     return out
+
+
+def _hf_vocabulary(spec):
+    """(tokens, token types, merges, pre) of a byte-level BPE ``tokenizer.json`` dict."""
+    from ..tokenizers.patterns import LLAMA3_PATTERN, QWEN2_PATTERN
+    model = spec.get("model") or {}
+    text = str(spec.get("pre_tokenizer")) + str(spec.get("decoder"))
+    if model.get("type") != "BPE" or "ByteLevel" not in text:
+        raise ValueError("GGUF's gpt2 vocabulary needs a byte-level BPE tokenizer.json; this "
+                         "HFTokenizer is not one (SentencePiece-style BPE is not written)")
+    vocab = dict(model["vocab"])
+    types = {i: 1 for i in vocab.values()}
+    for added in spec.get("added_tokens") or []:
+        vocab[added["content"]] = added["id"]
+        types[added["id"]] = 3 if added.get("special") else 4
+    size = max(vocab.values()) + 1
+    tokens, kinds = [f"[PAD{i}]" for i in range(size)], [5] * size
+    for token, i in vocab.items():
+        tokens[i], kinds[i] = token, types[i]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    regexes = set(_split_regexes(spec.get("pre_tokenizer")))
+    pre = ("llama-bpe" if LLAMA3_PATTERN in regexes else "qwen2" if QWEN2_PATTERN in regexes
+           else "gpt-2")
+    return tokens, kinds, merges, pre
+
+
+def _added_bos(tokenizer, types):
+    """The control token ``tokenizer`` puts before every text (encoding "" gives it), or None."""
+    try:
+        probe = tokenizer.encode("")
+    except Exception:             # a tokenizer that refuses empty text adds nothing to it
+        return None
+    return probe[0] if len(probe) and types[probe[0]] == 3 else None
+
+
+def _split_regexes(step):
+    """Every ``Split`` regex in a pre_tokenizer (inside ``Sequence``s too)."""
+    if isinstance(step, dict):
+        if step.get("type") == "Split" and isinstance(step.get("pattern"), dict):
+            yield step["pattern"].get("Regex")
+        for inner in step.get("pretokenizers") or []:
+            yield from _split_regexes(inner)
 
 
 def _pack_string(text: str) -> bytes:

@@ -350,3 +350,10 @@ def test_a_sentencepiece_style_tokenizer_json_is_refused(tmp_path):
     model.tokenizer = tok
     with pytest.raises(ValueError, match="SentencePiece-style"):
         save_gguf(model, tmp_path / "m.gguf")
+
+
+def test_overrides_change_what_the_weights_do_not_fix_and_refuse_the_rest(tmp_path):
+    save_gguf(llama_model(), tmp_path / "m.gguf")
+    assert npgpt.load(tmp_path / "m.gguf", context_length=64).config.context_length == 64
+    with pytest.raises(CheckpointError, match="contradicts the weights"):
+        npgpt.load(tmp_path / "m.gguf", d_model=32)

@@ -509,7 +509,7 @@ def load_gguf(path, **config_overrides):
     Every tensor is dequantised to float32 from the memory-mapped file straight into the
     model's array (in the memory order the model keeps it), so loading peaks near the
     float32 model's size plus the mapped file. ``config_overrides`` may change fields the
-    weights do not fix (e.g. ``context_length``, ``layer_norm_eps``).
+    weights do not fix (e.g. a rotary model's ``context_length``, ``layer_norm_eps``).
 
     Examples
     --------
@@ -529,8 +529,9 @@ def load_gguf(path, **config_overrides):
     source = os.fspath(path)
     metadata, infos, data = read_gguf(path)
     fields = config_fields_from_gguf(metadata, infos, source)
-    config = _make_config(fields, config_overrides, source, _SHAPE_FIELDS)
     arch = metadata["general.architecture"]
+    fixed = [f for f in _SHAPE_FIELDS if arch == "gpt2" or f != "context_length"]
+    config = _make_config(fields, config_overrides, source, fixed)
     per_block = len(block_parameter_shapes(config, 0))
     if per_block * config.num_layers > len(infos):       # before building a huge name table
         raise CheckpointError(f"{source}: metadata {arch}.block_count={config.num_layers} but "

@@ -178,12 +178,19 @@ DEFAULT_MODEL = "shakespeare-char"
 def _load_model(name_or_path: str):
     from .io import CheckpointError, load
 
+    import warnings
     try:
-        model = load(name_or_path)
+        with warnings.catch_warnings(record=True) as notes:    # said in the error line below
+            warnings.simplefilter("always")
+            model = load(name_or_path)
     except (OSError, CheckpointError, ValueError) as err:
         raise CLIError(str(err).splitlines()[0]) from None
     if model.tokenizer is None:
-        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be encoded")
+        why = "".join(f" ({n.message})" for n in notes if "tokenizer" in str(n.message))
+        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be "
+                       f"encoded{why}")
+    for note in notes:
+        warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
     return model
 
 

@@ -357,3 +357,14 @@ def test_overrides_change_what_the_weights_do_not_fix_and_refuse_the_rest(tmp_pa
     assert npgpt.load(tmp_path / "m.gguf", context_length=64).config.context_length == 64
     with pytest.raises(CheckpointError, match="contradicts the weights"):
         npgpt.load(tmp_path / "m.gguf", d_model=32)
+
+
+def test_the_cli_says_in_one_line_why_a_gguf_model_has_no_tokenizer(tmp_path, capsys,
+                                                                     monkeypatch):
+    model = llama_model()
+    model.tokenizer = npgpt.CharTokenizer("ab")
+    save_gguf(model, tmp_path / "m.gguf")
+    monkeypatch.setitem(sys.modules, "npgpt.tokenizers.gguf", None)
+    code, _, err = run_cli(capsys, "generate", "-m", str(tmp_path / "m.gguf"), "-p", "ab")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "npgpt.tokenizers.gguf is not available" in err

@@ -368,3 +368,12 @@ def test_the_cli_says_in_one_line_why_a_gguf_model_has_no_tokenizer(tmp_path, ca
     code, _, err = run_cli(capsys, "generate", "-m", str(tmp_path / "m.gguf"), "-p", "ab")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "npgpt.tokenizers.gguf is not available" in err
+
+
+def test_a_tokenizers_chat_template_is_written(tmp_path):
+    model = llama_model()
+    model.tokenizer = npgpt.CharTokenizer("ab")
+    model.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    save_gguf(model, tmp_path / "m.gguf")
+    meta = read_gguf_metadata(tmp_path / "m.gguf")
+    assert meta["tokenizer.chat_template"] == model.tokenizer.chat_template

@@ -377,3 +377,26 @@ def test_a_tokenizers_chat_template_is_written(tmp_path):
     save_gguf(model, tmp_path / "m.gguf")
     meta = read_gguf_metadata(tmp_path / "m.gguf")
     assert meta["tokenizer.chat_template"] == model.tokenizer.chat_template
+
+
+def test_gguf_to_gguf_keeps_the_files_tokenizer_metadata(tmp_path, monkeypatch):
+    """Without a tokenizer npgpt can write (here: none read at all), the source file's
+    tokenizer.* keys are written back unchanged, as the types they had."""
+    model = gpt2_model(vocab=272, context=16)
+    model.tokenizer = npgpt.BPETokenizer.train("hello world " * 20, vocab_size=271,
+                                               special_tokens=["<|endoftext|>"])
+    model.tokenizer.chat_template = "{{ messages }}"
+    save_gguf(model, tmp_path / "a.gguf")
+    monkeypatch.setitem(sys.modules, "npgpt.tokenizers.gguf", None)
+    with pytest.warns(UserWarning):
+        back = npgpt.load(tmp_path / "a.gguf")
+    save_gguf(back, tmp_path / "b.gguf", dtype="q8_0")
+    a, b = read_gguf_metadata(tmp_path / "a.gguf"), read_gguf_metadata(tmp_path / "b.gguf")
+    keys = sorted(k for k in a if k.startswith("tokenizer."))
+    assert keys == sorted(k for k in b if k.startswith("tokenizer.")) and len(keys) == 9
+    for key in keys:
+        assert type(a[key]) is type(b[key]), key
+        if isinstance(a[key], np.ndarray):
+            assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key

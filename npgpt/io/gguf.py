@@ -556,6 +556,7 @@ def load_gguf(path, **config_overrides):
     stub = GPTConfig(vocab_size=1, context_length=1, d_model=1, num_heads=1, num_layers=1)
     model = GPT(stub)                    # a few numbers; replaced wholesale below
     model.config, model.params = config, params
+    model.gguf_tokenizer = {k: v for k, v in metadata.items() if k.startswith("tokenizer.")}
     _attach_tokenizer(model, metadata, source)
     return model
 
@@ -761,6 +762,29 @@ def _split_regexes(step):
             yield from _split_regexes(inner)
 
 
+_WRITABLE_TOKENIZERS = ("CharTokenizer", "BPETokenizer", "HFTokenizer")
+_ARRAY_TYPES = {np.dtype(t): kind for kind, t in _NUMPY.items() if kind != 7}
+
+
+def _typed(key, value):
+    """(value type, value) to write a metadata value as :func:`read_gguf` returned it."""
+    if isinstance(value, bool):
+        return 7, value
+    if isinstance(value, str):
+        return STRING, value
+    if isinstance(value, int):
+        return (4, value) if 0 <= value < 2 ** 32 else (11, value)
+    if isinstance(value, float):
+        return 6, value
+    if isinstance(value, np.ndarray) and value.dtype == bool:
+        return ARRAY, (7, value.astype(np.uint8))
+    if isinstance(value, np.ndarray) and value.dtype in _ARRAY_TYPES:
+        return ARRAY, (_ARRAY_TYPES[value.dtype], value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ARRAY, (STRING, value)
+    raise ValueError(f"metadata {key}: cannot write {short_repr(value)}")
+
+
 def _pack_string(text: str) -> bytes:
     raw = text.encode("utf-8")
     return struct.pack("<Q", len(raw)) + raw
@@ -818,7 +842,10 @@ def save_gguf(model, path, dtype="f32", architecture=None) -> None:
     half-split layout when the model has ``rope_layout="half"``); Qwen2's in the half-split
     order. The tokenizer is written as ``tokenizer.ggml.*`` (see :func:`_tokenizer_metadata`;
     a tokenizer GGUF cannot carry raises a ValueError naming it), with its
-    ``chat_template`` when it has one. The file is written atomically.
+    ``chat_template`` when it has one. A model loaded from a GGUF file keeps that file's
+    ``tokenizer.*`` metadata (``model.gguf_tokenizer``), written back unchanged when its
+    tokenizer is not one of the kinds above (or was not read), so GGUF -> GGUF keeps the
+    vocabulary. The file is written atomically.
 
     Examples
     --------
@@ -841,7 +868,10 @@ def save_gguf(model, path, dtype="f32", architecture=None) -> None:
                 "general.alignment": (4, DEFAULT_ALIGNMENT),
                 "general.file_type": (4, _FILE_TYPES[dtype]), **_config_metadata(config, arch)}
     tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None:
+    stored = getattr(model, "gguf_tokenizer", None)
+    if stored and (tokenizer is None or type(tokenizer).__name__ not in _WRITABLE_TOKENIZERS):
+        metadata.update({key: _typed(key, value) for key, value in stored.items()})
+    elif tokenizer is not None:
         metadata.update(_tokenizer_metadata(tokenizer, config.vocab_size))
     tensors = []
     for name, value in model.params.items():

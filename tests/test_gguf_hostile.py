@@ -64,6 +64,12 @@ CASES = {
     "a repeated key": (header(n_kv=2) + (string("k") + struct.pack("<IB", 0, 1)) * 2,
                        "metadata key 'k': appears twice"),
     "bad UTF-8": (header() + string(b"\xff\xfe") + struct.pack("<IB", 0, 1), "not valid UTF-8"),
+    "bad UTF-8 in a string array": (
+        header() + string("k") + struct.pack("<IIQ", 9, 8, 2) + string("ok") + string(b"\xff"),
+        r"metadata 'k'\[1\]: not valid UTF-8"),
+    "a string array item past the end": (
+        header() + string("k") + struct.pack("<IIQ", 9, 8, 2) + string("ok")
+        + struct.pack("<Q", 2 ** 40) + bytes(8), r"metadata 'k'\[1\] \(a string of"),
     "version 1": (header(version=1) + bytes(16), "version: 1 is not supported"),
     "a big-endian file": (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
     "a wrong magic": (b"GGUX" + bytes(40), "magic"),

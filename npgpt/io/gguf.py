@@ -124,7 +124,27 @@ class _Reader:
             self.fail(f"{field} item type", f"unknown value type {item}")
         smallest = 8 if item == STRING else 12              # an empty string / empty array
         self.need(count * smallest, f"{field} ({count} {_TYPE_NAMES[item]} items)")
+        if item == STRING:
+            return self.strings(count, field)
         return [self.value(item, f"{field}[{i}]", depth + 1) for i in range(count)]
+
+    def strings(self, count, field):
+        """``count`` strings in a row (a vocabulary: tens of thousands), each checked as
+        :meth:`string` does, the field named only when one is wrong."""
+        out, buffer = [], self.buffer
+        for i in range(count):
+            self.need(8, f"{field}[{i}] length")
+            length = struct.unpack_from("<Q", buffer, self.pos)[0]
+            self.pos += 8
+            if length > self.size - self.pos:
+                self.need(length, f"{field}[{i}] (a string of {length} bytes)")
+            raw = buffer[self.pos:self.pos + length]
+            self.pos += length
+            try:
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                self.fail(f"{field}[{i}]", f"not valid UTF-8: {short_repr(raw[:40])}")
+        return out
 
 
 def _header(reader):
@@ -177,7 +197,7 @@ class TensorInfo:
         return f"TensorInfo({self.name!r}, shape={self.shape}, type={type_name(self.type)})"
 
 
-def _tensor_infos(reader, count, source):
+def _tensor_infos(reader, count):
     infos = {}
     for i in range(count):
         name = reader.string(f"tensor {i} name")
@@ -192,11 +212,11 @@ def _tensor_infos(reader, count, source):
         offset = reader.scalar("<Q", f"{field} offset")
         if any(d == 0 for d in dims):
             reader.fail(f"{field} dims", f"{dims} has a zero dimension")
-        count_ = 1
+        weights = 1
         for d in dims:
-            count_ *= d                      # Python ints: no overflow, compared below
-        if count_ > reader.size * 256:       # no type stores more than 256 weights a byte
-            reader.fail(f"{field} dims", f"{short_repr(dims)} hold {count_} weights, more "
+            weights *= d                     # Python ints: no overflow, compared below
+        if weights > reader.size * 256:      # no type stores more than 256 weights a byte
+            reader.fail(f"{field} dims", f"{short_repr(dims)} hold {weights} weights, more "
                                          f"than a file of {reader.size} bytes can")
         if kind not in GGML_TYPES.values():
             reader.fail(f"{field} type", f"unknown ggml type {kind}")
@@ -206,7 +226,7 @@ def _tensor_infos(reader, count, source):
             if dims[0] % per_block:
                 reader.fail(f"{field} dims[0]", f"{dims[0]} is not a multiple of "
                                                 f"{type_name(kind)}'s block of {per_block}")
-            nbytes = count_ // per_block * block_bytes
+            nbytes = weights // per_block * block_bytes
         infos[name] = TensorInfo(name, tuple(int(d) for d in reversed(dims)), kind, offset,
                                  nbytes)
     return infos
@@ -278,7 +298,7 @@ def read_gguf(path):
     _, n_tensors, n_metadata = _header(reader)
     metadata = _metadata(reader, n_metadata)
     alignment = _alignment(metadata, source)
-    infos = _tensor_infos(reader, n_tensors, source)
+    infos = _tensor_infos(reader, n_tensors)
     data_start = -(-reader.pos // alignment) * alignment
     if infos and data_start > size:
         raise CheckpointError(f"{source}: the data section would start at {data_start}, past "

@@ -259,19 +259,21 @@ class _Finished:
     """The finished hypotheses of each prompt, at most K, best first (transformers'
     ``BeamHypotheses``), and the early-stopping rule.
 
-    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``scores`` (B, K) = sum log p /
-    T_new ** length_penalty (-inf while empty), ``full`` (B, K) slots filled, ``length``
-    (B, K) the new tokens returned: T_new, or fewer for a hypothesis cut before its stop
-    string (``include_stop_string=False``; its score is still over T_new, and ``seq`` keeps
-    the tokens past the cut: the output pads them);
-    ``improvable`` (B,): can a running beam of this prompt still beat its worst finished
-    hypothesis?
+    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``sums`` (B, K) float64 the sum
+    of log p of each (-inf while empty), ``n`` (B, K) its new tokens T_new, so its score is
+    ``sums / n ** length_penalty`` (:func:`penalised_scores`), ranked exactly at any
+    length_penalty (:func:`_rank`); ``full`` (B, K) slots filled, ``length`` (B, K) the new
+    tokens returned: T_new, or fewer for a hypothesis cut before its stop string
+    (``include_stop_string=False``; its score is still over T_new, and ``seq`` keeps the
+    tokens past the cut: the output pads them); ``improvable`` (B,): can a running beam of
+    this prompt still beat its worst finished hypothesis?
     """
 
     def __init__(self, B, K, pad, length_penalty, early_stopping):
         self.K, self.pad, self.alpha, self.early_stopping = K, pad, length_penalty, early_stopping
         self.seq = np.full((B, K, 0), pad, dtype=np.int64)
-        self.scores = np.full((B, K), -np.inf, dtype=np.float32)
+        self.sums = np.full((B, K), -np.inf)
+        self.n = np.ones((B, K), dtype=np.int64)
         self.full = np.zeros((B, K), dtype=bool)
         self.length = np.zeros((B, K), dtype=np.int64)
         self.improvable = np.ones(B, dtype=bool)
@@ -289,13 +291,16 @@ class _Finished:
         accept &= (self.improvable & ~closed)[:, None]
         if not accept.any():
             return
-        scores = np.where(accept, top_scores / np.float32(n_new ** self.alpha), -np.inf)
+        sums = np.where(accept, top_scores.astype(np.float64), -np.inf)
         seq = np.concatenate([parent_seq, token[:, :, None]], axis=2)  # (B, Kc, L + 1)
         width = max(seq.shape[2], self.seq.shape[2])
         seq, self.seq = widened(seq, width, self.pad), widened(self.seq, width, self.pad)
-        merged = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
-        pick = np.argsort(-merged, axis=1, kind="stable")[:, :K]      # (B, K) best first
-        self.scores = np.take_along_axis(merged, pick, axis=1)
+        sums = np.concatenate([self.sums, sums], axis=1)                # (B, K + Kc)
+        n = np.concatenate([self.n, np.full(accept.shape, n_new)], axis=1)
+        sign, size = _rank(sums, n, self.alpha)
+        pick = np.lexsort((-size, -sign), axis=1)[:, :K]               # (B, K) best first
+        self.sums = np.take_along_axis(sums, pick, axis=1)
+        self.n = np.take_along_axis(n, pick, axis=1)
         self.seq = np.take_along_axis(np.concatenate([self.seq, seq], axis=1), pick[:, :, None], axis=1)
         self.full = np.take_along_axis(np.concatenate([self.full, accept], axis=1), pick, axis=1)
         self.length = np.take_along_axis(
@@ -304,12 +309,20 @@ class _Finished:
     def done(self, best_running, n_new, n_steps):
         """Stop? Each prompt is done when its best running beam (score ``best_running``
         (B,)) cannot beat its worst finished hypothesis, judged at the length transformers
-        assumes (the current one; the longest for ``"never"`` with length_penalty > 0); with
-        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses."""
+        assumes (the current one; the longest for ``"never"`` with length_penalty > 0), or
+        when every running beam is dead (stop strings ended them all); with
+        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses.
+
+        transformers compares with -1e9 where a prompt has fewer than K finished hypotheses,
+        which a live beam's penalised score can fall below (length_penalty=-8 after 12
+        tokens: 12 ** 8 = 4.3e8 times the sum of log p), and then stops with no hypothesis;
+        here a live beam can always improve a prompt that is not full."""
         never = self.early_stopping == "never" and self.alpha > 0.0
-        best_possible = best_running / np.float32((n_steps if never else n_new) ** self.alpha)
-        worst = np.where(self.full.all(axis=1), self.scores.min(axis=1), _DEAD)
-        self.improvable &= best_possible > worst
+        best = _rank(best_running.astype(np.float64), n_steps if never else n_new, self.alpha)
+        worst = _rank(self.sums[:, -1], self.n[:, -1], self.alpha)     # sorted: the last is the worst
+        beats = (best[0] > worst[0]) | ((best[0] == worst[0]) & (best[1] > worst[1]))
+        alive = best_running > _DEAD
+        self.improvable &= np.where(self.full.all(axis=1), beats, alive)
         return not self.improvable.any() or (self.early_stopping is True and self.full.all())
 
     def output(self, n_return, P):
@@ -318,10 +331,46 @@ class _Finished:
         T_new = int(self.length[:, :n_return].max())
         beams = self.seq[:, :, :P + T_new]
         beams = np.where(np.arange(P + T_new) < P + self.length[:, :, None], beams, self.pad)
+        scores = penalised_scores(self.sums, self.n, self.alpha)
         return GenerateOutput(
             sequences=beams[:, :n_return].reshape(B * n_return, P + T_new).copy(),
-            scores=self.scores[:, :n_return].reshape(-1).astype(np.float64),
+            scores=scores[:, :n_return].reshape(-1).copy(),
             num_new_tokens=self.length[:, :n_return].reshape(-1).copy(),
-            beam_sequences=beams, beam_scores=self.scores.astype(np.float64))
+            beam_sequences=beams, beam_scores=scores)
 
 
+def _rank(sums, n, alpha):
+    """The order of the penalised scores ``sums / n ** alpha`` (n >= 1) as a pair of float64
+    arrays (sign, size), compared lexicographically, exact at any ``alpha``: the sign of the
+    sum, then ``log|sum| - alpha * log(n)`` for positive sums (larger is better) and its
+    negative for negative ones (closer to 0 is better). No power is taken, so nothing
+    overflows: ``12 ** 300`` is beyond float64, and in float32 so is ``5 ** 60``.
+
+    >>> sign, size = _rank(np.array([-2.0, -3.0, 0.0]), np.array([1, 2, 1]), 300.0)
+    >>> np.lexsort((-size, -sign)).tolist()              # 0, then -3 / 2**300, then -2
+    [2, 1, 0]
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    sign = np.sign(sums)
+    with np.errstate(divide="ignore"):                   # log 0 = -inf, taken out just below
+        size = np.log(np.abs(sums)) - alpha * np.log(n)
+    return sign, np.where(sign == 0, 0.0, sign * size)
+
+
+def penalised_scores(sums, n, alpha):
+    """``sums / n ** alpha`` in float64 (the scores beam search returns), without overflow
+    errors: where ``n ** alpha`` is beyond float64 the quotient is taken in log space,
+    ``sign * exp(log|sum| - alpha * log n)``, and is then 0 or ±inf only if the score itself
+    is beyond float64 (the order of hypotheses never depends on it: :func:`_rank`).
+
+    >>> penalised_scores(np.array([-2.0, -3.0]), np.array([1, 2]), 1.0).tolist()
+    [-2.0, -1.5]
+    >>> penalised_scores(np.array([-3.0]), np.array([12]), 300.0)       # 12 ** 300 overflows
+    array([-0.])
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        power = np.power(np.asarray(n, dtype=np.float64), alpha)
+        direct = sums / power
+        logged = np.sign(sums) * np.exp(np.log(np.abs(sums)) - alpha * np.log(n))
+    return np.where(np.isfinite(power) & (power > 0), direct, logged)

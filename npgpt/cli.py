@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import inspect
 import os
 import re
 import select
@@ -278,7 +279,8 @@ def _bias_pair(text: str) -> tuple:
 def _logit_bias(pairs, model):
     """{token id: bias} from --logit-bias's pairs (None without any; a later one for the same
     token wins). A key of digits is a token id; any other key is a text, which the model's
-    tokenizer must encode to exactly one token."""
+    tokenizer must encode to exactly one token, not counting the special tokens it adds
+    around a whole text (the BOS of Llama-family tokenizers)."""
     if not pairs:
         return None
     V, bias = model.config.vocab_size, {}
@@ -290,7 +292,7 @@ def _logit_bias(pairs, model):
                                f"model's token ids are 0 to {V - 1}")
         else:
             try:
-                ids = model.tokenizer.encode(key)
+                ids = _text_ids(model.tokenizer, key)
             except ValueError as err:
                 raise CLIError(f"--logit-bias {text!r}: cannot encode {key!r}: {err}") from None
             if len(ids) != 1:
@@ -299,6 +301,14 @@ def _logit_bias(pairs, model):
             token = int(ids[0])
         bias[token] = value
     return bias
+
+
+def _text_ids(tokenizer, text: str) -> list:
+    """The token ids of ``text`` alone: without the special tokens (a BOS) that a tokenizer
+    with that option (``add_special_tokens``, as a ``tokenizer.json``'s) adds around a prompt."""
+    if "add_special_tokens" in inspect.signature(tokenizer.encode).parameters:
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
 
 
 def _draft_model(name: str, model):

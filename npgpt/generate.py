@@ -203,10 +203,16 @@ def _boolean(value, name):
     return bool(value)
 
 
+#: the largest count or token id an option may hold: NumPy's int64 must hold it
+_INT64_MAX = 2 ** 63 - 1
+
+
 def _count(value, name, low):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
         kind = "a positive" if low == 1 else "a non-negative"
         raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+    if value > _INT64_MAX:
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {int(value)}")
     return int(value)
 
 
@@ -226,6 +232,8 @@ def _token_ids(value, name, single=False):
             raise ValueError(f"{name} must be an int or a list of ints, got {value!r}")
         if item < 0:
             raise ValueError(f"{name} {int(item)} is out of range: token ids are >= 0")
+        if item > _INT64_MAX:
+            raise ValueError(f"{name} {int(item)} is out of range: token ids are below 2**63")
     if not items:
         raise ValueError(f"{name} is an empty list")
     return int(items[0]) if one else tuple(int(i) for i in items)
@@ -243,10 +251,14 @@ def _sequences(value, name):
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ValueError(f"{name} must be a list of lists of token ids, got {value!r:.80}")
-    out = tuple(_token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name) for seq in value)
+    out = []
+    for i, seq in enumerate(value):
+        if seq is None or isinstance(seq, (str, bytes)):
+            raise ValueError(f"{name}[{i}] must be a token id or a list of them, got {seq!r:.80}")
+        out.append(_token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name))
     if not out:
         raise ValueError(f"{name} is an empty list")
-    return out
+    return tuple(out)
 
 
 def _logit_bias(value):
@@ -275,6 +287,13 @@ def _strings(value, name):
     items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
     if not items or not all(isinstance(item, str) and item for item in items):
         raise ValueError(f"{name} must be a non-empty string or a list of them, got {value!r:.80}")
+    for item in items:                   # matched as UTF-8: a lone surrogate has no bytes
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{name}: {item!r:.80} is not valid text: {err.object[err.start]!r} "
+                             f"at index {err.start} is a lone surrogate, which has no UTF-8 "
+                             f"encoding (e.g. an undecodable byte of the command line)") from None
     return tuple(items)
 
 
@@ -509,7 +528,7 @@ class _Run:
         token (``new == 0``). ``new``: the tokens each row has generated before this step."""
         c = self.config
         if self.bias is not None:
-            x = x + self.bias.astype(x.dtype)
+            x = sampling._biased(x, self.bias, c.logit_bias)
         if c.repetition_penalty != 1.0:
             x = sampling._penalise_seen(x, counts > 0, c.repetition_penalty)
         if c.presence_penalty != 0.0 or c.frequency_penalty != 0.0:

@@ -29,6 +29,21 @@ criterion (StopStringCriteria, EOS's) on each candidate, while before 4.50 it st
 whole search once every running beam met one, never ending a single beam; it also matches a
 stop string that starts in the prompt, and cannot leave the stop string out.
 
+Length penalty: a finished hypothesis scores ``sum log p / T_new ** length_penalty``. Its
+place among the others is decided by that value exactly at any length_penalty, compared in
+log space (:func:`_rank`), and the returned score is it in float64
+(:func:`penalised_scores`: 0 or ±inf only where the value itself is beyond float64). As
+length_penalty -> +inf the longest hypothesis wins (the sums being negative), as it -> -inf
+the shortest. transformers takes the power as a Python float, which raises OverflowError
+beyond float64 (length_penalty=300 after 13 tokens), and divides float32 scores by it, which
+makes every score -0.0 past float32's range (300 after 5 tokens: then the hypotheses rank in
+the order they finished); and it compares a beam with -1e9 for a prompt that has fewer than
+K finished hypotheses, which a penalised score falls below at length_penalty=-8 after 12
+tokens, so it stops and returns unfinished one-token beams scored -1e9. Here a live beam can
+always improve a prompt that is not full. The running scores (the sums, which the penalty
+does not touch) stay float32 as transformers'; a sum that overflows float32 (a huge positive
+``logit_bias`` added at every step) raises a ValueError naming the option.
+
 ``include_stop_string=False`` only cuts what is returned: the hypotheses are found and ranked
 as with True, scored with their stop strings, and then each returns the new tokens that end
 at or before its stop string's first byte (the rest is padding), keeping its score (two can
@@ -184,7 +199,24 @@ def _candidate_scores(run, logits, running, decoder, counts, length, step, sampl
         logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
     if sampler is not None:
         logp = sampler.warp(logp)
-    return (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
+    with np.errstate(over="ignore", invalid="ignore"):                 # checked just below
+        scores = (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
+    top = scores.max()                                                  # NaN propagates
+    if np.isnan(top) or top == np.inf:
+        raise ValueError(_overflow_message(run.config, step, scores.dtype))
+    return scores
+
+
+def _overflow_message(c, step, dtype):
+    """Why a beam's score (its sum of processed log-probabilities) overflowed at ``step``:
+    only options that add to log-probabilities can push it up, and which are set is named."""
+    raising = [f"{name}={getattr(c, name)}" for name in ("presence_penalty", "frequency_penalty")
+               if getattr(c, name) < 0]
+    if c.logit_bias and max(c.logit_bias.values()) > 0:
+        raising.insert(0, f"logit_bias={c.logit_bias!r:.60}")
+    return (f"beam search: a beam's score (the sum of its processed log-probabilities) overflows "
+            f"{dtype} at step {step}: {' and '.join(raising) or 'the options'} add more to it "
+            f"than {dtype} can sum over max_new_tokens={c.max_new_tokens} steps")
 
 
 def _log_softmax_rows(logits):

@@ -431,9 +431,19 @@ def _print_sequences(result, config, tokenizer, prompt_text: str, P: int) -> Non
         out.write(f"beam search, {shown}: the candidates, best first "
                   f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
     for rank, (seq, score, n_new) in enumerate(rows):
-        out.write(f"--- candidate {rank + 1}  score {score:.4f}\n" if K > 1 else
+        out.write(f"--- candidate {rank + 1}  score {_score_text(score)}\n" if K > 1 else
                   f"--- sample {rank + 1}  log p = {score:.2f} over {n_new} tokens\n")
         out.write(prompt_text + tokenizer.decode(seq[P:P + n_new].tolist()) + "\n")
+
+
+def _score_text(score: float) -> str:
+    """A beam's score with 4 decimals, or 4 significant digits when it is that close to 0
+    (an extreme --length-penalty makes every score tiny: they must not all read -0.0000).
+
+    >>> _score_text(-1.23456), _score_text(-6.04e-210), _score_text(0.0)
+    ('-1.2346', '-6.040e-210', '0.0000')
+    """
+    return f"{score:.4f}" if score == 0 or not abs(score) < 1e-3 else f"{score:.3e}"
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ stop string that starts in the prompt, and cannot leave the stop string out.
 Length penalty: a finished hypothesis scores ``sum log p / T_new ** length_penalty``. Its
 place among the others is decided by that value exactly at any length_penalty, compared in
 log space (:func:`_rank`), and the returned score is it in float64
-(:func:`penalised_scores`: 0 or ±inf only where the value itself is beyond float64). As
+(:func:`_penalised_scores`: 0 or ±inf only where the value itself is beyond float64). As
 length_penalty -> +inf the longest hypothesis wins (the sums being negative), as it -> -inf
 the shortest. transformers takes the power as a Python float, which raises OverflowError
 beyond float64 (length_penalty=300 after 13 tokens), and divides float32 scores by it, which
@@ -199,24 +199,26 @@ def _candidate_scores(run, logits, running, decoder, counts, length, step, sampl
         logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
     if sampler is not None:
         logp = sampler.warp(logp)
-    with np.errstate(over="ignore", invalid="ignore"):                 # checked just below
+    with np.errstate(over="ignore", invalid="ignore"):                 # checked next
         scores = (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
+    return _finite_scores(scores, run.config, step)
+
+
+def _finite_scores(scores, c, step):
+    """``scores`` unless one is +inf or NaN: a beam's sum of processed log-probabilities
+    past float32, which only options adding to log-probabilities can cause (a ValueError
+    naming those that are set)."""
     top = scores.max()                                                  # NaN propagates
-    if np.isnan(top) or top == np.inf:
-        raise ValueError(_overflow_message(run.config, step, scores.dtype))
-    return scores
-
-
-def _overflow_message(c, step, dtype):
-    """Why a beam's score (its sum of processed log-probabilities) overflowed at ``step``:
-    only options that add to log-probabilities can push it up, and which are set is named."""
+    if not (np.isnan(top) or top == np.inf):
+        return scores
     raising = [f"{name}={getattr(c, name)}" for name in ("presence_penalty", "frequency_penalty")
                if getattr(c, name) < 0]
     if c.logit_bias and max(c.logit_bias.values()) > 0:
         raising.insert(0, f"logit_bias={c.logit_bias!r:.60}")
-    return (f"beam search: a beam's score (the sum of its processed log-probabilities) overflows "
-            f"{dtype} at step {step}: {' and '.join(raising) or 'the options'} add more to it "
-            f"than {dtype} can sum over max_new_tokens={c.max_new_tokens} steps")
+    raise ValueError(f"beam search: a beam's score (the sum of its processed log-probabilities) "
+                     f"overflows {scores.dtype} at step {step}: {' and '.join(raising) or 'the options'} "
+                     f"add more to it than {scores.dtype} can sum over "
+                     f"max_new_tokens={c.max_new_tokens} steps")
 
 
 def _log_softmax_rows(logits):
@@ -293,7 +295,7 @@ class _Finished:
 
     ``seq`` (B, K, L) (L grows with the longest hypothesis), ``sums`` (B, K) float64 the sum
     of log p of each (-inf while empty), ``n`` (B, K) its new tokens T_new, so its score is
-    ``sums / n ** length_penalty`` (:func:`penalised_scores`), ranked exactly at any
+    ``sums / n ** length_penalty`` (:func:`_penalised_scores`), ranked exactly at any
     length_penalty (:func:`_rank`); ``full`` (B, K) slots filled, ``length`` (B, K) the new
     tokens returned: T_new, or fewer for a hypothesis cut before its stop string
     (``include_stop_string=False``; its score is still over T_new, and ``seq`` keeps the
@@ -343,12 +345,8 @@ class _Finished:
         (B,)) cannot beat its worst finished hypothesis, judged at the length transformers
         assumes (the current one; the longest for ``"never"`` with length_penalty > 0), or
         when every running beam is dead (stop strings ended them all); with
-        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses.
-
-        transformers compares with -1e9 where a prompt has fewer than K finished hypotheses,
-        which a live beam's penalised score can fall below (length_penalty=-8 after 12
-        tokens: 12 ** 8 = 4.3e8 times the sum of log p), and then stops with no hypothesis;
-        here a live beam can always improve a prompt that is not full."""
+        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses. (A
+        live beam can always improve a prompt that is not full: see the module doc.)"""
         never = self.early_stopping == "never" and self.alpha > 0.0
         best = _rank(best_running.astype(np.float64), n_steps if never else n_new, self.alpha)
         worst = _rank(self.sums[:, -1], self.n[:, -1], self.alpha)     # sorted: the last is the worst
@@ -363,7 +361,7 @@ class _Finished:
         T_new = int(self.length[:, :n_return].max())
         beams = self.seq[:, :, :P + T_new]
         beams = np.where(np.arange(P + T_new) < P + self.length[:, :, None], beams, self.pad)
-        scores = penalised_scores(self.sums, self.n, self.alpha)
+        scores = _penalised_scores(self.sums, self.n, self.alpha)
         return GenerateOutput(
             sequences=beams[:, :n_return].reshape(B * n_return, P + T_new).copy(),
             scores=scores[:, :n_return].reshape(-1).copy(),
@@ -389,15 +387,15 @@ def _rank(sums, n, alpha):
     return sign, np.where(sign == 0, 0.0, sign * size)
 
 
-def penalised_scores(sums, n, alpha):
+def _penalised_scores(sums, n, alpha):
     """``sums / n ** alpha`` in float64 (the scores beam search returns), without overflow
     errors: where ``n ** alpha`` is beyond float64 the quotient is taken in log space,
     ``sign * exp(log|sum| - alpha * log n)``, and is then 0 or ±inf only if the score itself
     is beyond float64 (the order of hypotheses never depends on it: :func:`_rank`).
 
-    >>> penalised_scores(np.array([-2.0, -3.0]), np.array([1, 2]), 1.0).tolist()
+    >>> _penalised_scores(np.array([-2.0, -3.0]), np.array([1, 2]), 1.0).tolist()
     [-2.0, -1.5]
-    >>> penalised_scores(np.array([-3.0]), np.array([12]), 300.0)       # 12 ** 300 overflows
+    >>> _penalised_scores(np.array([-3.0]), np.array([12]), 300.0)       # 12 ** 300 overflows
     array([-0.])
     """
     sums = np.asarray(sums, dtype=np.float64)

@@ -286,9 +286,10 @@ def _strings(value, name):
         try:
             item.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise ValueError(f"{name}: {item!r:.80} is not valid text: {err.object[err.start]!r} "
-                             f"at index {err.start} is a lone surrogate, which has no UTF-8 "
-                             f"encoding (e.g. an undecodable byte of the command line)") from None
+            raise ValueError(f"{name}: {shown(item)} contains a lone surrogate "
+                             f"U+{ord(err.object[err.start]):04X} at position {err.start}; such a "
+                             f"string has no UTF-8 form, so it cannot be matched (an undecodable "
+                             f"byte of the command line becomes one)") from None
     return tuple(items)
 
 

@@ -273,10 +273,10 @@ def test_length_penalty_extremes_order_by_the_true_score():
 
 @given(st.floats(-1e3, -1e-3), st.integers(1, 50), st.floats(-20, 20))
 def test_penalised_scores_are_sum_over_n_to_the_alpha(s, n, alpha):
-    np.testing.assert_allclose(bs.penalised_scores(np.array([s]), np.array([n]), alpha),
+    np.testing.assert_allclose(bs._penalised_scores(np.array([s]), np.array([n]), alpha),
                                [s / float(n) ** alpha], rtol=1e-12)
 
 
 def test_penalised_scores_beyond_float64_are_zero_or_infinite_not_errors():
-    got = bs.penalised_scores(np.array([-3.0, -3.0]), np.array([13, 13]), np.array([300.0, -300.0]))
+    got = bs._penalised_scores(np.array([-3.0, -3.0]), np.array([13, 13]), np.array([300.0, -300.0]))
     assert got[0] == 0.0 and np.signbit(got[0]) and got[1] == -np.inf

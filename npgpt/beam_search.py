@@ -382,9 +382,9 @@ def _rank(sums, n, alpha):
     """
     sums = np.asarray(sums, dtype=np.float64)
     sign = np.sign(sums)
-    with np.errstate(divide="ignore"):                   # log 0 = -inf, taken out just below
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf, taken out just below
         size = np.log(np.abs(sums)) - alpha * np.log(n)
-    return sign, np.where(sign == 0, 0.0, sign * size)
+        return sign, np.where(sign == 0, 0.0, sign * size)
 
 
 def _penalised_scores(sums, n, alpha):
@@ -395,8 +395,10 @@ def _penalised_scores(sums, n, alpha):
 
     >>> _penalised_scores(np.array([-2.0, -3.0]), np.array([1, 2]), 1.0).tolist()
     [-2.0, -1.5]
-    >>> _penalised_scores(np.array([-3.0]), np.array([12]), 300.0)       # 12 ** 300 overflows
-    array([-0.])
+    >>> f"{_penalised_scores(np.array([-1e10]), np.array([2]), 1030.0)[0]:.4e}"   # 2 ** 1030 is inf
+    '-8.6917e-301'
+    >>> _penalised_scores(np.array([-3.0]), np.array([13]), 300.0).tolist()      # beyond float64
+    [-0.0]
     """
     sums = np.asarray(sums, dtype=np.float64)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):

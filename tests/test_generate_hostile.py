@@ -263,12 +263,12 @@ def _sums(out, P):
 
 def test_length_penalty_extremes_order_by_the_true_score():
     """sum / n ** alpha compared exactly where the powers are beyond float64."""
-    sums, n = np.array([-2.0, -3.0, -1.0, 0.5]), np.array([1, 13, 12, 2])
+    sums, n = np.array([-2.0, -3.0, -1.0, 0.5, 0.0]), np.array([1, 13, 12, 2, 5])
     sign, size = bs._rank(sums, n, 300.0)
     # 0.5 / 2**300 > 0 > -3 / 13**300 > -1 / 12**300 > -2
-    assert np.lexsort((-size, -sign)).tolist() == [3, 1, 2, 0]
+    assert np.lexsort((-size, -sign)).tolist() == [3, 4, 1, 2, 0]
     sign, size = bs._rank(sums, n, -300.0)
-    assert np.lexsort((-size, -sign)).tolist() == [3, 0, 2, 1]
+    assert np.lexsort((-size, -sign)).tolist() == [3, 4, 0, 2, 1]
 
 
 @given(st.floats(-1e3, -1e-3), st.integers(1, 50), st.floats(-20, 20))

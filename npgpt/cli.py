@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import inspect
 import os
 import re
 import select
@@ -291,7 +292,8 @@ def _bias_pair(text: str) -> tuple:
 def _logit_bias(pairs, model):
     """{token id: bias} from --logit-bias's pairs (None without any; a later one for the same
     token wins). A key of digits is a token id; any other key is a text, which the model's
-    tokenizer must encode to exactly one token."""
+    tokenizer must encode to exactly one token, not counting the special tokens it adds
+    around a whole text (the BOS of Llama-family tokenizers)."""
     if not pairs:
         return None
     V, bias = model.config.vocab_size, {}
@@ -303,7 +305,7 @@ def _logit_bias(pairs, model):
                                f"model's token ids are 0 to {V - 1}")
         else:
             try:
-                ids = model.tokenizer.encode(key)
+                ids = _text_ids(model.tokenizer, key)
             except ValueError as err:
                 raise CLIError(f"--logit-bias {text!r}: cannot encode {key!r}: {err}") from None
             if len(ids) != 1:
@@ -312,6 +314,14 @@ def _logit_bias(pairs, model):
             token = int(ids[0])
         bias[token] = value
     return bias
+
+
+def _text_ids(tokenizer, text: str) -> list:
+    """The token ids of ``text`` alone: without the special tokens (a BOS) that a tokenizer
+    with that option (``add_special_tokens``, as a ``tokenizer.json``'s) adds around a prompt."""
+    if "add_special_tokens" in inspect.signature(tokenizer.encode).parameters:
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
 
 
 def _draft_model(name: str, model):
@@ -440,9 +450,19 @@ def _print_sequences(result, config, tokenizer, prompt_text: str, P: int) -> Non
         out.write(f"{_beam_kind(config)}, {shown}: the candidates, best first "
                   f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
     for rank, (seq, score, n_new) in enumerate(rows):
-        out.write(f"--- candidate {rank + 1}  score {score:.4f}\n" if K > 1 else
+        out.write(f"--- candidate {rank + 1}  score {_score_text(score)}\n" if K > 1 else
                   f"--- sample {rank + 1}  log p = {score:.2f} over {n_new} tokens\n")
         out.write(prompt_text + tokenizer.decode(seq[P:P + n_new].tolist()) + "\n")
+
+
+def _score_text(score: float) -> str:
+    """A beam's score with 4 decimals, or 4 significant digits when it is that close to 0
+    (an extreme --length-penalty makes every score tiny: they must not all read -0.0000).
+
+    >>> _score_text(-1.23456), _score_text(-6.04e-210), _score_text(0.0)
+    ('-1.2346', '-6.040e-210', '0.0000')
+    """
+    return f"{score:.4f}" if score == 0 or not abs(score) < 1e-3 else f"{score:.3e}"
 
 
 @contextlib.contextmanager

@@ -243,12 +243,13 @@ def read_model_proto(data, source="tokenizer.model"):
 # ----------------------------------------------------------------------------------------
 
 def read_llama2c_tokenizer(data, source="tokenizer.bin"):
-    """(pieces, scores) of llama2.c's ``tokenizer.bin``, spaces written ``"▁"`` again.
+    """(pieces, scores) of llama2.c's ``tokenizer.bin``.
 
     Layout (little-endian): int32 ``max_token_length``, then per token float32 ``score``,
     int32 ``length`` and ``length`` bytes of UTF-8, to the end of the file. llama2.c's
-    exporter writes the pieces with ``"▁"`` replaced by a space, and BOS / EOS as
-    ``"\\n<s>\\n"`` / ``"\\n</s>\\n"``; those two are read back as ``<s>`` and ``</s>``.
+    exporter writes the pieces with ``"▁"`` replaced by a space (kept so here: llama2.c
+    encodes and prints them so), and BOS / EOS as ``"\\n<s>\\n"`` / ``"\\n</s>\\n"``; those
+    two are read back as ``<s>`` and ``</s>``.
 
     Examples
     --------
@@ -257,7 +258,7 @@ def read_llama2c_tokenizer(data, source="tokenizer.bin"):
     ...     return struct.pack("<fi", score, len(raw)) + raw
     >>> data = struct.pack("<i", 5) + token(0.0, "<unk>") + token(-1.0, " the")
     >>> read_llama2c_tokenizer(data)
-    (['<unk>', '▁the'], [0.0, -1.0])
+    (['<unk>', ' the'], [0.0, -1.0])
     >>> read_llama2c_tokenizer(data[:-2])
     Traceback (most recent call last):
         ...
@@ -286,7 +287,7 @@ def read_llama2c_tokenizer(data, source="tokenizer.bin"):
                                   f"({len(data) - pos} bytes left)")
         piece = _text(data[pos:pos + length], where)
         pos += length
-        piece = {"\n<s>\n": "<s>", "\n</s>\n": "</s>"}.get(piece, piece.replace(" ", SPACE))
+        piece = {"\n<s>\n": "<s>", "\n</s>\n": "</s>"}.get(piece, piece)
         pieces.append(piece)
         scores.append(score)
     return pieces, scores
@@ -515,6 +516,9 @@ class SentencePieceTokenizer(_Tokenizer):
         if decoding not in _DECODINGS:
             raise ValueError(f"decoding must be one of {_DECODINGS}, got {short_repr(decoding)}")
         self.unk_surface, self.decoding = unk_surface, decoding
+        # "▁" in a piece means a space (always in the library's decoding; llama2.c's pieces
+        # hold real spaces, and print a "▁" as it is)
+        self._spaces_spelled = escape_whitespaces or decoding == "sentencepiece"
         self.unk_id = self._types.index(UNKNOWN)
         self.bos_id = self._control_id(bos_id, "bos_id")
         self.eos_id = self._control_id(eos_id, "eos_id")
@@ -586,8 +590,9 @@ class SentencePieceTokenizer(_Tokenizer):
         self._user = re.compile("|".join(map(re.escape, user))) if user else None
         # Chunks can be merged apart when no merge can cross the point before a "▁" that
         # follows another character: no mergeable piece has "▁" after another character.
-        inner = re.compile(f"[^{SPACE}]{SPACE}")
-        self._chunked = self.escape_whitespaces and not self._unused and not any(
+        space = self._space = SPACE if self.escape_whitespaces else " "
+        inner = re.compile(f"[^{space}]{space}")
+        self._chunked = not self._unused and not any(
             inner.search(p) for p in self._mergeable)
         self._cache = {}
 
@@ -609,7 +614,8 @@ class SentencePieceTokenizer(_Tokenizer):
         vocabulary allows it, see ``_setup_merges``), else whole."""
         if not self._chunked:
             return [normalized]
-        return re.findall(f"{SPACE}*[^{SPACE}]*", normalized)[:-1] or [normalized]
+        space = self._space
+        return re.findall(f"{space}*[^{space}]*", normalized)[:-1] or [normalized]
 
     def _encode_chunk(self, chunk):
         """The ids of one chunk of normalized text: split, merge, then pieces -> ids."""
@@ -724,12 +730,13 @@ class SentencePieceTokenizer(_Tokenizer):
             else:
                 text = pieces[i]
                 if self.decoding == "llama2c":
-                    if previous == self.bos_id and text[0] == SPACE:
+                    if previous == self.bos_id and text[0] == self._space:
                         text = text[1:]
                 elif expect_space and self._strips_first_space() and text[0] == SPACE:
                     text = text[1:]
                     dropped = not self.remove_extra_whitespaces   # with it: every leading one
-                text = text.replace(SPACE, " ")
+                if self._spaces_spelled:
+                    text = text.replace(SPACE, " ")
             out.append(text)
             written = written or bool(text)
             previous = i
@@ -756,7 +763,7 @@ class SentencePieceTokenizer(_Tokenizer):
             return b""
         if kind == UNKNOWN:
             return self.unk_surface.encode("utf-8")
-        return piece.replace(SPACE, " ").encode("utf-8")
+        return (piece.replace(SPACE, " ") if self._spaces_spelled else piece).encode("utf-8")
 
     # -- the vocabulary -----------------------------------------------------------------
 
@@ -867,9 +874,11 @@ class SentencePieceTokenizer(_Tokenizer):
 
         The file holds no types: id 0 is the unknown piece, 1 BOS and 2 EOS (as ``run.c``
         assumes), ``<0x00>``..``<0xFF>`` at ids 3..258 are the byte pieces (``run.c`` falls
-        back to id ``3 + byte``), the rest are normal. Encoding then equals ``run.c``'s
-        ``encode`` (dummy prefix, no whitespace removal, merges by score, leftmost on
-        ties), and decoding its ``decode``: the piece after BOS loses its leading space.
+        back to id ``3 + byte``), the rest are normal. The pieces keep llama2.c's real
+        spaces (``escape_whitespaces=False``: a ``"▁"`` in the text is a character like any
+        other, as in ``run.c``). Encoding then equals ``run.c``'s ``encode`` (a dummy prefix
+        space, no whitespace removal, merges by score, leftmost on ties), and decoding its
+        ``decode``: the piece after BOS loses its leading space.
         Where ``run.c`` differs: its ``safe_printf`` drops single bytes that are not
         printable (so a character from byte pieces never shows) and it prints EOS as
         ``"\\n</s>\\n"``; npgpt decodes the bytes as UTF-8 and EOS as nothing.
@@ -895,7 +904,7 @@ class SentencePieceTokenizer(_Tokenizer):
             BYTE if has_bytes and 3 <= i < 259 else NORMAL for i in range(3, len(pieces))]
         try:
             return cls(pieces, scores, types, byte_fallback=has_bytes, bos_id=1, eos_id=2,
-                       decoding="llama2c")
+                       escape_whitespaces=False, decoding="llama2c")
         except ValueError as e:
             raise CheckpointError(f"{source}: {e}") from None
 

@@ -22,8 +22,8 @@ import npgpt
 from npgpt.io import CheckpointError
 from npgpt.tokenizers import SentencePieceTokenizer, load_tokenizer, tokenizer_from_dict
 from npgpt.tokenizers.sentencepiece import (BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED,
-                                            _example, merge_pieces, read_llama2c_tokenizer,
-                                            read_model_proto)
+                                            _example, encode_varint, merge_pieces,
+                                            read_llama2c_tokenizer, read_model_proto)
 from helpers import FIXTURES, has_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -496,17 +496,8 @@ def test_gguf_metadata_errors_name_the_key(change, match):
 
 
 # ------------------------------------------------------------------ the files, hostile
-def varint(n):
-    out = bytearray()
-    while True:
-        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
 def delimited(number, body):
-    return varint(number << 3 | 2) + varint(len(body)) + body
+    return encode_varint(number << 3 | 2) + encode_varint(len(body)) + body
 
 
 def refused(call, *args):
@@ -531,7 +522,7 @@ def test_a_unigram_model_and_a_normalization_rule_are_refused_by_name(tmp_path):
     (b"\x0a\x05ab", "ModelProto.pieces: length 5 runs past the end"),
     (b"\x0a" + b"\xff" * 11, "varint longer than 10 bytes"),
     (b"\x0a\xff\xff", "truncated varint"),
-    (b"\x0a" + varint(2 ** 62) + b"x", "length 4611686018427387904 runs past the end"),
+    (b"\x0a" + encode_varint(2 ** 62) + b"x", "length 4611686018427387904 runs past the end"),
     (b"\x0a\x05\x0a\x01a\x15\x00", "pieces[0].score: truncated"),
     (b"\x0a\x05\x0a\x01a\x18\x07", "pieces[0].type: 7 is not a piece type"),
     (b"\x0a\x03\x0a\x01\xff", "pieces[0].piece: not valid UTF-8"),
@@ -588,7 +579,7 @@ def test_fuzzed_model_and_bin_files_raise_only_a_short_checkpoint_error(data):
 
 
 def test_a_huge_length_is_refused_before_anything_is_allocated():
-    data = b"\x0a" + varint(2 ** 40) + b"\x0a\x01a"
+    data = b"\x0a" + encode_varint(2 ** 40) + b"\x0a\x01a"
     tracemalloc.start()
     try:
         refused(read_model_proto, data)

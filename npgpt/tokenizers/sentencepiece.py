@@ -100,6 +100,21 @@ def _varint(data, pos, where):
     raise CheckpointError(f"{where}: a varint longer than 10 bytes at byte {pos}")
 
 
+def encode_varint(n):
+    """The base-128 varint of a non-negative integer: 7 bits a byte, low bits first, the top
+    bit set on every byte but the last.
+
+    >>> encode_varint(1), encode_varint(300)
+    (b'\\x01', b'\\xac\\x02')
+    """
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
 def _fields(data, where, names):
     """The fields of one protobuf message: ``{number: [(wire_type, value), ...]}``.
 
@@ -975,21 +990,13 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> len(_example().to_model_proto())
         4682
         """
-        def varint(n):
-            out = bytearray()
-            while True:
-                out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
-                n >>= 7
-                if not n:
-                    return bytes(out)
-
         def field(number, value):                  # an int (varint) or bytes (delimited)
             if isinstance(value, int):
-                return varint(number << 3) + varint(value)
-            return varint(number << 3 | 2) + varint(len(value)) + value
+                return encode_varint(number << 3) + encode_varint(value)
+            return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value
         out = bytearray()
         for piece, score, kind in zip(self._pieces, self._scores, self._types):
-            body = (field(1, piece.encode("utf-8")) + varint(2 << 3 | 5)
+            body = (field(1, piece.encode("utf-8")) + encode_varint(2 << 3 | 5)
                     + struct.pack("<f", score) + field(3, kind))
             out += field(1, body)
         trainer = (field(3, 2) + field(35, int(self.byte_fallback))

@@ -170,14 +170,18 @@ def _nbytes(shape, kind, group_size):
 
 
 def expected_size(header):
-    """The file size in bytes that the header implies (Python ints: never overflows).
+    """The file size in bytes that the header implies (Python ints: never overflows; one
+    layer's tensors are counted n_layers times, so a header claiming 2**31 layers costs
+    nothing).
 
     >>> h = read_header(struct.pack("<7i", 64, 172, 5, 8, 4, 512, 512), 10**6)
     >>> expected_size(h)                     # stories260K.bin
     1056540
     """
-    return header["offset"] + sum(_nbytes(shape, kind, header["group_size"])
-                                  for _, shape, kind in tensor_layout(header))
+    one_layer = tensor_layout({**header, "n_layers": 1})
+    return header["offset"] + sum(
+        _nbytes(shape, kind, header["group_size"]) * (header["n_layers"] if name and name.endswith(
+            ".0") else 1) for name, shape, kind in one_layer)
 
 
 def looks_like_llama2c(head, size):

@@ -400,6 +400,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
     from .generate import stream
 
     line = _LiveLine(sys.stdout, f"best of {config.num_beams} beams: ")
+    after_prompt = _Continuation(model.tokenizer, prompt)
     steps = stream(model, prompt, config)
     with _reported(notes, line):
         while True:
@@ -409,7 +410,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
                 result = stop.value
                 break
             notes.step(None, best)
-            line.show(prompt_text + _Continuation(model.tokenizer, prompt).decode(best[0].tolist()))
+            line.show(prompt_text + after_prompt.decode(best[0].tolist()))
         line.clear()
     return result
 

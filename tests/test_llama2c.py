@@ -8,6 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import npgpt
 from npgpt.io import CheckpointError, bundled_models
@@ -273,3 +275,30 @@ def test_every_truncation_of_a_version1_file_is_refused(tmp_path):
     for cut in (0, 3, 40, 255, 256, 300, len(data) - 1):
         with pytest.raises(CheckpointError):
             npgpt.load(write(tmp_path, data[:cut]))
+
+
+@settings(max_examples=80)
+@given(ints=st.lists(st.integers(-2 ** 31, 2 ** 31 - 1) | st.integers(0, 70), min_size=7,
+                     max_size=7),
+       version=st.sampled_from([0, 1, 2, 3]), flag=st.integers(0, 2), group=st.integers(-2, 70),
+       tail=st.integers(0, 3000))
+def test_random_headers_raise_only_a_short_checkpoint_error_with_bounded_memory(
+        tmp_path_factory, ints, version, flag, group, tail):
+    """Any header: a model, or one CheckpointError, never more memory than a few times the
+    file (the sizes are checked against the file before anything is read)."""
+    if version == 0:
+        head = struct.pack("<7i", *ints)
+    else:
+        head = struct.pack("<Ii7iBi", MAGIC, version, *ints, flag, group)
+        head += b"\0" * (256 - len(head))
+    path = tmp_path_factory.mktemp("fuzz") / "m.bin"
+    path.write_bytes(head + bytes(range(256)) * (tail // 256) + b"\1" * (tail % 256))
+    tracemalloc.start()
+    try:
+        npgpt.load(path)
+    except CheckpointError as e:
+        assert len(str(e)) < SHORT
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 50 * (len(head) + tail) + 2 * 10 ** 6

@@ -481,7 +481,8 @@ def _load_folder(folder, overrides: dict):
 
 
 def _sniff(path) -> str:
-    """'zip', 'safetensors', or raise CheckpointError naming what the file looks like."""
+    """'zip', 'llama2c', 'safetensors', or raise CheckpointError naming what the file looks
+    like."""
     with open_regular(path) as f:
         head = f.read(16)
         size = os.fstat(f.fileno()).st_size

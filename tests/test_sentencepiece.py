@@ -408,6 +408,8 @@ def test_encode_options_and_errors():
         SentencePieceTokenizer(["a"], [0.0], [NORMAL])
     with pytest.raises(ValueError, match="are both"):
         SentencePieceTokenizer(["<unk>", "a", "a"], [0.0] * 3, [UNKNOWN, NORMAL, NORMAL])
+    with pytest.raises(ValueError, match="<0x01> is missing"):
+        SentencePieceTokenizer(["<unk>", "<0x00>"], [0.0, 0.0], [UNKNOWN, BYTE])
     with pytest.raises(ValueError, match="finite"):
         SentencePieceTokenizer(["<unk>", "a"], [0.0, float("nan")], [UNKNOWN, NORMAL])
 

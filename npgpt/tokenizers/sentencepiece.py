@@ -523,9 +523,10 @@ class SentencePieceTokenizer(_Tokenizer):
                             ("add_bos", add_bos), ("add_eos", add_eos)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {short_repr(value)}")
-        self.add_dummy_prefix, self.remove_extra_whitespaces = add_dummy_prefix, \
-            remove_extra_whitespaces
-        self.escape_whitespaces, self.add_bos, self.add_eos = escape_whitespaces, add_bos, add_eos
+        self.add_dummy_prefix = add_dummy_prefix
+        self.remove_extra_whitespaces = remove_extra_whitespaces
+        self.escape_whitespaces = escape_whitespaces
+        self.add_bos, self.add_eos = add_bos, add_eos
         if not isinstance(unk_surface, str):
             raise ValueError(f"unk_surface must be a str, got {short_repr(unk_surface)}")
         if decoding not in _DECODINGS:
@@ -543,11 +544,12 @@ class SentencePieceTokenizer(_Tokenizer):
             raise ValueError(f"byte_fallback must be True, False or None, got "
                              f"{short_repr(byte_fallback)}")
         self._byte_ids = [self._piece_to_id.get(f"<0x{b:02X}>") for b in range(256)]
-        if self.byte_fallback and (None in self._byte_ids or any(
-                self._types[i] != BYTE for i in self._byte_ids)):
-            missing = self._byte_ids.index(None) if None in self._byte_ids else None
-            raise ValueError(f"byte_fallback needs the 256 byte pieces <0x00>..<0xFF> of type "
-                             f"byte; {'<0x%02X> is missing' % missing if missing is not None else 'one has another type'}")
+        if self.byte_fallback:
+            for b, i in enumerate(self._byte_ids):
+                if i is None or self._types[i] != BYTE:
+                    raise ValueError(f"byte_fallback needs the 256 byte pieces <0x00>..<0xFF> of "
+                                     f"type byte; <0x{b:02X}> is "
+                                     f"{'missing' if i is None else 'of another type'}")
         self._setup_merges()
 
     # -- construction ------------------------------------------------------------------

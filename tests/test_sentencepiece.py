@@ -485,7 +485,34 @@ def test_gguf_user_defined_tokens_are_matched_in_text():
     assert 512 in ids and gguf.decode(ids) == "hi<|im_start|>there"
 
 
+@pytest.mark.skipif(not has_module("gguf"), reason="gguf is not installed")
+def test_gguf_metadata_as_the_gguf_package_writes_and_reads_it(tmp_path):
+    """A GGUF file written by gguf-py's GGUFWriter with tok512's vocabulary, its metadata read
+    back by GGUFReader: the same tokenizer."""
+    import gguf
+    tok = tok512_as_model()
+    writer = gguf.GGUFWriter(str(tmp_path / "t.gguf"), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tok.pieces())
+    writer.add_token_scores([tok.score(i) for i in range(tok.vocab_size)])
+    writer.add_token_types([tok._types[i] for i in range(tok.vocab_size)])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(True)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    fields = gguf.GGUFReader(str(tmp_path / "t.gguf")).fields
+    metadata = {k: f.contents() for k, f in fields.items() if k.startswith("tokenizer.")}
+    from_gguf = SentencePieceTokenizer.from_gguf_metadata(metadata)
+    same = tokenizer_from_dict({**tok.to_dict(), "remove_extra_whitespaces": False})
+    assert all(from_gguf.encode(text) == same.encode(text) for text in TEXTS)
+
+
 @pytest.mark.parametrize("change,match", [
+    ({"tokenizer.ggml.bos_token_id": 600}, "bos_token_id must be an id below 512"),
     ({"tokenizer.ggml.model": "gpt2"}, "tokenizer.ggml.model"),
     ({"tokenizer.ggml.scores": [0.0]}, "one length"),
     ({"tokenizer.ggml.token_type": "x"}, "token_type"),

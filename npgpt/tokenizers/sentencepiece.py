@@ -957,27 +957,41 @@ class SentencePieceTokenizer(_Tokenizer):
             raise CheckpointError(f"{where}: tokenizer.ggml.model is {short_repr(model)}; "
                                   f"from_gguf_metadata reads 'llama' (SentencePiece) vocabularies")
 
-        def get(key, kinds, default):
-            value = metadata.get("tokenizer.ggml." + key, default)
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise CheckpointError(f"{where}: tokenizer.ggml.{key} has the wrong kind: "
-                                      f"{short_repr(value)}")
-            return value
-        tokens = list(get("tokens", (list, tuple), None) or [])
-        scores = list(get("scores", (list, tuple), [0.0] * len(tokens)))
-        types = list(get("token_type", (list, tuple), [NORMAL] * len(tokens)))
-        ids = {}
-        for key, default in (("bos_token_id", 1), ("eos_token_id", 2)):
-            value = get(key, (int, type(None)), default)
-            ids[key] = value if value is None or 0 <= value < len(tokens) else None
+        def value(key, default):
+            return metadata.get("tokenizer.ggml." + key, default)
+
+        def wrong(key, expected):
+            return CheckpointError(f"{where}: tokenizer.ggml.{key} must be {expected}, got "
+                                   f"{short_repr(value(key, None))}")
+
+        def as_list(key, default):                # a list, a tuple or a NumPy array
+            v = value(key, default)
+            if isinstance(v, (list, tuple)) or hasattr(v, "tolist"):
+                return list(v)
+            raise wrong(key, "a list")
+
+        def flag(key, default):                   # Python's or NumPy's bool
+            v = value(key, default)
+            if isinstance(v, bool) or getattr(getattr(v, "dtype", None), "kind", "") == "b":
+                return bool(v)
+            raise wrong(key, "true or false")
+
+        def token_id(key, default):               # an id of the vocabulary, or None
+            v = value(key, default if default < len(tokens) else None)
+            if v is None or isinstance(v, numbers.Integral) and not isinstance(v, bool) \
+                    and 0 <= v < len(tokens):
+                return None if v is None else int(v)
+            raise wrong(key, f"an id below {len(tokens)}")
+        tokens = as_list("tokens", [])
+        scores = as_list("scores", [0.0] * len(tokens))
+        types = as_list("token_type", [NORMAL] * len(tokens))
         try:
             return cls(tokens, [float(s) if isinstance(s, numbers.Real) else s for s in scores],
                        [int(t) if isinstance(t, numbers.Integral) else t for t in types],
-                       add_dummy_prefix=get("add_space_prefix", (bool,), True),
-                       remove_extra_whitespaces=get("remove_extra_whitespaces", (bool,), False),
-                       bos_id=ids["bos_token_id"], eos_id=ids["eos_token_id"],
-                       add_bos=get("add_bos_token", (bool,), True),
-                       add_eos=get("add_eos_token", (bool,), False))
+                       add_dummy_prefix=flag("add_space_prefix", True),
+                       remove_extra_whitespaces=flag("remove_extra_whitespaces", False),
+                       bos_id=token_id("bos_token_id", 1), eos_id=token_id("eos_token_id", 2),
+                       add_bos=flag("add_bos_token", True), add_eos=flag("add_eos_token", False))
         except ValueError as e:
             raise CheckpointError(f"{where}: {e}") from None
 

@@ -2,7 +2,8 @@
 
 Shapes and types: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode`` returns
 a ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array. A *piece* is a token as
-SentencePiece spells it: a space is ``"▁"`` (U+2581), a byte is ``"<0xNN>"``.
+SentencePiece spells it: a space is ``"▁"`` (U+2581), a byte is ``"<0xNN>"`` (llama2.c's
+``tokenizer.bin`` writes real spaces instead, and they are kept: see ``from_llama2c``).
 
 One tokenizer, :class:`SentencePieceTokenizer`, read from three files that hold the same
 thing -- pieces, their scores and their types:

@@ -346,6 +346,8 @@ def _vocabulary(model) -> str:
 
 def _generate(args) -> int:
     model = _load_model(args.model)
+    if args.prompt is None:
+        args.prompt = "" if getattr(model.tokenizer, "add_bos", False) else "\n"
     prompt = _encode(model, args.prompt)
     config = _generation_config(args, model)
     seed_line = None
@@ -364,7 +366,7 @@ def _one_sequence(model, prompt, config, prompt_text: str, notes: "_Notes") -> i
     then the rest of the final sequence."""
     from .generate import generate, stream
 
-    text = _Text(model.tokenizer, prompt_text)
+    text = _Text(_Continuation(model.tokenizer, prompt), prompt_text)
 
     def show(step, tokens):
         notes.step(step, tokens)
@@ -398,7 +400,7 @@ def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
     else:
         with _reported(notes):
             result = generate(model, prompt, config, callback=notes.step)
-    _print_sequences(result, config, model.tokenizer, prompt_text, len(prompt))
+    _print_sequences(result, config, _Continuation(model.tokenizer, prompt), prompt_text, len(prompt))
     if K > 1:                                 # every step chose a token for each of K beams
         steps = int(result.num_new_tokens.max(initial=0))
         notes.finish(steps * K, f" ({steps} steps of {K} beams)")
@@ -427,6 +429,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
     from .generate import stream
 
     line = _LiveLine(sys.stdout, f"best of {config.num_beams} beams: ")
+    after_prompt = _Continuation(model.tokenizer, prompt)
     steps = stream(model, prompt, config)
     with _reported(notes, line):
         while True:
@@ -436,7 +439,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
                 result = stop.value
                 break
             notes.step(None, best)
-            line.show(prompt_text + model.tokenizer.decode(best[0].tolist()))
+            line.show(prompt_text + after_prompt.decode(best[0].tolist()))
         line.clear()
     return result
 
@@ -478,6 +481,22 @@ def _reported(notes: "_Notes", text: "_Text | None" = None):
         if isinstance(err, ValueError):
             raise _option_error(err, "generate") from None
         raise
+
+
+class _Continuation:
+    """Decodes new tokens as they read after the prompt: ``decode(prompt + ids)`` without
+    ``decode(prompt)``. A SentencePiece tokenizer drops the space that begins a text, so the
+    new tokens decoded alone would lose the space between the prompt and them."""
+
+    def __init__(self, tokenizer, prompt):
+        self.tokenizer, self.prompt = tokenizer, [int(i) for i in prompt]
+        self.before = tokenizer.decode(self.prompt)
+
+    def decode(self, ids):
+        whole = self.tokenizer.decode(self.prompt + [int(i) for i in ids])
+        if whole.startswith(self.before):
+            return whole[len(self.before):]
+        return self.tokenizer.decode(ids)
 
 
 class _Text:
@@ -1115,7 +1134,8 @@ _COMMANDS = (
                   "npgpt generate --model out/model.safetensors --prompt 'Hello'"),
         arguments=(
             _MODEL_ARG,
-            _arg("-p", "--prompt", default="\n", help="the text to continue (default: a newline)"),
+            _arg("-p", "--prompt", default=None, help="the text to continue (default: a newline, or "
+                 "none when the model's tokenizer puts BOS first: BOS alone, as llama2.c starts)"),
             _arg("-n", "--max-new-tokens", type=_NON_NEGATIVE_INT, default=200),
             _arg("--min-new-tokens", type=_NON_NEGATIVE_INT, default=0),
             _arg("--do-sample", action="store_true", help="sample instead of greedy decoding"),

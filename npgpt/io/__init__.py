@@ -24,6 +24,9 @@ a GGUF file (starts ``GGUF``)   llama.cpp's (:mod:`npgpt.io.gguf`): llama, qwen2
                                 gpt2; F32 ... Q8_0 and the K-quants, memory-mapped
 a safetensors file              npgpt's own (``"format": "npgpt"`` metadata), else
                                 a state_dict with seed or GPT-2 names
+a llama2.c ``model.bin``        legacy, version 1 or 2 (:mod:`npgpt.io.llama2c`);
+(``ak42``, or a legacy header   its tokenizer.bin with ``tokenizer=``
+whose size is the file's)
 a bare name (no such path)      a bundled model, ``npgpt/data/<name>.safetensors``
 ==============================  =================================================
 
@@ -52,6 +55,7 @@ import numpy as np
 
 from . import gpt2 as _gpt2
 from . import llama as _llama
+from . import llama2c as _llama2c
 from .errors import CheckpointError, reject_repeated_keys, short_repr
 from .files import (atomic_folder, atomic_write, clean_stale_temporaries, kind_of,
                     open_regular)
@@ -83,6 +87,8 @@ _SHARD_FILE_RE = re.compile(r"^(model-[0-9]+-of-[0-9]+\.safetensors"
 _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
 _MAX_MESSAGE = 600        # characters of a model-side message quoted in a CheckpointError
+# bundled llama2.c models: name -> (checkpoint, tokenizer) in npgpt/data
+_LLAMA2C_BUNDLED = {"stories260K": ("stories260K.bin", "tok512.bin")}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -92,13 +98,15 @@ def bundled_models() -> list:
     Examples
     --------
     >>> bundled_models()
-    ['shakespeare-char', 'shakespeare-char-draft']
+    ['shakespeare-char', 'shakespeare-char-draft', 'stories260K']
     """
     try:
         files = os.listdir(DATA_DIR)
     except OSError:
         return []
-    return sorted(f[:-len(".safetensors")] for f in files if f.endswith(".safetensors"))
+    llama2c = [name for name, pair in _LLAMA2C_BUNDLED.items() if set(pair) <= set(files)]
+    return sorted([f[:-len(".safetensors")] for f in files if f.endswith(".safetensors")]
+                  + llama2c)
 
 
 def _config_fields():
@@ -499,7 +507,8 @@ def _load_folder(folder, overrides: dict):
 
 
 def _sniff(path) -> str:
-    """'zip', 'safetensors', or raise CheckpointError naming what the file looks like."""
+    """'zip', 'llama2c', 'safetensors', or raise CheckpointError naming what the file looks
+    like."""
     with open_regular(path) as f:
         head = f.read(16)
         size = os.fstat(f.fileno()).st_size
@@ -510,6 +519,8 @@ def _sniff(path) -> str:
     if head.startswith(_LEGACY_TORCH_MAGIC):
         raise CheckpointError(f"{os.fspath(path)}: a legacy (PyTorch < 1.6) torch.save file; "
                               f"re-save it with a current PyTorch (zip format)")
+    if _llama2c_file(path, size):
+        return "llama2c"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
     if head[:1] == b"\x80":
@@ -541,6 +552,9 @@ def _refuse_training_state(path: str) -> None:
 def _load_bundled(name: str, overrides: dict):
     """The bundled model ``name``, or FileNotFoundError listing the bundled models."""
     names = bundled_models()
+    if name in _LLAMA2C_BUNDLED and name in names:
+        checkpoint, tokenizer = (os.path.join(DATA_DIR, f) for f in _LLAMA2C_BUNDLED[name])
+        return _load_llama2c(checkpoint, overrides, tokenizer)
     if _NAME_RE.match(name) and "." not in name and name in names:
         return _load_safetensors_file(os.path.join(DATA_DIR, name + ".safetensors"), overrides)
     listing = ", ".join(names) if names else "none installed"
@@ -548,7 +562,44 @@ def _load_bundled(name: str, overrides: dict):
                             f"of that name (bundled models: {listing})")
 
 
-def load(path, **config_overrides):
+def _llama2c_file(path, size: int) -> bool:
+    """Whether ``path`` (``size`` bytes) is a llama2.c checkpoint (:mod:`.llama2c`)."""
+    with open_regular(path) as f:
+        head = f.read(_llama2c.VERSIONED_HEADER)
+    return _llama2c.looks_like_llama2c(head, size)
+
+
+def _load_llama2c(path, overrides: dict, tokenizer=None):
+    """A llama2.c checkpoint, with llama2.c's tokenizer.bin (or any tokenizer file) when
+    ``tokenizer`` names one."""
+    source = os.fspath(path)
+    header, state = _llama2c.read_llama2c(path)
+    config = _make_config(_llama2c.config_fields(header), overrides, source, _SHAPE_FIELDS)
+    model = _build_model(config, state, np.float32, source)
+    if tokenizer is not None:
+        _attach_tokenizer_file(model, tokenizer)
+    return model
+
+
+def _attach_tokenizer_file(model, tokenizer) -> None:
+    """``model.tokenizer`` from ``tokenizer``: a tokenizer object, or a file that
+    :func:`npgpt.tokenizers.load_tokenizer` reads (npgpt's JSON, a SentencePiece
+    ``tokenizer.model``, llama2.c's ``tokenizer.bin``)."""
+    if not isinstance(tokenizer, (str, bytes, os.PathLike)):
+        model.tokenizer = _fitting_tokenizer(tokenizer, model.config, "tokenizer")
+        return
+    from ..tokenizers import load_tokenizer
+    source = os.fspath(tokenizer)
+    try:
+        loaded = load_tokenizer(tokenizer)
+    except OSError:
+        raise
+    except Exception as exc:   # an untrusted tokenizer file: any failure is a bad file
+        raise CheckpointError(f"{source!s}: {_cut(str(exc), 400)}") from None
+    model.tokenizer = _fitting_tokenizer(loaded, model.config, str(source))
+
+
+def load(path, tokenizer=None, **config_overrides):
     """Load a model from a checkpoint; the format is recognised from the content.
 
     Parameters
@@ -564,6 +615,10 @@ def load(path, **config_overrides):
         ``residual`` or ``gelu``: pass those (``num_heads=4, residual="seed",
         gelu="exact"`` for the seed). Overriding an inferred field with another value is an
         error; ``layer_norm_eps`` (default 1e-5) and ``dropout`` may be set freely.
+    tokenizer : str, os.PathLike or tokenizer, optional
+        The model's tokenizer, replacing any the checkpoint carries: a tokenizer object or
+        a file (npgpt's tokenizer JSON, a SentencePiece ``tokenizer.model``, llama2.c's
+        ``tokenizer.bin``) -- ``npgpt.load("stories260K.bin", tokenizer="tok512.bin")``.
 
     Returns
     -------
@@ -613,7 +668,16 @@ def load(path, **config_overrides):
     try:
         mode = os.stat(path).st_mode          # never blocks, whatever the path is
     except (OSError, ValueError):
-        return _load_bundled(path, config_overrides)
+        model = _load_bundled(path, config_overrides)
+    else:
+        model = _load_path(path, mode, config_overrides)
+    if tokenizer is not None:
+        _attach_tokenizer_file(model, tokenizer)
+    return model
+
+
+def _load_path(path, mode, config_overrides: dict):
+    """The model of the file or folder ``path`` (``mode``: its ``st_mode``)."""
     if stat.S_ISDIR(mode):
         return _load_folder(path, config_overrides)
     if not stat.S_ISREG(mode):
@@ -625,6 +689,8 @@ def load(path, **config_overrides):
         return _model_from_state_dict(read_torch_zip(path), config_overrides, path)
     if kind == "gguf":
         return load_gguf(path, **config_overrides)
+    if kind == "llama2c":
+        return _load_llama2c(path, config_overrides)
     return _load_safetensors_file(path, config_overrides)
 
 

@@ -54,10 +54,12 @@ from .base import load_tokenizer, tokenizer_from_dict, tokenizer_to_dict
 from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
 from .gguf import tokenizer_from_gguf
 from .hf import HFTokenizer, load_tokenizer_json
+from .sentencepiece import SentencePieceTokenizer
 from .patterns import GPT2_PATTERN, PATTERNS, gpt2_pattern, gpt2_split, register_pattern
 from .simple import CharTokenizer, WordTokenizer
 
 __all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "HFTokenizer", "load_tokenizer_json",
+           "SentencePieceTokenizer",
            "tokenizer_from_dict", "tokenizer_to_dict", "tokenizer_from_gguf",
            "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
            "GPT2_SPECIAL_TOKENS", "PATTERNS", "register_pattern"]

@@ -164,14 +164,16 @@ class _Tokenizer:
 
 
 def _tokenizer_types():
-    """``type_name`` -> class, for the four tokenizers.
+    """``type_name`` -> class, for the five tokenizers.
 
     Imported here rather than at the top: their modules import this one.
     """
     from .bpe import BPETokenizer
     from .hf import HFTokenizer
+    from .sentencepiece import SentencePieceTokenizer
     from .simple import CharTokenizer, WordTokenizer
-    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer}
+    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer,
+            "sentencepiece": SentencePieceTokenizer}
 
 
 #: Attributes every tokenizer has (None by default) and that travel in its dict:
@@ -216,7 +218,7 @@ def _pop_extras(d):
 
 
 def tokenizer_from_dict(d):
-    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the four types).
+    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the five types).
 
     Examples
     --------
@@ -229,7 +231,7 @@ def tokenizer_from_dict(d):
     >>> tokenizer_from_dict({"type": "wordpiece"})
     Traceback (most recent call last):
     ...
-    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'hf', 'word']
+    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'hf', 'sentencepiece', 'word']
     """
     if not isinstance(d, dict) or "type" not in d:
         raise ValueError(f"a tokenizer dict needs a 'type' key, got {short_repr(d)}")
@@ -246,7 +248,9 @@ def tokenizer_from_dict(d):
 
 
 def load_tokenizer(path):
-    """Read any tokenizer written by ``tok.save(path)``.
+    """Read any tokenizer written by ``tok.save(path)``, a SentencePiece ``tokenizer.model``
+    or llama2.c's ``tokenizer.bin`` (recognised by their first bytes, see
+    :class:`~.sentencepiece.SentencePieceTokenizer`).
 
     Examples
     --------
@@ -267,11 +271,37 @@ def load_tokenizer(path):
     ...
     ValueError: broken.json: the tokenizer's 'chars' must be str or list, got 42
     """
+    kind = _file_kind(path)
+    if kind != "json":
+        from .sentencepiece import SentencePieceTokenizer
+        if kind == "sentencepiece":
+            return SentencePieceTokenizer.from_model_file(path)
+        return SentencePieceTokenizer.from_llama2c(path)
     d = _read_json(path)
     try:
         return tokenizer_from_dict(d)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def _file_kind(path):
+    """"json", "sentencepiece" (a ``tokenizer.model`` protobuf) or "llama2c" (llama2.c's
+    ``tokenizer.bin``), from the first bytes.
+
+    A JSON file starts with ``{`` (after blanks). A ``.model`` starts with its first piece:
+    field 1 as a message (byte 0x0A), then that piece's non-zero length. llama2.c's file
+    starts with a little-endian int32 below 256 (the longest token's length), so its bytes
+    1 to 3 are zero.
+    """
+    with open_regular(path) as f:
+        head = f.read(64)
+    if head.lstrip()[:1] == b"{":
+        return "json"
+    if head[:1] == b"\x0a" and head[1:2] not in (b"", b"\x00"):
+        return "sentencepiece"
+    if len(head) >= 4 and head[1:4] == b"\0\0\0" and head[0] > 0:
+        return "llama2c"
+    return "json"                       # let the JSON reader say what is wrong
 
 
 def _read_json(path):

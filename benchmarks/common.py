@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from npgpt.bench import markdown_table  # noqa: E402
+from npgpt.bench import blas_threads, load_average, markdown_table  # noqa: E402
 
 
 def has(module):
@@ -20,13 +20,14 @@ def has(module):
 
 
 def thread_note():
-    """One line saying how many threads each side may use (run with OMP_NUM_THREADS=1
-    OPENBLAS_NUM_THREADS=1 for a single-threaded comparison)."""
-    blas = os.environ.get("OPENBLAS_NUM_THREADS") or f"default ({os.cpu_count()} cores)"
-    note = f"threads: NumPy's BLAS {blas}"
+    """One line saying how many threads each side may use, and the machine's load average
+    (run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for a single-threaded comparison)."""
+    threads, source = blas_threads()
+    note = f"threads: NumPy's BLAS {threads} ({source})"
     if "torch" in sys.modules:
         note += f", torch {sys.modules['torch'].get_num_threads()}"
-    return note
+    load = load_average()
+    return note + (f"; load average {load:.2f} (1 minute, {os.cpu_count()} CPUs)" if load is not None else "")
 
 
 def interleaved_medians(fns, repeats=5, warmup=1, pause=0.0):

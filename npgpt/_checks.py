@@ -18,6 +18,55 @@ import numpy as np
 from .config import positive_int
 
 
+#: the largest count or token id an option may hold: NumPy's int64 must hold it
+INT64_MAX = 2 ** 63 - 1
+
+
+def shown(value, limit=80) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters; an integer of more
+    than 256 bits is described by its size (Python refuses to print one of over 4300 digits).
+
+    >>> shown(2 ** 70), shown(10 ** 400), shown([10 ** 5000])
+    ('1180591620717411303424', '<int of 1329 bits>', '[<int of 16610 bits>]')
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        bits = int(value).bit_length()
+        if bits > 256:
+            return f"<int of {bits} bits>"
+    if isinstance(value, (list, tuple, dict)):          # (its ints may be huge too)
+        errors = importlib.import_module(".io.errors", __package__)
+        return errors.short_repr(_plain(value), limit)
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _plain(value, depth=2):
+    """NumPy scalars in a list, tuple or dict (two levels deep: the options' nesting) as
+    Python's, which :func:`npgpt.io.errors.short_repr` shows by value."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if depth == 0:
+        return value
+    if isinstance(value, dict):
+        return {_plain(k, depth - 1): _plain(v, depth - 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v, depth - 1) for v in value[:20])
+    return value
+
+
+def at_most_int64(value: int, name) -> int:
+    """``value`` (an int) unless NumPy's int64 cannot hold it: a ValueError naming it then.
+
+    >>> at_most_int64(2 ** 70, "max_new_tokens")
+    Traceback (most recent call last):
+    ...
+    ValueError: max_new_tokens must be at most 2**63 - 1, got 1180591620717411303424
+    """
+    if value > INT64_MAX:
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {shown(value)}")
+    return value
+
+
 def real(value, name, low=None, high=None, low_open=False, high_open=False) -> float:
     """``value`` as a float if it is a finite real number within the bounds, else ValueError.
 
@@ -31,8 +80,11 @@ def real(value, name, low=None, high=None, low_open=False, high_open=False) -> f
     ValueError: top_p must be in (0, 1], got 1.5
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+        raise ValueError(f"{name} must be a real number, got {shown(value)}")
+    try:
+        value = float(value)
+    except OverflowError:                     # an int beyond float64 (10 ** 400)
+        raise ValueError(f"{name} must be finite, got {shown(value)}") from None
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     bad_low = low is not None and (value <= low if low_open else value < low)
@@ -63,7 +115,7 @@ def _config_rule(checker, *names):
 #: option name -> the check of a value that is in use (returns the value as the code uses it)
 RULES = {
     "temperature": _interval("temperature", 0.0),
-    "top_k": lambda k: positive_int(k, "top_k"),
+    "top_k": lambda k: at_most_int64(positive_int(k, "top_k"), "top_k"),
     "top_p": _interval("top_p", 0.0, 1.0, low_open=True),
     "min_p": _interval("min_p", 0.0, 1.0),
     "typical_p": _interval("typical_p", 0.0, 1.0, low_open=True),
@@ -72,8 +124,10 @@ RULES = {
     "repetition_penalty": _interval("repetition_penalty", 0.0, low_open=True),
     "presence_penalty": _interval("presence_penalty"),
     "frequency_penalty": _interval("frequency_penalty"),
-    "no_repeat_ngram_size": lambda n: positive_int(n, "no_repeat_ngram_size"),
-    "min_tokens_to_keep": lambda n: positive_int(n, "min_tokens_to_keep"),
+    "no_repeat_ngram_size": lambda n: at_most_int64(positive_int(n, "no_repeat_ngram_size"),
+                                                    "no_repeat_ngram_size"),
+    "min_tokens_to_keep": lambda n: at_most_int64(positive_int(n, "min_tokens_to_keep"),
+                                                  "min_tokens_to_keep"),
     "length_penalty": _interval("length_penalty"),
     "logit_bias": _config_rule("_logit_bias"),
     "bad_words_ids": _config_rule("_sequences", "bad_words_ids"),

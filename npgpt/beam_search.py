@@ -29,6 +29,21 @@ criterion (StopStringCriteria, EOS's) on each candidate, while before 4.50 it st
 whole search once every running beam met one, never ending a single beam; it also matches a
 stop string that starts in the prompt, and cannot leave the stop string out.
 
+Length penalty: a finished hypothesis scores ``sum log p / T_new ** length_penalty``. Its
+place among the others is decided by that value exactly at any length_penalty, compared in
+log space (:func:`_rank`), and the returned score is it in float64
+(:func:`_penalised_scores`: 0 or ±inf only where the value itself is beyond float64). As
+length_penalty -> +inf the longest hypothesis wins (the sums being negative), as it -> -inf
+the shortest. transformers takes the power as a Python float, which raises OverflowError
+beyond float64 (length_penalty=300 after 13 tokens), and divides float32 scores by it, which
+makes every score -0.0 past float32's range (300 after 5 tokens: then the hypotheses rank in
+the order they finished); and it compares a beam with -1e9 for a prompt that has fewer than
+K finished hypotheses, which a penalised score falls below at length_penalty=-8 after 12
+tokens, so it stops and returns unfinished one-token beams scored -1e9. Here a live beam can
+always improve a prompt that is not full. The running scores (the sums, which the penalty
+does not touch) stay float32 as transformers'; a sum that overflows float32 (a huge positive
+``logit_bias`` added at every step) raises a ValueError naming the option.
+
 ``include_stop_string=False`` only cuts what is returned: the hypotheses are found and ranked
 as with True, scored with their stop strings, and then each returns the new tokens that end
 at or before its stop string's first byte (the rest is padding), keeping its score (two can
@@ -184,7 +199,26 @@ def _candidate_scores(run, logits, running, decoder, counts, length, step, sampl
         logp = run.process(logp, decoder.seq, decoder.mask, counts, length, step)
     if sampler is not None:
         logp = sampler.warp(logp)
-    return (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
+    with np.errstate(over="ignore", invalid="ignore"):                 # checked next
+        scores = (logp.reshape(B, K, -1) + running[:, :, None]).reshape(B, -1)
+    return _finite_scores(scores, run.config, step)
+
+
+def _finite_scores(scores, c, step):
+    """``scores`` unless one is +inf or NaN: a beam's sum of processed log-probabilities
+    past float32, which only options adding to log-probabilities can cause (a ValueError
+    naming those that are set)."""
+    top = scores.max()                                                  # NaN propagates
+    if not (np.isnan(top) or top == np.inf):
+        return scores
+    raising = [f"{name}={getattr(c, name)}" for name in ("presence_penalty", "frequency_penalty")
+               if getattr(c, name) < 0]
+    if c.logit_bias and max(c.logit_bias.values()) > 0:
+        raising.insert(0, f"logit_bias={c.logit_bias!r:.60}")
+    raise ValueError(f"beam search: a beam's score (the sum of its processed log-probabilities) "
+                     f"overflows {scores.dtype} at step {step}: {' and '.join(raising) or 'the options'} "
+                     f"add more to it than {scores.dtype} can sum over "
+                     f"max_new_tokens={c.max_new_tokens} steps")
 
 
 def _log_softmax_rows(logits):
@@ -259,19 +293,21 @@ class _Finished:
     """The finished hypotheses of each prompt, at most K, best first (transformers'
     ``BeamHypotheses``), and the early-stopping rule.
 
-    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``scores`` (B, K) = sum log p /
-    T_new ** length_penalty (-inf while empty), ``full`` (B, K) slots filled, ``length``
-    (B, K) the new tokens returned: T_new, or fewer for a hypothesis cut before its stop
-    string (``include_stop_string=False``; its score is still over T_new, and ``seq`` keeps
-    the tokens past the cut: the output pads them);
-    ``improvable`` (B,): can a running beam of this prompt still beat its worst finished
-    hypothesis?
+    ``seq`` (B, K, L) (L grows with the longest hypothesis), ``sums`` (B, K) float64 the sum
+    of log p of each (-inf while empty), ``n`` (B, K) its new tokens T_new, so its score is
+    ``sums / n ** length_penalty`` (:func:`_penalised_scores`), ranked exactly at any
+    length_penalty (:func:`_rank`); ``full`` (B, K) slots filled, ``length`` (B, K) the new
+    tokens returned: T_new, or fewer for a hypothesis cut before its stop string
+    (``include_stop_string=False``; its score is still over T_new, and ``seq`` keeps the
+    tokens past the cut: the output pads them); ``improvable`` (B,): can a running beam of
+    this prompt still beat its worst finished hypothesis?
     """
 
     def __init__(self, B, K, pad, length_penalty, early_stopping):
         self.K, self.pad, self.alpha, self.early_stopping = K, pad, length_penalty, early_stopping
         self.seq = np.full((B, K, 0), pad, dtype=np.int64)
-        self.scores = np.full((B, K), -np.inf, dtype=np.float32)
+        self.sums = np.full((B, K), -np.inf)
+        self.n = np.ones((B, K), dtype=np.int64)
         self.full = np.zeros((B, K), dtype=bool)
         self.length = np.zeros((B, K), dtype=np.int64)
         self.improvable = np.ones(B, dtype=bool)
@@ -289,13 +325,16 @@ class _Finished:
         accept &= (self.improvable & ~closed)[:, None]
         if not accept.any():
             return
-        scores = np.where(accept, top_scores / np.float32(n_new ** self.alpha), -np.inf)
+        sums = np.where(accept, top_scores.astype(np.float64), -np.inf)
         seq = np.concatenate([parent_seq, token[:, :, None]], axis=2)  # (B, Kc, L + 1)
         width = max(seq.shape[2], self.seq.shape[2])
         seq, self.seq = widened(seq, width, self.pad), widened(self.seq, width, self.pad)
-        merged = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
-        pick = np.argsort(-merged, axis=1, kind="stable")[:, :K]      # (B, K) best first
-        self.scores = np.take_along_axis(merged, pick, axis=1)
+        sums = np.concatenate([self.sums, sums], axis=1)                # (B, K + Kc)
+        n = np.concatenate([self.n, np.full(accept.shape, n_new)], axis=1)
+        sign, size = _rank(sums, n, self.alpha)
+        pick = np.lexsort((-size, -sign), axis=1)[:, :K]               # (B, K) best first
+        self.sums = np.take_along_axis(sums, pick, axis=1)
+        self.n = np.take_along_axis(n, pick, axis=1)
         self.seq = np.take_along_axis(np.concatenate([self.seq, seq], axis=1), pick[:, :, None], axis=1)
         self.full = np.take_along_axis(np.concatenate([self.full, accept], axis=1), pick, axis=1)
         self.length = np.take_along_axis(
@@ -304,12 +343,16 @@ class _Finished:
     def done(self, best_running, n_new, n_steps):
         """Stop? Each prompt is done when its best running beam (score ``best_running``
         (B,)) cannot beat its worst finished hypothesis, judged at the length transformers
-        assumes (the current one; the longest for ``"never"`` with length_penalty > 0); with
-        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses."""
+        assumes (the current one; the longest for ``"never"`` with length_penalty > 0), or
+        when every running beam is dead (stop strings ended them all); with
+        ``early_stopping=True``, also as soon as every prompt has K finished hypotheses. (A
+        live beam can always improve a prompt that is not full: see the module doc.)"""
         never = self.early_stopping == "never" and self.alpha > 0.0
-        best_possible = best_running / np.float32((n_steps if never else n_new) ** self.alpha)
-        worst = np.where(self.full.all(axis=1), self.scores.min(axis=1), _DEAD)
-        self.improvable &= best_possible > worst
+        best = _rank(best_running.astype(np.float64), n_steps if never else n_new, self.alpha)
+        worst = _rank(self.sums[:, -1], self.n[:, -1], self.alpha)     # sorted: the last is the worst
+        beats = (best[0] > worst[0]) | ((best[0] == worst[0]) & (best[1] > worst[1]))
+        alive = best_running > _DEAD
+        self.improvable &= np.where(self.full.all(axis=1), beats, alive)
         return not self.improvable.any() or (self.early_stopping is True and self.full.all())
 
     def output(self, n_return, P):
@@ -318,10 +361,48 @@ class _Finished:
         T_new = int(self.length[:, :n_return].max())
         beams = self.seq[:, :, :P + T_new]
         beams = np.where(np.arange(P + T_new) < P + self.length[:, :, None], beams, self.pad)
+        scores = _penalised_scores(self.sums, self.n, self.alpha)
         return GenerateOutput(
             sequences=beams[:, :n_return].reshape(B * n_return, P + T_new).copy(),
-            scores=self.scores[:, :n_return].reshape(-1).astype(np.float64),
+            scores=scores[:, :n_return].reshape(-1).copy(),
             num_new_tokens=self.length[:, :n_return].reshape(-1).copy(),
-            beam_sequences=beams, beam_scores=self.scores.astype(np.float64))
+            beam_sequences=beams, beam_scores=scores)
 
 
+def _rank(sums, n, alpha):
+    """The order of the penalised scores ``sums / n ** alpha`` (n >= 1) as a pair of float64
+    arrays (sign, size), compared lexicographically, exact at any ``alpha``: the sign of the
+    sum, then ``log|sum| - alpha * log(n)`` for positive sums (larger is better) and its
+    negative for negative ones (closer to 0 is better). No power is taken, so nothing
+    overflows: ``12 ** 300`` is beyond float64, and in float32 so is ``5 ** 60``.
+
+    >>> sign, size = _rank(np.array([-2.0, -3.0, 0.0]), np.array([1, 2, 1]), 300.0)
+    >>> np.lexsort((-size, -sign)).tolist()              # 0, then -3 / 2**300, then -2
+    [2, 1, 0]
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    sign = np.sign(sums)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf, taken out just below
+        size = np.log(np.abs(sums)) - alpha * np.log(n)
+        return sign, np.where(sign == 0, 0.0, sign * size)
+
+
+def _penalised_scores(sums, n, alpha):
+    """``sums / n ** alpha`` in float64 (the scores beam search returns), without overflow
+    errors: where ``n ** alpha`` is beyond float64 the quotient is taken in log space,
+    ``sign * exp(log|sum| - alpha * log n)``, and is then 0 or ±inf only if the score itself
+    is beyond float64 (the order of hypotheses never depends on it: :func:`_rank`).
+
+    >>> _penalised_scores(np.array([-2.0, -3.0]), np.array([1, 2]), 1.0).tolist()
+    [-2.0, -1.5]
+    >>> f"{_penalised_scores(np.array([-1e10]), np.array([2]), 1030.0)[0]:.4e}"   # 2 ** 1030 is inf
+    '-8.6917e-301'
+    >>> _penalised_scores(np.array([-3.0]), np.array([13]), 300.0).tolist()      # beyond float64
+    [-0.0]
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        power = np.power(np.asarray(n, dtype=np.float64), alpha)
+        direct = sums / power
+        logged = np.sign(sums) * np.exp(np.log(np.abs(sums)) - alpha * np.log(n))
+    return np.where(np.isfinite(power) & (power > 0), direct, logged)

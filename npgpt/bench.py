@@ -7,6 +7,7 @@ same shapes, so that any machine can see its own figures. Every figure is a medi
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable
@@ -35,6 +36,70 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+# The variables OpenBLAS (NumPy's BLAS) reads when it loads, in the order it reads them.
+_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def blas_threads() -> tuple:
+    """(threads, where that figure comes from): how many threads NumPy's BLAS uses for a
+    matrix product, as OpenBLAS decides when it loads — the first of OPENBLAS_NUM_THREADS,
+    GOTO_NUM_THREADS, OMP_NUM_THREADS set to a positive integer, else the CPUs this process
+    may run on (``os.sched_getaffinity``, where the system has it, else ``os.cpu_count``).
+
+    Examples
+    --------
+    >>> os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    >>> blas_threads()
+    (1, 'OPENBLAS_NUM_THREADS=1')
+    >>> del os.environ["OPENBLAS_NUM_THREADS"]
+    """
+    for name in _BLAS_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value), f"{name}={value}"
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)), "the CPUs this process may use, os.sched_getaffinity"
+    return os.cpu_count() or 1, "os.cpu_count()"
+
+
+def load_average():
+    """The machine's load average over the last minute (``os.getloadavg()[0]``: processes
+    running or waiting for a CPU), or None where the system does not say.
+
+    >>> load = load_average()
+    >>> load is None or load >= 0
+    True
+    """
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def conditions(load_at_start=None) -> list:
+    """The lines that say under what conditions the figures were taken: the threads of
+    NumPy's BLAS (and where that number comes from), the CPUs, and the 1-minute load
+    average at the start (``load_at_start``) and now. Timings on a machine whose load
+    approaches its CPU count are slower, and more so with more threads.
+
+    Examples
+    --------
+    >>> os.environ["OPENBLAS_NUM_THREADS"] = "2"
+    >>> print(conditions(load_at_start=0.5)[0])
+    threads: NumPy's BLAS uses 2 (OPENBLAS_NUM_THREADS=2)
+    >>> del os.environ["OPENBLAS_NUM_THREADS"]
+    """
+    threads, source = blas_threads()
+    now = load_average()
+    cpus = os.cpu_count()
+    if now is None:
+        load = "load average: unknown (os.getloadavg is not available here)"
+    else:
+        start = "" if load_at_start is None else f"{load_at_start:.2f} at the start, "
+        load = f"load average (1 minute): {start}{now:.2f} at the end, on {cpus} CPUs"
+    return [f"threads: NumPy's BLAS uses {threads} ({source})", load]
 
 
 def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list:

@@ -5,6 +5,7 @@
     npgpt plot ...         the seed's embedding heatmaps, attention maps
     npgpt train ...        train a character-level model on a text file
     npgpt bench            time npgpt on this machine
+    npgpt convert IN OUT   write a model as safetensors, a Hugging Face folder or GGUF
 
 Every command answers --help with examples. User errors print one line and exit with 2,
 before anything else is printed; Ctrl-C exits with 130, and a closed pipe
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import inspect
 import os
 import re
 import select
@@ -177,12 +179,19 @@ DEFAULT_MODEL = "shakespeare-char"
 def _load_model(name_or_path: str):
     from .io import CheckpointError, load
 
+    import warnings
     try:
-        model = load(name_or_path)
+        with warnings.catch_warnings(record=True) as notes:    # said in the error line below
+            warnings.simplefilter("always")
+            model = load(name_or_path)
     except (OSError, CheckpointError, ValueError) as err:
         raise CLIError(str(err).splitlines()[0]) from None
     if model.tokenizer is None:
-        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be encoded")
+        why = "".join(f" ({n.message})" for n in notes if "tokenizer" in str(n.message))
+        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be "
+                       f"encoded{why}")
+    for note in notes:
+        warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
     return model
 
 
@@ -283,7 +292,8 @@ def _bias_pair(text: str) -> tuple:
 def _logit_bias(pairs, model):
     """{token id: bias} from --logit-bias's pairs (None without any; a later one for the same
     token wins). A key of digits is a token id; any other key is a text, which the model's
-    tokenizer must encode to exactly one token."""
+    tokenizer must encode to exactly one token, not counting the special tokens it adds
+    around a whole text (the BOS of Llama-family tokenizers)."""
     if not pairs:
         return None
     V, bias = model.config.vocab_size, {}
@@ -295,7 +305,7 @@ def _logit_bias(pairs, model):
                                f"model's token ids are 0 to {V - 1}")
         else:
             try:
-                ids = model.tokenizer.encode(key)
+                ids = _text_ids(model.tokenizer, key)
             except ValueError as err:
                 raise CLIError(f"--logit-bias {text!r}: cannot encode {key!r}: {err}") from None
             if len(ids) != 1:
@@ -304,6 +314,14 @@ def _logit_bias(pairs, model):
             token = int(ids[0])
         bias[token] = value
     return bias
+
+
+def _text_ids(tokenizer, text: str) -> list:
+    """The token ids of ``text`` alone: without the special tokens (a BOS) that a tokenizer
+    with that option (``add_special_tokens``, as a ``tokenizer.json``'s) adds around a prompt."""
+    if "add_special_tokens" in inspect.signature(tokenizer.encode).parameters:
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
 
 
 def _draft_model(name: str, model):
@@ -328,6 +346,8 @@ def _vocabulary(model) -> str:
 
 def _generate(args) -> int:
     model = _load_model(args.model)
+    if args.prompt is None:
+        args.prompt = "" if getattr(model.tokenizer, "add_bos", False) else "\n"
     prompt = _encode(model, args.prompt)
     config = _generation_config(args, model)
     seed_line = None
@@ -346,7 +366,7 @@ def _one_sequence(model, prompt, config, prompt_text: str, notes: "_Notes") -> i
     then the rest of the final sequence."""
     from .generate import generate, stream
 
-    text = _Text(model.tokenizer, prompt_text)
+    text = _Text(_Continuation(model.tokenizer, prompt), prompt_text)
 
     def show(step, tokens):
         notes.step(step, tokens)
@@ -380,7 +400,7 @@ def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
     else:
         with _reported(notes):
             result = generate(model, prompt, config, callback=notes.step)
-    _print_sequences(result, config, model.tokenizer, prompt_text, len(prompt))
+    _print_sequences(result, config, _Continuation(model.tokenizer, prompt), prompt_text, len(prompt))
     if K > 1:                                 # every step chose a token for each of K beams
         steps = int(result.num_new_tokens.max(initial=0))
         notes.finish(steps * K, f" ({steps} steps of {K} beams)")
@@ -409,6 +429,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
     from .generate import stream
 
     line = _LiveLine(sys.stdout, f"best of {config.num_beams} beams: ")
+    after_prompt = _Continuation(model.tokenizer, prompt)
     steps = stream(model, prompt, config)
     with _reported(notes, line):
         while True:
@@ -418,7 +439,7 @@ def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
                 result = stop.value
                 break
             notes.step(None, best)
-            line.show(prompt_text + model.tokenizer.decode(best[0].tolist()))
+            line.show(prompt_text + after_prompt.decode(best[0].tolist()))
         line.clear()
     return result
 
@@ -432,9 +453,19 @@ def _print_sequences(result, config, tokenizer, prompt_text: str, P: int) -> Non
         out.write(f"{_beam_kind(config)}, {shown}: the candidates, best first "
                   f"(score = sum log p / new_tokens ** {config.length_penalty})\n")
     for rank, (seq, score, n_new) in enumerate(rows):
-        out.write(f"--- candidate {rank + 1}  score {score:.4f}\n" if K > 1 else
+        out.write(f"--- candidate {rank + 1}  score {_score_text(score)}\n" if K > 1 else
                   f"--- sample {rank + 1}  log p = {score:.2f} over {n_new} tokens\n")
         out.write(prompt_text + tokenizer.decode(seq[P:P + n_new].tolist()) + "\n")
+
+
+def _score_text(score: float) -> str:
+    """A beam's score with 4 decimals, or 4 significant digits when it is that close to 0
+    (an extreme --length-penalty makes every score tiny: they must not all read -0.0000).
+
+    >>> _score_text(-1.23456), _score_text(-6.04e-210), _score_text(0.0)
+    ('-1.2346', '-6.040e-210', '0.0000')
+    """
+    return f"{score:.4f}" if score == 0 or not abs(score) < 1e-3 else f"{score:.3e}"
 
 
 @contextlib.contextmanager
@@ -450,6 +481,22 @@ def _reported(notes: "_Notes", text: "_Text | None" = None):
         if isinstance(err, ValueError):
             raise _option_error(err, "generate") from None
         raise
+
+
+class _Continuation:
+    """Decodes new tokens as they read after the prompt: ``decode(prompt + ids)`` without
+    ``decode(prompt)``. A SentencePiece tokenizer drops the space that begins a text, so the
+    new tokens decoded alone would lose the space between the prompt and them."""
+
+    def __init__(self, tokenizer, prompt):
+        self.tokenizer, self.prompt = tokenizer, [int(i) for i in prompt]
+        self.before = tokenizer.decode(self.prompt)
+
+    def decode(self, ids):
+        whole = self.tokenizer.decode(self.prompt + [int(i) for i in ids])
+        if whole.startswith(self.before):
+            return whole[len(self.before):]
+        return self.tokenizer.decode(ids)
 
 
 class _Text:
@@ -678,15 +725,29 @@ def _plot(args) -> int:
 
 
 # ----------------------------------------------------------------------------- bench
+def _convert(args) -> int:
+    """npgpt convert IN OUT: :func:`npgpt.convert.convert`, its errors as one line."""
+    from .convert import convert
+    from .io import CheckpointError
+    try:
+        written = convert(args.input, args.output, format=args.format, dtype=args.dtype)
+    except (OSError, CheckpointError, ValueError) as err:
+        raise CLIError(str(err).splitlines()[0]) from None
+    print(f"wrote {args.output} ({written}, {args.dtype})")
+    return 0
+
+
 def _bench(args) -> int:
-    from .bench import format_table, run
+    from .bench import conditions, format_table, load_average, run
 
     def progress(name):
         sys.stderr.write(f"running: {name}\n")
         sys.stderr.flush()
 
+    load = load_average()
     rows = run(repeats=args.repeats, progress=progress)
     print(format_table(rows))
+    print("\n".join(conditions(load)))
     print("(npgpt alone; the comparisons against PyTorch, transformers and tiktoken are the "
           "scripts in the repository's benchmarks/ folder)")
     return 0
@@ -965,6 +1026,19 @@ def _interrupted(err, ckpt_path: str) -> str:
     return text
 
 
+def _check_out(args, out_dir: str) -> None:
+    """A new run never replaces another: an --out folder that holds one (train.run_in_folder)
+    needs --resume or --overwrite, and not both."""
+    from .train import run_in_folder
+
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    found = None if args.resume or args.overwrite else run_in_folder(out_dir)
+    if found:
+        raise CLIError(f"--out {out_dir!r} already holds {found}: continue it with --resume, replace "
+                       f"its files with --overwrite (other files are kept), or choose another --out")
+
+
 def _train(args) -> int:
     from .train import TrainingError, TrainingInterrupted, train
 
@@ -972,6 +1046,7 @@ def _train(args) -> int:
     ckpt_path = os.path.join(out_dir, "ckpt.npz")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CLIError(f"--out {out_dir!r} is a file, not a folder")
+    _check_out(args, out_dir)
     name, text = _read_data(args.data)
     state = _resumed_state(args, ckpt_path) if args.resume else _new_state(args, text)
     ids, train_data, val_data = _split_data(state, name, text)
@@ -996,7 +1071,8 @@ def _train(args) -> int:
     start = time.perf_counter()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # a divergence: one line
-            train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval)
+            train(state, train_data, val_data, out_dir=out_dir, on_step=progress.step, on_eval=on_eval,
+                  overwrite=args.overwrite)
     except TrainingInterrupted as err:
         progress.message(_interrupted(err, ckpt_path))
         return 130
@@ -1058,7 +1134,8 @@ _COMMANDS = (
                   "npgpt generate --model out/model.safetensors --prompt 'Hello'"),
         arguments=(
             _MODEL_ARG,
-            _arg("-p", "--prompt", default="\n", help="the text to continue (default: a newline)"),
+            _arg("-p", "--prompt", default=None, help="the text to continue (default: a newline, or "
+                 "none when the model's tokenizer puts BOS first: BOS alone, as llama2.c starts)"),
             _arg("-n", "--max-new-tokens", type=_NON_NEGATIVE_INT, default=200),
             _arg("--min-new-tokens", type=_NON_NEGATIVE_INT, default=0),
             _arg("--do-sample", action="store_true", help="sample instead of greedy decoding"),
@@ -1135,6 +1212,21 @@ _COMMANDS = (
             _MODEL_ARG),
         handler=_plot),
     _Command(
+        name="convert", help="write a model as npgpt safetensors, a Hugging Face folder or GGUF",
+        description="Load any model npgpt reads (a bundled name, safetensors, a PyTorch file, a "
+                    "Hugging Face folder, GGUF) and write it in another format.",
+        examples=("npgpt convert run1 run1.gguf --dtype q8_0        # for llama.cpp / ollama",
+                  "npgpt convert model.gguf model-hf --format hf",
+                  "npgpt convert shakespeare-char sc.safetensors --dtype f16"),
+        arguments=(
+            _arg("input", metavar="IN", help="a model npgpt.load reads"),
+            _arg("output", metavar="OUT", help="the file or folder to write"),
+            _arg("--format", choices=["safetensors", "hf", "gguf"],
+                 help="(default: gguf for *.gguf, safetensors for *.safetensors, else hf)"),
+            _arg("--dtype", choices=["f32", "f16", "q8_0"], default="f32",
+                 help="f16: safetensors or gguf; q8_0: gguf only")),
+        handler=_convert),
+    _Command(
         name="bench", help="time npgpt on this machine (NumPy only)",
         description="Run the benchmarks that need no optional package and print a table.",
         examples=("npgpt bench", "npgpt bench --repeats 9"),
@@ -1147,11 +1239,13 @@ _COMMANDS = (
         examples=("npgpt train                                   # on Python's own pydoc texts",
                   "npgpt train --data input.txt --out run1 --steps 2000",
                   "npgpt train --data input.txt --out run2 --arch llama   # RMSNorm, rotary, SwiGLU",
-                  "npgpt train --data input.txt --out run1 --resume   # continue a run"),
+                  "npgpt train --data input.txt --out run1 --resume   # continue a run",
+                  "npgpt train --data input.txt --out run1 --overwrite   # a new run in its place"),
         footer="then: npgpt.load('run1/model.safetensors')",
         arguments=(
             _arg("--data", help="a UTF-8 text file (default: the pydoc_data topic texts)"),
-            _arg("--out", default="out", help="output folder (default: out); one run at a time"),
+            _arg("--out", default="out", help="output folder (default: out); one run at a time; "
+                 "one that holds a run needs --resume or --overwrite"),
             _arg("--arch", choices=["gpt", "llama"],
                  help="gpt: GPT-2's block; llama: RMSNorm, rotary positions, SwiGLU (its width "
                       "chosen for the GPT's parameter count), no output bias (default: gpt)"),
@@ -1184,7 +1278,11 @@ _COMMANDS = (
             _arg("--seed", type=_NON_NEGATIVE_INT, help=f"seed of the weights, batches and dropout {_default('seed')}"),
             _arg("--resume", action="store_true",
                  help="continue from OUT/ckpt.npz with its settings: only --steps may change, "
-                      "other flags must match it")),
+                      "other flags must match it"),
+            _arg("--overwrite", action="store_true",
+                 help="start a new run in an --out folder that holds one, replacing its "
+                      "ckpt.npz and model.safetensors as the new run saves (other files are "
+                      "kept); without it such a folder is refused")),
         handler=_train),
 )
 

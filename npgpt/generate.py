@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import sampling
-from ._checks import check_option
+from ._checks import INT64_MAX, at_most_int64, check_option, real, shown
 from ._decoder import OVERFLOW_MODES, Decoder, check_logits, check_overflow
 from .model import _as_ids, _as_mask
 
@@ -62,7 +62,8 @@ class GenerationConfig:
     suppress_tokens, begin_suppress_tokens : token ids never generated / not as the first
         new token (transformers' processors).
     bad_words_ids : sequences of token ids that are never completed (transformers').
-    logit_bias : {token id: additive bias} (OpenAI's ``logit_bias``).
+    logit_bias : {token id: additive bias} (OpenAI's ``logit_bias``); a bias beyond the
+        logits' dtype (1e39 in float32), or one that pushes a logit to +inf, raises ValueError.
     forced_eos_token_id : int or ids, forced at the last step (``max_new_tokens``).
     stop_strings : strings; a row stops once the decoded text of its new tokens contains one
         (needs ``model.tokenizer``); ``include_stop_string`` keeps it in the output. In beam
@@ -167,7 +168,7 @@ class GenerationConfig:
         confidence = self.draft_confidence
         if (isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real)
                 or not 0 <= confidence <= 1):
-            raise ValueError(f"draft_confidence must be a number in [0, 1], got {confidence!r}")
+            raise ValueError(f"draft_confidence must be a number in [0, 1], got {shown(confidence)}")
         object.__setattr__(self, "draft_confidence", float(confidence))
         if self.draft_model is not None and not hasattr(self.draft_model, "new_cache"):
             raise ValueError(f"draft_model must be an npgpt.GPT, got {type(self.draft_model).__name__}")
@@ -206,8 +207,8 @@ def _boolean(value, name):
 def _count(value, name, low):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
         kind = "a positive" if low == 1 else "a non-negative"
-        raise ValueError(f"{name} must be {kind} integer, got {value!r}")
-    return int(value)
+        raise ValueError(f"{name} must be {kind} integer, got {shown(value)}")
+    return at_most_int64(int(value), name)
 
 
 def _token_ids(value, name, single=False):
@@ -216,16 +217,17 @@ def _token_ids(value, name, single=False):
         return None
     one = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if single and not one:
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise ValueError(f"{name} must be an int, got {shown(value)}")
     try:
         items = [value] if one else list(value)
     except TypeError:
-        raise ValueError(f"{name} must be an int or a list of ints, got {value!r}") from None
+        raise ValueError(f"{name} must be an int or a list of ints, got {shown(value)}") from None
     for item in items:
         if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
-            raise ValueError(f"{name} must be an int or a list of ints, got {value!r}")
-        if item < 0:
-            raise ValueError(f"{name} {int(item)} is out of range: token ids are >= 0")
+            raise ValueError(f"{name} must be an int or a list of ints, got {shown(value)}")
+        if not 0 <= item <= INT64_MAX:
+            raise ValueError(f"{name} {shown(int(item))} is out of range: token ids are >= 0 "
+                             f"and below 2**63")
     if not items:
         raise ValueError(f"{name} is an empty list")
     return int(items[0]) if one else tuple(int(i) for i in items)
@@ -242,11 +244,15 @@ def _sequences(value, name):
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name} must be a list of lists of token ids, got {value!r:.80}")
-    out = tuple(_token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name) for seq in value)
+        raise ValueError(f"{name} must be a list of lists of token ids, got {shown(value)}")
+    out = []
+    for i, seq in enumerate(value):
+        if seq is None or isinstance(seq, (str, bytes)):
+            raise ValueError(f"{name}[{i}] must be a token id or a list of them, got {shown(seq)}")
+        out.append(_token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name))
     if not out:
         raise ValueError(f"{name} is an empty list")
-    return out
+    return tuple(out)
 
 
 def _logit_bias(value):
@@ -254,7 +260,7 @@ def _logit_bias(value):
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ValueError(f"logit_bias must be a dict {{token id: bias}}, got {value!r:.80}")
+        raise ValueError(f"logit_bias must be a dict {{token id: bias}}, got {shown(value)}")
     out = {}
     for token, bias in value.items():
         token = _token_ids(token, "a logit_bias token id", single=True)
@@ -263,9 +269,10 @@ def _logit_bias(value):
 
 
 def _finite(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    try:
+        return real(value, name)
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number, got {shown(value)}") from None
 
 
 def _strings(value, name):
@@ -274,14 +281,22 @@ def _strings(value, name):
         return None
     items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
     if not items or not all(isinstance(item, str) and item for item in items):
-        raise ValueError(f"{name} must be a non-empty string or a list of them, got {value!r:.80}")
+        raise ValueError(f"{name} must be a non-empty string or a list of them, got {shown(value)}")
+    for item in items:                   # matched as UTF-8: a lone surrogate has no bytes
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{name}: {shown(item)} contains a lone surrogate "
+                             f"U+{ord(err.object[err.start]):04X} at position {err.start}; such a "
+                             f"string has no UTF-8 form, so it cannot be matched (an undecodable "
+                             f"byte of the command line becomes one)") from None
     return tuple(items)
 
 
 def _check_seed(seed):
     if not (seed is None or isinstance(seed, np.random.Generator) or (
             isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0)):
-        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {shown(seed)}")
 
 
 def _seed_sequence(seed):
@@ -516,7 +531,7 @@ class _Run:
         token (``new == 0``). ``new``: the tokens each row has generated before this step."""
         c = self.config
         if self.bias is not None:
-            x = x + self.bias.astype(x.dtype)
+            x = sampling._biased(x, self.bias, c.logit_bias)
         if c.repetition_penalty != 1.0:
             x = sampling._penalise_seen(x, counts > 0, c.repetition_penalty)
         if c.presence_penalty != 0.0 or c.frequency_penalty != 0.0:

@@ -299,7 +299,8 @@ class GPT:
         self.params = new
 
     def astype(self, dtype) -> "GPT":
-        """The same model with parameters in ``dtype`` (float32 or float64), as a new GPT.
+        """A new GPT holding this model's parameters converted to ``dtype`` (float32 or
+        float64); like ``ndarray.astype`` it returns a copy and leaves this model as it is.
 
         >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
         >>> model.astype(np.float64).dtype, model.dtype

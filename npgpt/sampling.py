@@ -380,14 +380,46 @@ def banned_ngram_mask(hist, V, n):
 
 def _penalise_seen(x, seen, penalty):
     """Repetition penalty where seen (same shape as x): negative × penalty, positive ÷."""
-    pen = x.dtype.type(penalty)
-    return np.where(seen, np.where(x < 0, x * pen, x / pen), x).astype(x.dtype, copy=False)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        pen = x.dtype.type(penalty)                                  # checked just below
+        out = np.where(seen, np.where(x < 0, x * pen, x / pen), x).astype(x.dtype, copy=False)
+    return _still_finite(out, "repetition_penalty", penalty)
 
 
 def _penalise_counts(x, counts, presence, frequency):
     """Presence and frequency penalties from the token counts (same shape as x)."""
     delta = frequency * counts + presence * (counts > 0)
-    return (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):                # checked just below
+        out = (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
+    return _still_finite(out, "presence_penalty and frequency_penalty", (presence, frequency))
+
+
+def _biased(x, vector, bias):
+    """x + vector (V,) in x's dtype: the ``logit_bias`` rule, refusing a bias that is not
+    finite in that dtype (1e39 is +inf in float32) or that pushes a logit past its range."""
+    with np.errstate(over="ignore", invalid="ignore"):                # checked just below
+        shift = vector.astype(x.dtype)
+        if not np.isfinite(shift).all():
+            token = int(np.flatnonzero(~np.isfinite(shift))[0])
+            raise ValueError(f"logit_bias: the bias {bias[token]:g} of token {token} is beyond "
+                             f"the range of the {x.dtype} logits (up to "
+                             f"{float(np.finfo(x.dtype).max):.3g} either way); -100 all but bans "
+                             f"a token, +100 all but forces it")
+        out = x + shift
+    return _still_finite(out, "logit_bias", bias)
+
+
+def _still_finite(out, name, value):
+    """``out``, the logits after a rule, unless the rule made a logit +inf or NaN (a finite
+    logit pushed past its dtype's range): a ValueError naming the option then. (-inf stays
+    what it always is: a removed token.) A +inf logit would make softmax NaN and every draw
+    a wrong token, so it is refused where it is made."""
+    top = out.max()                                       # NaN propagates through max
+    if np.isnan(top) or top == np.inf:
+        raise ValueError(f"{name}={value!r:.80} pushes a logit past the range of {out.dtype} "
+                         f"(to {'NaN' if np.isnan(top) else 'inf'}), which no token can be drawn "
+                         f"from")
+    return out
 
 
 # ------------------------------------------------------------------- token-id transforms
@@ -398,7 +430,10 @@ def logit_bias(logits, bias):
 
     The bias is added in the logits' dtype (as transformers' SequenceBiasLogitsProcessor
     does for one-token sequences). On typical logits -100 all but bans a token and +100 all
-    but forces it; OpenAI accepts -100..100, npgpt any finite bias.
+    but forces it; OpenAI accepts -100..100, npgpt any bias that is finite in the logits'
+    dtype (float32: up to about 3.4e38 either way). A bias that is not, or a sum that
+    overflows to +inf, raises ValueError naming ``logit_bias``: a +inf logit has no
+    probability (softmax would divide inf by inf), so no token could be drawn.
 
     Parameters
     ----------
@@ -408,7 +443,7 @@ def logit_bias(logits, bias):
     >>> logit_bias(np.array([1.0, 2.0, 3.0]), {0: 5.0, 2: -100.0})
     array([  6.,   2., -97.])
     """
-    return logits + bias_vector(bias, logits.shape[-1], logits.dtype)
+    return _biased(logits, bias_vector(bias, logits.shape[-1]), bias)
 
 
 @transform(bad_words_ids="bad_words_ids")
@@ -484,7 +519,10 @@ def token_mask(token_ids, V, name="token_ids"):
     """
     if token_ids is None:
         raise ValueError(f"{name} must be a token id or a list of them, got None")
-    ids = np.atleast_1d(np.asarray(token_ids, dtype=np.int64))
+    try:
+        ids = np.atleast_1d(np.asarray(token_ids, dtype=np.int64))
+    except (OverflowError, TypeError, ValueError):      # beyond int64, or not numbers
+        raise ValueError(f"{name} must be token ids in [0, {V}), got {token_ids!r:.80}") from None
     bad = ids[(ids < 0) | (ids >= V)]
     if bad.size:
         raise ValueError(f"{name} {int(bad[0])} is out of range [0, {V})")

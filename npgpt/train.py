@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import secrets
 import signal
 import time
 import zipfile
@@ -35,6 +36,8 @@ except ImportError:                     # Windows: the lock falls back to a file
 
 CHECKPOINT_FORMAT = "npgpt-train-1"
 LOCK_NAME = ".lock"
+#: The files a run writes into its output folder; a folder holding either holds a run.
+RUN_FILES = ("ckpt.npz", "model.safetensors")
 
 
 class TrainingError(ValueError):
@@ -641,6 +644,7 @@ def save_checkpoint(path: str, state: "TrainState") -> None:
         "adam_t": state.optimizer.t,
         "decay": sorted(state.optimizer.decay),
         "tokenizer": None if model.tokenizer is None else model.tokenizer.to_dict(),
+        "run_id": state.run_id,
     }
     arrays = {"meta": np.array(json.dumps(meta))}
     for name, value in model.params.items():
@@ -686,6 +690,7 @@ def load_checkpoint(path: str) -> "TrainState":
 
 _META_KEYS = ("format", "config", "train_config", "step", "best_val", "history", "rng",
               "adam_t", "decay", "tokenizer")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _one_line(err: BaseException) -> str:
@@ -750,6 +755,9 @@ def _check_meta(meta) -> None:
         raise ValueError(f"decay must be a list of parameter names, got {meta['decay']!r:.60}")
     if meta["tokenizer"] is not None and not isinstance(meta["tokenizer"], dict):
         raise ValueError(f"tokenizer must be a JSON object or null, got {meta['tokenizer']!r:.60}")
+    run_id = meta.get("run_id")             # absent from checkpoints written before run ids
+    if run_id is not None and not (isinstance(run_id, str) and _RUN_ID_RE.match(run_id)):
+        raise ValueError(f"run_id must be 16 hex digits or null, got {run_id!r:.60}")
 
 
 def _check_arrays(config: GPTConfig, arrays: dict) -> None:
@@ -795,7 +803,7 @@ def _state_from_checkpoint(meta: dict, arrays: dict) -> "TrainState":
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng"]
     return TrainState(model, optimizer, rng, train_config, meta["step"], meta["best_val"],
-                      meta["history"])
+                      meta["history"], meta.get("run_id"))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -803,6 +811,10 @@ def _state_from_checkpoint(meta: dict, arrays: dict) -> "TrainState":
 class TrainState:
     """Everything a run needs to continue: the model, AdamW's moments, the Generator that
     draws batches and dropout masks, and where it is.
+
+    ``run_id`` (16 hex digits, drawn by :meth:`new` and kept in every checkpoint) names the
+    run: :func:`train` continues a run in its output folder only with a state of that run
+    (None: a state made by hand, or read from a checkpoint older than run ids).
 
     Examples
     --------
@@ -819,6 +831,7 @@ class TrainState:
     step: int = 0
     best_val: float | None = None
     history: list = dataclasses.field(default_factory=list)
+    run_id: str | None = None
 
     @classmethod
     def new(cls, model: GPT, train_config: TrainConfig) -> "TrainState":
@@ -836,7 +849,7 @@ class TrainState:
         tc = train_config
         optimizer = AdamW(model.params, (tc.beta1, tc.beta2), tc.eps, tc.weight_decay,
                           decayed_parameters(model.params, tc.decay_embeddings))
-        return cls(model, optimizer, np.random.default_rng(tc.seed), tc)
+        return cls(model, optimizer, np.random.default_rng(tc.seed), tc, run_id=secrets.token_hex(8))
 
 
 def _diverged(step: int, loss: float, norm: float, lr: float) -> str:
@@ -875,12 +888,24 @@ def train_step(state: TrainState, x, y) -> dict:
 def train(state: TrainState, train_data, val_data, out_dir: str | None = None,
           on_step: Callable[[dict], None] | None = None,
           on_eval: Callable[[dict], None] | None = None,
-          stop_at: int | None = None) -> TrainState:
+          stop_at: int | None = None, overwrite: bool = False) -> TrainState:
     """Run the loop from ``state.step`` to ``train_config.steps`` (or ``stop_at``).
 
     Every ``eval_interval`` steps (and at the end) the loss is estimated on both splits; a
     better validation loss writes ``out_dir/model.safetensors`` (loadable with
     ``npgpt.load``), and ``out_dir/ckpt.npz`` always holds the latest full state.
+
+    A run never replaces another one. ``out_dir`` may be absent, empty, or hold other files
+    (they are never touched: a run writes only :data:`RUN_FILES` and its lock). When it
+    holds ``ckpt.npz`` or ``model.safetensors`` (:func:`run_in_folder`), ``train`` goes on
+    only if ``state`` continues that run: the same run (``state.run_id``, as
+    :func:`load_checkpoint` of its ``ckpt.npz`` gives) at the folder's step or later.
+    Anything else — a new state, another run's, an older state of the same run, a
+    ``model.safetensors`` without a checkpoint, a ``ckpt.npz`` that cannot be read — raises
+    a :class:`TrainingError` naming ``out_dir`` and ``overwrite``, before anything is
+    written. ``overwrite=True`` lets the run replace the folder's ``ckpt.npz`` and
+    ``model.safetensors`` as it saves (until its first save they stay as they were);
+    other files are kept.
 
     Interrupted runs lose nothing and resume bit-identically (with :func:`load_checkpoint`):
 
@@ -919,11 +944,101 @@ def train(state: TrainState, train_data, val_data, out_dir: str | None = None,
     """
     tc = state.train_config
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite must be True or False, got {overwrite!r}")
     if out_dir is None:
         return _run(state, train_data, val_data, None, on_step, on_eval, end)
     with _FolderLock(out_dir):
+        _check_out_dir(state, out_dir, overwrite)
+        if state.run_id is None:                  # from now on its checkpoints name the run
+            state.run_id = secrets.token_hex(8)
         _remove_stale_temporaries(out_dir)
         return _run(state, train_data, val_data, out_dir, on_step, on_eval, end)
+
+
+def _checkpoint_meta(path: str):
+    """The metadata dict of the training checkpoint ``path`` (only that entry is read), or
+    None when it is not one that can be read."""
+    from .io.files import open_regular
+
+    try:
+        with open_regular(path) as f:
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                return None
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as archive:
+                meta = json.loads(str(archive["meta"]))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == CHECKPOINT_FORMAT else None
+
+
+def run_in_folder(folder: str) -> str | None:
+    """What of a training run ``folder`` holds, in a few words, or None when it holds
+    none of :data:`RUN_FILES` (an absent or empty folder, or one of other files only).
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=4, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0)
+    >>> os.makedirs("notes")
+    >>> run_in_folder("notes") is None
+    True
+    >>> save_checkpoint("notes/ckpt.npz", TrainState.new(model, TrainConfig(steps=400)))
+    >>> run_in_folder("notes")
+    'a training run (ckpt.npz at step 0 of 400, not yet evaluated)'
+    """
+    present = [name for name in RUN_FILES if os.path.lexists(os.path.join(folder, name))]
+    if not present:
+        return None
+    if "ckpt.npz" not in present:
+        return "a model.safetensors (and no ckpt.npz to continue it from)"
+    meta = _checkpoint_meta(os.path.join(folder, "ckpt.npz"))
+    if meta is None:
+        return "a ckpt.npz that is not a readable training checkpoint"
+    best, tc = meta.get("best_val"), meta.get("train_config")
+    steps = tc.get("steps") if isinstance(tc, dict) else None
+    where = f"step {meta.get('step')}" + (f" of {steps}" if steps is not None else "")
+    quality = (f"best validation loss {best:.4f}" if isinstance(best, (int, float))
+               else "not yet evaluated")
+    model = ", and its model.safetensors" if "model.safetensors" in present else ""
+    return f"a training run (ckpt.npz at {where}, {quality}{model})"
+
+
+def _continues(state: TrainState, meta: dict) -> bool:
+    """Whether ``state`` continues the run whose checkpoint metadata is ``meta``: the same
+    run id (both None for checkpoints older than run ids), at its step or later, its
+    evaluations as the first of the state's."""
+    step, history = meta.get("step"), meta.get("history")
+    return (isinstance(step, int) and isinstance(history, list)
+            and meta.get("run_id") == state.run_id and step <= state.step
+            and state.history[:len(history)] == history)
+
+
+def _check_out_dir(state: TrainState, out_dir: str, overwrite: bool) -> None:
+    """A TrainingError unless training ``state`` into ``out_dir`` replaces no other run
+    (see :func:`train`); a run file that is a folder is refused even with ``overwrite``."""
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.isdir(path):
+            raise TrainingError(f"{path!r} is a folder where the run's {name} belongs; the run "
+                                f"will not replace it: move it, or choose another out_dir")
+    found = run_in_folder(out_dir)
+    if found is None or overwrite:
+        return
+    checkpoint = os.path.join(out_dir, "ckpt.npz")
+    meta = _checkpoint_meta(checkpoint)
+    if meta is not None and _continues(state, meta):
+        return
+    saved_step = meta.get("step") if meta is not None else None
+    if isinstance(saved_step, int) and meta.get("run_id") == state.run_id and saved_step > state.step:
+        why = (f"holds step {saved_step} of this same run and the state is at step "
+               f"{state.step}: training would replace the later steps")
+    else:
+        why = f"holds {found}, which this state does not continue"
+    raise TrainingError(f"out_dir {out_dir!r} {why}; continue the folder's run with the state "
+                        f"load_checkpoint({checkpoint!r}) gives, pass overwrite=True to replace its "
+                        f"ckpt.npz and model.safetensors (other files are kept), or choose "
+                        f"another out_dir")
 
 
 def _run(state: TrainState, train_data, val_data, out_dir, on_step, on_eval, end: int) -> TrainState:

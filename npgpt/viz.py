@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -168,8 +169,18 @@ def token_label(labels, token_id, vocab_size):
 
 
 def _save(fig, path):
+    """Save ``fig`` to the file ``path`` (its format from the extension), atomically: a file
+    already there is replaced whole, never left half-written; a folder there is refused
+    (IsADirectoryError) and nothing else beside it is touched."""
     if path is not None:
-        fig.savefig(path, dpi=110)
+        from .io.files import atomic_write
+
+        path = os.fspath(path)
+        extension = os.path.splitext(path)[1].lstrip(".").lower()
+        if not extension:                         # matplotlib's rule: the default format, added
+            extension = fig.canvas.get_default_filetype()
+            path = f"{path}.{extension}"
+        atomic_write(path, lambda f: fig.savefig(f, format=extension, dpi=110))
     return fig
 
 

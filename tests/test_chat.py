@@ -173,3 +173,17 @@ def test_the_chat_command_refuses_a_model_without_a_template(monkeypatch, capsys
     monkeypatch.setattr("npgpt.cli._load_model", lambda name: model)
     code, out, err = run_cli(capsys, "chat", "-m", "plain")
     assert code == 2 and "no chat template" in err and len(err.strip().splitlines()) == 1
+
+
+def test_smollm2_answers_the_capital_of_france_then_of_germany_in_one_conversation():
+    from helpers import model_path
+    model = npgpt.load(model_path("SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert model.tokenizer.chat_template is not None
+    chat = Chat(model, max_new_tokens=24)
+    assert "Paris" in chat.send("What is the capital of France?")
+    assert "Berlin" in chat.send("And of Germany?")
+    first, second = chat.turns
+    assert second["reused_tokens"] == first["prompt_tokens"] + first["new_tokens"]   # only the new turn fed
+    assert chat.messages[0]["role"] == "user"                 # the template's own system turn, not ours
+    assert chat.template.render(messages=chat.messages[:1], add_generation_prompt=True).startswith(
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM")

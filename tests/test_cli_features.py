@@ -91,7 +91,7 @@ def test_every_option_s_help_shows_its_default(name, parser):
 def test_help_keeps_its_texts_and_adds_the_defaults(capsys):
     _, generate_help, _ = run(capsys, "generate", "--help")
     flat = " ".join(generate_help.split())
-    for text in ("the text to continue (default: a newline)", "sample instead of greedy decoding (default: off)",
+    for text in ("the text to continue (default: a newline, or none when the model's tokenizer puts BOS first", "sample instead of greedy decoding (default: off)",
                  "how many to print (default: 1, or every beam)", "--top-p TOP_P (default: off)",
                  "--max-new-tokens MAX_NEW_TOKENS (default: 200)", "--draft-tokens K tokens the draft "
                  "proposes in its first round;", "at a token the draft doubts (default: 4)", "--context-overflow {exact,chunk,slide}",

@@ -460,7 +460,7 @@ def test_clean_stale_temporaries_is_exposed_for_other_writers(tmp_path):
 
 
 # --------------------------------------------------------- 7. save_gpt2 as one folder
-def test_save_gpt2_swaps_the_whole_folder_and_keeps_the_users_files(tmp_path):
+def test_save_gpt2_replaces_the_model_files_and_keeps_the_users_files(tmp_path):
     folder = tmp_path / "hf"
     first = npgpt.GPT(gpt2_config(vocab_size=259), seed=0)
     first.tokenizer = npgpt.BPETokenizer.train("the theme then", vocab_size=259)
@@ -469,7 +469,8 @@ def test_save_gpt2_swaps_the_whole_folder_and_keeps_the_users_files(tmp_path):
     (folder / "extras").mkdir()
     (folder / "extras" / "eval.txt").write_text("0.5")
     second = npgpt.GPT(gpt2_config(), seed=1)                  # no tokenizer
-    second.save_gpt2(folder)
+    with pytest.warns(UserWarning, match="vocab.json and merges.txt .* are removed"):
+        second.save_gpt2(folder)
     assert sorted(os.listdir(folder)) == ["README.md", "config.json", "extras",
                                           "model.safetensors"]
     assert (folder / "README.md").read_text() == "my notes"
@@ -521,9 +522,12 @@ def test_save_gpt2_refuses_a_destination_that_is_a_file(tmp_path):
     assert (tmp_path / "hf").read_text() == "not a folder"
 
 
-def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("user_file", [False, True], ids=["swapped", "updated in place"])
+def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch, user_file):
     folder = tmp_path / "hf"
     npgpt.GPT(gpt2_config(), seed=0).save_gpt2(folder)
+    if user_file:                        # the next save replaces the files inside the folder
+        (folder / "notes.txt").write_text("mine")
     new = npgpt.GPT(gpt2_config(num_layers=1), seed=7)
     real = npgpt.io._load_gpt2_folder
     calls = []

@@ -172,8 +172,8 @@ def test_lone_surrogates_are_rejected_with_their_position(make):
 
 
 def test_tokenizer_from_dict_rejects_unknown_types():
-    with pytest.raises(ValueError, match="unknown tokenizer type 'sentencepiece'"):
-        tokenizer_from_dict({"type": "sentencepiece"})
+    with pytest.raises(ValueError, match="unknown tokenizer type 'unigram'"):
+        tokenizer_from_dict({"type": "unigram"})
     with pytest.raises(ValueError, match="needs a 'type' key"):
         tokenizer_from_dict({"chars": "abc"})
 

@@ -282,7 +282,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(tmp_pat
     state = train(new_state(), *data, out_dir=out, on_step=second)
     assert refused and repr(out) in refused[0] and f"process {os.getpid()}" in refused[0]
     assert state.step == 8 and sorted(os.listdir(out)) == ["ckpt.npz", "model.safetensors"]
-    train(new_state(steps=9), *data, out_dir=out)                   # free again once it ended
+    train(new_state(steps=9), *data, out_dir=out, overwrite=True)   # free again once it ended
 
 
 def test_a_second_npgpt_train_process_is_refused_with_one_line(tmp_path, data, text_file):

@@ -18,8 +18,15 @@ Llama/Qwen2/MistralForCausalLM  ``model.safetensors``, shards listed in
 a folder with                   a training folder (``npgpt train --out``):
 ``model.safetensors`` only      that file, npgpt's own
 a zip file (starts ``PK``)      ``torch.save(state_dict)``: restricted unpickler
+                                (npgpt train's ``ckpt.npz`` is refused, naming the
+                                ``model.safetensors`` beside it)
+a GGUF file (starts ``GGUF``)   llama.cpp's (:mod:`npgpt.io.gguf`): llama, qwen2,
+                                gpt2; F32 ... Q8_0 and the K-quants, memory-mapped
 a safetensors file              npgpt's own (``"format": "npgpt"`` metadata), else
                                 a state_dict with seed or GPT-2 names
+a llama2.c ``model.bin``        legacy, version 1 or 2 (:mod:`npgpt.io.llama2c`);
+(``ak42``, or a legacy header   its tokenizer.bin with ``tokenizer=``
+whose size is the file's)
 a bare name (no such path)      a bundled model, ``npgpt/data/<name>.safetensors``
 ==============================  =================================================
 
@@ -29,8 +36,10 @@ shows cut short (:func:`short_repr`), and memory bounded by a few times the file
 Only regular files are read: a FIFO or a device is refused, never waited on.
 
 Writes are atomic (:mod:`npgpt.io.files`): a file through a temporary beside it and a
-rename (:func:`atomic_write`), a GPT-2 folder through a whole new folder swapped in; the
-temporaries of a killed writer are removed by the next write into the same folder
+rename (:func:`atomic_write`; a path that is a folder is refused), a model folder through a
+whole new folder swapped in, or, when the folder holds files of its user too, through each
+model file replaced inside it (the user's files are never touched); the temporaries of a
+killed writer are removed by the next write into the same folder
 (:func:`clean_stale_temporaries`).
 """
 
@@ -46,15 +55,18 @@ import numpy as np
 
 from . import gpt2 as _gpt2
 from . import llama as _llama
+from . import llama2c as _llama2c
 from .errors import CheckpointError, reject_repeated_keys, short_repr
 from .files import (atomic_folder, atomic_write, clean_stale_temporaries, kind_of,
                     open_regular)
 from .safetensors import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_zip
+from .gguf import load_gguf, read_gguf, read_gguf_metadata, save_gguf
 
 __all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "save_hf", "read_safetensors",
            "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR",
-           "atomic_write", "clean_stale_temporaries", "short_repr"]
+           "atomic_write", "clean_stale_temporaries", "short_repr", "load_gguf", "read_gguf",
+           "read_gguf_metadata", "save_gguf"]
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 FORMAT_NAME = "npgpt"
@@ -64,11 +76,19 @@ _UNKNOWABLE = ("num_heads", "residual", "gelu")      # what a state_dict's shape
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _INT_FIELDS = ("vocab_size", "context_length", "d_model", "num_heads", "num_layers")
-_GPT2_FILES = frozenset(["config.json", "model.safetensors", "vocab.json", "merges.txt"])
-_HF_FILES = frozenset(["config.json", "model.safetensors", "model.safetensors.index.json"])
+#: A model folder's own files (what npgpt writes or reads as the model: config, weights in
+#: every form, tokenizer): save_gpt2 / save_hf replace them, or remove those the new model
+#: lacks; every other entry of the folder is the user's and is never touched.
+MODEL_FILES = frozenset(["config.json", "model.safetensors", "model.safetensors.index.json",
+                         "pytorch_model.bin", "pytorch_model.bin.index.json", "tokenizer.json",
+                         "vocab.json", "merges.txt"])
+_SHARD_FILE_RE = re.compile(r"^(model-[0-9]+-of-[0-9]+\.safetensors"
+                            r"|pytorch_model-[0-9]+-of-[0-9]+\.bin)$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
 _MAX_MESSAGE = 600        # characters of a model-side message quoted in a CheckpointError
+# bundled llama2.c models: name -> (checkpoint, tokenizer) in npgpt/data
+_LLAMA2C_BUNDLED = {"stories260K": ("stories260K.bin", "tok512.bin")}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -78,13 +98,15 @@ def bundled_models() -> list:
     Examples
     --------
     >>> bundled_models()
-    ['shakespeare-char', 'shakespeare-char-draft']
+    ['shakespeare-char', 'shakespeare-char-draft', 'stories260K']
     """
     try:
         files = os.listdir(DATA_DIR)
     except OSError:
         return []
-    return sorted(f[:-len(".safetensors")] for f in files if f.endswith(".safetensors"))
+    llama2c = [name for name, pair in _LLAMA2C_BUNDLED.items() if set(pair) <= set(files)]
+    return sorted([f[:-len(".safetensors")] for f in files if f.endswith(".safetensors")]
+                  + llama2c)
 
 
 def _config_fields():
@@ -406,9 +428,9 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
                            overrides, source)
     path = os.path.join(folder, "tokenizer.json")
     if os.path.exists(path):
-        from ..tokenizers.hf import load_tokenizer_json
+        from ..tokenizers.hf import load_tokenizer_json, read_folder_extras
         try:
-            tokenizer = load_tokenizer_json(path)
+            tokenizer = read_folder_extras(load_tokenizer_json(path), folder)  # + chat template
         except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
             raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
                                   f"{_cut(str(exc), 400)}") from None
@@ -417,12 +439,13 @@ def _load_llama_folder(folder, hf: dict, overrides: dict):
 
 
 def _identity(folder):
-    """(device, inode) of ``folder``, which a swap by save_gpt2 changes; None if gone."""
+    """(device, inode, modification time) of ``folder``, which a save changes (a swap the
+    inode, files renamed inside it the time); None if gone."""
     try:
         info = os.stat(folder)
     except OSError:
         return None
-    return info.st_dev, info.st_ino
+    return info.st_dev, info.st_ino, info.st_mtime_ns
 
 
 _GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
@@ -466,8 +489,9 @@ def _load_folder(folder, overrides: dict):
     """:func:`_read_folder`, again when the folder was swapped while being read.
 
     ``save_gpt2`` replaces a folder in one step, but a reader opens its files one by one:
-    a swap in between could pair the old config with the new weights. The folder's inode
-    tells: if it changed during the read, the read is repeated.
+    a swap in between could pair the old config with the new weights, and so could a save
+    that replaces the files inside a folder holding user files too. The folder's inode and
+    modification time tell: if either changed during the read, the read is repeated.
     """
     for attempt in range(_FOLDER_READS):
         last = attempt == _FOLDER_READS - 1
@@ -483,15 +507,20 @@ def _load_folder(folder, overrides: dict):
 
 
 def _sniff(path) -> str:
-    """'zip', 'safetensors', or raise CheckpointError naming what the file looks like."""
+    """'zip', 'llama2c', 'safetensors', or raise CheckpointError naming what the file looks
+    like."""
     with open_regular(path) as f:
         head = f.read(16)
         size = os.fstat(f.fileno()).st_size
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if head.startswith(_LEGACY_TORCH_MAGIC):
         raise CheckpointError(f"{os.fspath(path)}: a legacy (PyTorch < 1.6) torch.save file; "
                               f"re-save it with a current PyTorch (zip format)")
+    if _llama2c_file(path, size):
+        return "llama2c"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
     if head[:1] == b"\x80":
@@ -501,9 +530,31 @@ def _sniff(path) -> str:
                           f"{head[:8]!r}): not safetensors, a PyTorch zip, or a GPT-2 folder")
 
 
+def _refuse_training_state(path: str) -> None:
+    """A CheckpointError naming the model beside it when ``path`` is the training state that
+    ``npgpt train`` writes (``ckpt.npz``: an .npz with ``meta`` and ``param/...`` entries)."""
+    import zipfile
+
+    try:
+        with open_regular(path) as f, zipfile.ZipFile(f) as archive:
+            names = set(archive.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return                                    # read_torch_zip says what is wrong
+    if "meta.npy" not in names or not any(n.startswith("param/") for n in names):
+        return
+    model = os.path.join(os.path.dirname(path), "model.safetensors")
+    there = "" if os.path.exists(model) else " (not written yet)"
+    raise CheckpointError(f"{path}: npgpt's training state (what npgpt train writes to continue "
+                          f"a run with --resume), not a model; the model is {model}{there} "
+                          f"beside it")
+
+
 def _load_bundled(name: str, overrides: dict):
     """The bundled model ``name``, or FileNotFoundError listing the bundled models."""
     names = bundled_models()
+    if name in _LLAMA2C_BUNDLED and name in names:
+        checkpoint, tokenizer = (os.path.join(DATA_DIR, f) for f in _LLAMA2C_BUNDLED[name])
+        return _load_llama2c(checkpoint, overrides, tokenizer)
     if _NAME_RE.match(name) and "." not in name and name in names:
         return _load_safetensors_file(os.path.join(DATA_DIR, name + ".safetensors"), overrides)
     listing = ", ".join(names) if names else "none installed"
@@ -511,7 +562,44 @@ def _load_bundled(name: str, overrides: dict):
                             f"of that name (bundled models: {listing})")
 
 
-def load(path, **config_overrides):
+def _llama2c_file(path, size: int) -> bool:
+    """Whether ``path`` (``size`` bytes) is a llama2.c checkpoint (:mod:`.llama2c`)."""
+    with open_regular(path) as f:
+        head = f.read(_llama2c.VERSIONED_HEADER)
+    return _llama2c.looks_like_llama2c(head, size)
+
+
+def _load_llama2c(path, overrides: dict, tokenizer=None):
+    """A llama2.c checkpoint, with llama2.c's tokenizer.bin (or any tokenizer file) when
+    ``tokenizer`` names one."""
+    source = os.fspath(path)
+    header, state = _llama2c.read_llama2c(path)
+    config = _make_config(_llama2c.config_fields(header), overrides, source, _SHAPE_FIELDS)
+    model = _build_model(config, state, np.float32, source)
+    if tokenizer is not None:
+        _attach_tokenizer_file(model, tokenizer)
+    return model
+
+
+def _attach_tokenizer_file(model, tokenizer) -> None:
+    """``model.tokenizer`` from ``tokenizer``: a tokenizer object, or a file that
+    :func:`npgpt.tokenizers.load_tokenizer` reads (npgpt's JSON, a SentencePiece
+    ``tokenizer.model``, llama2.c's ``tokenizer.bin``)."""
+    if not isinstance(tokenizer, (str, bytes, os.PathLike)):
+        model.tokenizer = _fitting_tokenizer(tokenizer, model.config, "tokenizer")
+        return
+    from ..tokenizers import load_tokenizer
+    source = os.fspath(tokenizer)
+    try:
+        loaded = load_tokenizer(tokenizer)
+    except OSError:
+        raise
+    except Exception as exc:   # an untrusted tokenizer file: any failure is a bad file
+        raise CheckpointError(f"{source!s}: {_cut(str(exc), 400)}") from None
+    model.tokenizer = _fitting_tokenizer(loaded, model.config, str(source))
+
+
+def load(path, tokenizer=None, **config_overrides):
     """Load a model from a checkpoint; the format is recognised from the content.
 
     Parameters
@@ -527,6 +615,10 @@ def load(path, **config_overrides):
         ``residual`` or ``gelu``: pass those (``num_heads=4, residual="seed",
         gelu="exact"`` for the seed). Overriding an inferred field with another value is an
         error; ``layer_norm_eps`` (default 1e-5) and ``dropout`` may be set freely.
+    tokenizer : str, os.PathLike or tokenizer, optional
+        The model's tokenizer, replacing any the checkpoint carries: a tokenizer object or
+        a file (npgpt's tokenizer JSON, a SentencePiece ``tokenizer.model``, llama2.c's
+        ``tokenizer.bin``) -- ``npgpt.load("stories260K.bin", tokenizer="tok512.bin")``.
 
     Returns
     -------
@@ -538,7 +630,8 @@ def load(path, **config_overrides):
     CheckpointError
         Malformed, truncated, hostile or unsupported input, a tokenizer with ids past the
         model's vocabulary, a path that is a FIFO, a device or a socket (refused without
-        reading it), or a missing override.
+        reading it), a missing override, or npgpt train's ``ckpt.npz`` (a training state,
+        not a model: the error names the ``model.safetensors`` beside it).
     FileNotFoundError
         ``path`` does not exist (and, for a bare name, no bundled model has that name).
 
@@ -575,7 +668,16 @@ def load(path, **config_overrides):
     try:
         mode = os.stat(path).st_mode          # never blocks, whatever the path is
     except (OSError, ValueError):
-        return _load_bundled(path, config_overrides)
+        model = _load_bundled(path, config_overrides)
+    else:
+        model = _load_path(path, mode, config_overrides)
+    if tokenizer is not None:
+        _attach_tokenizer_file(model, tokenizer)
+    return model
+
+
+def _load_path(path, mode, config_overrides: dict):
+    """The model of the file or folder ``path`` (``mode``: its ``st_mode``)."""
     if stat.S_ISDIR(mode):
         return _load_folder(path, config_overrides)
     if not stat.S_ISREG(mode):
@@ -583,11 +685,56 @@ def load(path, **config_overrides):
                               f"refusing to read it")
     kind = _sniff(path)
     if kind == "zip":
+        _refuse_training_state(path)
         return _model_from_state_dict(read_torch_zip(path), config_overrides, path)
+    if kind == "gguf":
+        return load_gguf(path, **config_overrides)
+    if kind == "llama2c":
+        return _load_llama2c(path, config_overrides)
     return _load_safetensors_file(path, config_overrides)
 
 
 # --------------------------------------------------------------------------- savers
+def is_model_file(name: str) -> bool:
+    """Whether ``name`` is one of a model folder's own files (:data:`MODEL_FILES`, or a
+    weight shard such as ``model-00001-of-00002.safetensors``), which :func:`save_gpt2` and
+    :func:`save_hf` replace or remove.
+
+    Examples
+    --------
+    >>> is_model_file("tokenizer.json"), is_model_file("model-00002-of-00003.safetensors")
+    (True, True)
+    >>> is_model_file("README.md"), is_model_file("notes.txt")
+    (False, False)
+    """
+    return name in MODEL_FILES or _SHARD_FILE_RE.match(name) is not None
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
+
+
+def _warn_if_tokenizer_removed(model, folder) -> None:
+    """Warn when saving ``model``, which has no tokenizer, removes ``folder``'s tokenizer."""
+    if getattr(model, "tokenizer", None) is not None or not os.path.isdir(folder):
+        return
+    found = [name for name in _TOKENIZER_FILES if os.path.lexists(os.path.join(folder, name))
+             and not os.path.isdir(os.path.join(folder, name))]
+    if found:
+        warnings.warn(f"{os.fspath(folder)}: model.tokenizer is None, so the folder's "
+                      f"{' and '.join(found)} (which need not belong to these weights) "
+                      f"{'is' if len(found) == 1 else 'are'} removed; set model.tokenizer "
+                      f"before saving to keep a tokenizer", UserWarning, stacklevel=3)
+
+
+def _unwritten_tokenizer(tokenizer, folder, files: str, kind: str) -> None:
+    """Warn that ``folder`` is written without ``tokenizer`` (one that ``files`` cannot hold)."""
+    warnings.warn(f"{os.fspath(folder)}: model.tokenizer ({type(tokenizer).__name__}) cannot be "
+                  f"written as {files}, which {kind} folders hold: the folder is written with "
+                  f"no tokenizer (any earlier one is removed), so npgpt.load gives "
+                  f"model.tokenizer None; model.save(path) keeps the tokenizer",
+                  UserWarning, stacklevel=3)
+
+
 def save_npgpt(model, path, dtype=None) -> None:
     """Write npgpt's own file: safetensors with the config and tokenizer in the metadata.
 
@@ -597,7 +744,8 @@ def save_npgpt(model, path, dtype=None) -> None:
     "tokenizer": ``json.dumps(model.tokenizer.to_dict())`` (when there is one),
     "npgpt_version": ...}. The file is written to a temporary file in the same folder and
     renamed, so a crash never leaves half a checkpoint. ``load(path)`` gives back the same
-    parameters bit for bit.
+    parameters bit for bit. A file already at ``path`` is replaced (the caller named it);
+    a folder there is refused with IsADirectoryError, before anything is written.
 
     Examples
     --------
@@ -613,6 +761,10 @@ def save_npgpt(model, path, dtype=None) -> None:
     (True, True)
     """
     from .. import __version__
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{os.fspath(path)} is a folder; model.save writes one file: "
+                                f"name it, e.g. {os.path.join(os.fspath(path), 'model.safetensors')} "
+                                f"(model.save_gpt2 and model.save_hf write folders)")
     params = model.state_dict()
     if dtype is not None:
         if np.dtype(dtype) not in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):
@@ -625,7 +777,8 @@ def save_npgpt(model, path, dtype=None) -> None:
         if not hasattr(tokenizer, "to_dict"):
             raise ValueError(f"model.tokenizer ({type(tokenizer).__name__}) has no to_dict(); "
                              f"it cannot be saved")
-        metadata["tokenizer"] = json.dumps(tokenizer.to_dict(), ensure_ascii=False)
+        from ..tokenizers.base import tokenizer_to_dict      # to_dict() + chat template, bos/eos
+        metadata["tokenizer"] = json.dumps(tokenizer_to_dict(tokenizer), ensure_ascii=False)
     write_safetensors(path, params, metadata)
 
 
@@ -638,14 +791,22 @@ def save_gpt2(model, folder) -> None:
     ``tie_embeddings=True``, ``output_bias=False``; anything else raises a ValueError naming
     the field. Conv1D weights are written transposed; ``lm_head`` is tied to ``wte``.
 
-    The folder is replaced as a whole (:func:`npgpt.io.files.atomic_folder`): the new files
-    are written to a temporary folder beside it, which is then swapped in, so a reader (or
-    a crash) sees the old model or the new one, never new weights with an old config.
-    On Linux the swap is one ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, between
-    which the folder is briefly absent. The four files above belong to the model and are
-    replaced (an old vocab.json/merges.txt goes when the new model has no BPETokenizer);
-    every other entry of an existing folder (a README.md, a pytorch_model.bin, a
-    subfolder) is kept as it was.
+    An existing folder (:func:`npgpt.io.files.atomic_folder`): its model files
+    (:func:`is_model_file`: config.json, the weights in any form — model.safetensors, shards
+    and their index, pytorch_model.bin — and the tokenizer files tokenizer.json, vocab.json,
+    merges.txt) are replaced, and those the new model lacks removed, so no file of an earlier
+    model is left beside the new weights (nor a tokenizer: saving a model whose
+    ``tokenizer`` is None removes the folder's tokenizer files, with a UserWarning); every
+    other entry (a README.md, notes, data, a subfolder) is kept as it was, never moved or
+    copied. A folder of model files only (an
+    earlier save) is rebuilt beside itself and swapped in at once, so a reader (or a crash)
+    sees the old model or the new one, never new weights with an old config (on Linux one
+    ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, between which the folder is
+    briefly absent). A folder that also holds other files is not swapped: its model files
+    are replaced inside it one by one, each atomically, config.json last.
+
+    A tokenizer that GPT-2's files cannot hold (anything but a ``BPETokenizer`` with GPT-2's
+    split pattern) is not written, and a UserWarning says so: the folder then has none.
 
     Examples
     --------
@@ -681,13 +842,19 @@ def save_gpt2(model, folder) -> None:
     tensors = _gpt2.hf_state_dict(model.params, cfg.num_layers)
     text = json.dumps(_gpt2.hf_config(cfg, dtype_name), indent=2, sort_keys=True) + "\n"
     tokenizer = getattr(model, "tokenizer", None)
+    writable = (tokenizer is not None and hasattr(tokenizer, "save_gpt2")       # a BPETokenizer
+                and getattr(tokenizer, "pattern", None) == "gpt2")           # GPT-2's split
+    if tokenizer is not None and not writable:
+        _unwritten_tokenizer(tokenizer, folder, "vocab.json + merges.txt (GPT-2's byte-level "
+                             "BPE with its split pattern)", "GPT-2")
 
     def fill(tmp):
         write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
         atomic_write(os.path.join(tmp, "config.json"), text.encode("utf-8"))
-        if tokenizer is not None and hasattr(tokenizer, "save_gpt2"):     # a BPETokenizer
+        if writable:
             tokenizer.save_gpt2(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
-    atomic_folder(folder, fill, owned=_GPT2_FILES)
+    _warn_if_tokenizer_removed(model, folder)
+    atomic_folder(folder, fill, owned=is_model_file)
 
 
 def save_hf(model, folder, architecture=None) -> None:
@@ -701,9 +868,13 @@ def save_hf(model, folder, architecture=None) -> None:
     Only the Llama-family block can be written: ``norm="rmsnorm"``, ``positions="rope"``,
     ``mlp="swiglu"``, ``residual="pre_norm"``, ``output_bias=False``, ``rope_layout="half"``;
     anything else raises a ValueError naming the field. ``lm_head.weight`` is written only
-    when the embeddings are untied; a tokenizer read from a ``tokenizer.json`` is written back
-    as ``tokenizer.json``. The folder is replaced as a whole, as by :func:`save_gpt2`
-    (other files in it are kept).
+    when the embeddings are untied; a tokenizer read from a ``tokenizer.json`` (an
+    ``HFTokenizer``) is written back as ``tokenizer.json``. Any other tokenizer cannot be:
+    the folder is written without one (an earlier ``tokenizer.json`` is removed, never left
+    beside weights it does not belong to) and a UserWarning says so; so does saving a model
+    whose ``tokenizer`` is None into a folder with a ``tokenizer.json``. An existing folder is
+    treated as by :func:`save_gpt2`: its model files replaced or removed, every other entry
+    kept as it was.
 
     Examples
     --------
@@ -739,10 +910,14 @@ def save_hf(model, folder, architecture=None) -> None:
     tokenizer_json = None
     if tokenizer is not None and getattr(tokenizer, "type_name", None) == "hf":   # an HFTokenizer
         tokenizer_json = json.dumps(tokenizer.to_dict()["tokenizer_json"], ensure_ascii=False)
+    elif tokenizer is not None:
+        _unwritten_tokenizer(tokenizer, folder, "tokenizer.json (only a tokenizer read from a "
+                             "tokenizer.json can be)", "Hugging Face")
 
     def fill(tmp):
         write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
         atomic_write(os.path.join(tmp, "config.json"), text.encode("utf-8"))
         if tokenizer_json is not None:
             atomic_write(os.path.join(tmp, "tokenizer.json"), tokenizer_json.encode("utf-8"))
-    atomic_folder(folder, fill, owned=_HF_FILES | ({"tokenizer.json"} if tokenizer_json else set()))
+    _warn_if_tokenizer_removed(model, folder)
+    atomic_folder(folder, fill, owned=is_model_file)

@@ -4,9 +4,11 @@
   device, and refuses anything that is not a regular file.
 - :func:`atomic_write` writes a file next to its destination under a temporary name, then
   renames it over the destination: a reader sees the old file or the new one, never half.
-- :func:`atomic_folder` does the same for a whole folder (``save_gpt2``): the new folder is
-  written beside the old one and swapped in with one atomic exchange where the system has
-  one (Linux's ``renameat2(RENAME_EXCHANGE)``), else with two renames.
+- :func:`atomic_folder` does the same for a model folder (``save_gpt2``, ``save_hf``): a
+  folder of the model's files only is rebuilt beside the old one and swapped in with one
+  atomic exchange where the system has one (Linux's ``renameat2(RENAME_EXCHANGE)``), else
+  with two renames; a folder that also holds other files keeps them, untouched, and has the
+  model's files replaced inside it one by one.
 - :func:`clean_stale_temporaries` removes the temporaries that killed writers left behind.
 
 Temporary names: ``.<name>.<pid>.<12 hex digits>.part`` beside the destination ``<name>``,
@@ -211,9 +213,10 @@ def _fsync_path(path, flags=os.O_RDONLY) -> None:
 def atomic_write(path, content) -> None:
     """Write ``content`` to ``path`` atomically: a temporary file beside it, then a rename.
 
-    A reader sees the old file or the new one, never a mixture; a writer killed midway
-    leaves the old file untouched and a temporary ``.<name>.<pid>.<hex>.part`` that the
-    next write into the same folder removes (:func:`clean_stale_temporaries`). The new
+    A reader sees the old file or the new one, never a mixture; a ``path`` that names a
+    folder (or a link to one) raises IsADirectoryError before anything is written; a writer
+    killed midway leaves the old file untouched and a temporary ``.<name>.<pid>.<hex>.part``
+    that the next write into the same folder removes (:func:`clean_stale_temporaries`). The new
     file has the mode of any new file (``0o666`` less the process umask), is flushed to
     disk before the rename, and so is the folder after it.
 
@@ -232,6 +235,9 @@ def atomic_write(path, content) -> None:
     (b'hello\\n', array([0, 1, 2]))
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file: refusing to replace it "
+                                "(give a file name)", path)
     folder = os.path.dirname(os.path.abspath(path))
     clean_stale_temporaries(folder)
     tmp = temporary_path(path)
@@ -307,32 +313,36 @@ def exchange_paths(a, b) -> bool:
     raise OSError(code, os.strerror(code), os.fspath(b))
 
 
-def _link_or_copy(src, dst) -> None:
-    """A hard link to ``src`` at ``dst`` (instant, same data), else a copy."""
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except OSError:
-        shutil.copy2(src, dst, follow_symlinks=False)
-
-
-def _carry_over(old: str, new: str, owned) -> None:
-    """Put every entry of folder ``old`` that is not in ``owned`` into folder ``new``."""
+def _rescue(old: str, new: str, owns) -> None:
+    """Move into folder ``new`` every entry of folder ``old`` that ``owns`` does not claim
+    (one that appeared in ``old`` while the new folder was being built), unless ``new``
+    already has that name."""
     for name in sorted(os.listdir(old)):
-        src, dst = os.path.join(old, name), os.path.join(new, name)
-        if name in owned or os.path.lexists(dst):
-            continue
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(src, dst)
+        if not owns(name) and not os.path.lexists(os.path.join(new, name)):
+            try:
+                os.rename(os.path.join(old, name), os.path.join(new, name))
+            except OSError:
+                pass
 
 
-def _swap_in(new: str, folder: str) -> None:
-    """Make the complete folder ``new`` appear at ``folder``, replacing any old one."""
+def _foreign_entries(folder: str, owns) -> list:
+    """The names in ``folder`` that are not the content's own: not claimed by ``owns``, or
+    claimed but a folder (a file of the content never is one)."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if not owns(name) or os.path.isdir(os.path.join(folder, name)):
+            out.append(name)
+    return out
+
+
+def _swap_in(new: str, folder: str, owns) -> None:
+    """Make the complete folder ``new`` appear at ``folder``, replacing any old one (whose
+    entries that ``owns`` does not claim, if any appeared meanwhile, are moved across)."""
     if not os.path.lexists(folder):
         os.rename(new, folder)
     elif exchange_paths(new, folder):
-        shutil.rmtree(new, ignore_errors=True)          # now the old folder
+        _rescue(new, folder, owns)                      # ``new`` is now the old folder
+        shutil.rmtree(new, ignore_errors=True)
     else:
         aside = temporary_path(folder, "old")
         os.rename(folder, aside)
@@ -341,58 +351,112 @@ def _swap_in(new: str, folder: str) -> None:
         except BaseException:
             os.rename(aside, folder)
             raise
+        _rescue(aside, folder, owns)
         shutil.rmtree(aside, ignore_errors=True)
     _fsync_path(os.path.dirname(folder))
 
 
-def atomic_folder(folder, fill, owned) -> None:
-    """Replace ``folder`` by a new version built by ``fill(tmp)``, in one atomic swap.
+def _replace_in_place(folder: str, fill, owns) -> None:
+    """Replace the content's files inside ``folder`` one by one, touching nothing else:
+    ``fill`` writes into a temporary folder inside ``folder``, then each new file is renamed
+    over its old version (``config.json`` last) and the content's files that the new
+    version lacks are removed."""
+    work = temporary_path(os.path.join(folder, "save"))
+    os.mkdir(work)
+    try:
+        fill(work)
+        names = sorted(os.listdir(work), key=lambda name: (name == "config.json", name))
+        for name in names:
+            _fsync_path(os.path.join(work, name))
+        for name in names:
+            os.replace(os.path.join(work, name), os.path.join(folder, name))
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if owns(name) and name not in names and not os.path.isdir(path):
+                os.unlink(path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _fsync_path(folder)
 
-    ``fill`` writes the new files into an empty temporary folder beside ``folder`` (same
-    parent, so the same file system). Entries of the old folder whose names are not in
-    ``owned`` (the names ``fill`` is responsible for) are then carried into the new one
-    unchanged: hard-linked, else copied. Then the new folder is swapped in:
 
-    - on Linux (glibc >= 2.28, a file system that supports it) with one
-      ``renameat2(RENAME_EXCHANGE)``: a reader sees the old folder or the new one;
-    - elsewhere with two renames (old aside, new in): a reader may, for that instant, find
-      no folder at all, but never a mixture of old and new files. A process killed between
-      the two leaves the old folder aside as ``.<name>.<pid>.<hex>.old``; the next call
-      (through :func:`clean_stale_temporaries`) puts it back before anything else.
+def atomic_folder(folder, fill, owned) -> str:
+    """Replace the content of ``folder`` (a model: its config, weights, tokenizer) by a new
+    version built by ``fill(tmp)``, never touching anything else the folder holds.
 
-    Afterwards the old folder is removed. If ``fill`` fails, or the process is
-    interrupted, the old folder is untouched; a killed process leaves a temporary folder
-    that the next call removes (:func:`clean_stale_temporaries`).
+    ``fill`` writes the new files into an empty temporary folder. ``owned`` (a set of names,
+    or a function name -> bool) says which names are the content's: the files ``fill`` may
+    write, and the old version's files to remove when the new one lacks them. How the new
+    version arrives depends on what the folder holds:
+
+    - no folder yet: the temporary folder, complete, is renamed to ``folder``;
+    - a folder of the content's files only (a model saved there before): the temporary
+      folder is built beside it and the two swapped at once, on Linux (glibc >= 2.28, a file
+      system that supports it) with one ``renameat2(RENAME_EXCHANGE)`` — a reader sees the
+      old version or the new one — and elsewhere with two renames (old aside, new in), where
+      for that instant a reader may find no folder at all but never a mixture. A process
+      killed between the two leaves the old folder aside as ``.<name>.<pid>.<hex>.old``;
+      the next call (through :func:`clean_stale_temporaries`) puts it back first. The new
+      folder keeps the old one's permission bits;
+    - a folder that also holds anything else (a user's notes or data, a subfolder, files of
+      other tools): the folder itself and every other entry stay exactly as they are
+      (same inodes, same permissions); the new files are written inside it to a temporary
+      folder, then each is renamed over its old version, ``config.json`` last, and the
+      content's old files that the new version lacks are removed. Each file is atomic, the
+      set is not: a process killed between two renames leaves some new files beside old
+      ones (a reader such as :func:`npgpt.load` that notices the folder change reads again).
+
+    If ``fill`` fails, or the process is interrupted before the swap or the renames, the old
+    version is untouched; a killed process leaves a temporary that the next call removes
+    (:func:`clean_stale_temporaries`). Returns how the folder was written: ``"new"``,
+    ``"swapped"`` or ``"in place"``.
 
     Examples
     --------
     >>> def fill(tmp):
     ...     with open(os.path.join(tmp, "weights.bin"), "wb") as f:
     ...         _ = f.write(b"v2")
-    >>> os.makedirs("model")
-    >>> for name, text in (("weights.bin", "v1"), ("README.md", "mine")):
+    >>> atomic_folder("model", fill, owned={"weights.bin", "vocab.txt"})
+    'new'
+    >>> atomic_folder("model", fill, owned={"weights.bin", "vocab.txt"})   # only its files
+    'swapped'
+    >>> for name, text in (("vocab.txt", "old"), ("README.md", "mine")):
     ...     with open(os.path.join("model", name), "w") as f:
     ...         _ = f.write(text)
-    >>> atomic_folder("model", fill, owned={"weights.bin"})
+    >>> atomic_folder("model", fill, owned={"weights.bin", "vocab.txt"})   # and a user's file
+    'in place'
     >>> sorted(os.listdir("model")), open("model/weights.bin").read()
     (['README.md', 'weights.bin'], 'v2')
     """
+    owns = owned if callable(owned) else frozenset(owned).__contains__
     folder = os.path.realpath(os.fspath(folder))     # a symlinked folder: its target
     parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise ValueError(f"{short_repr(folder, 200)} exists and is not a folder")
     clean_stale_temporaries(parent)
+    if os.path.isdir(folder):
+        clean_stale_temporaries(folder)
+        if _foreign_entries(folder, owns):
+            clashes = [name for name in sorted(os.listdir(folder))
+                       if owns(name) and os.path.isdir(os.path.join(folder, name))]
+            if clashes:
+                raise ValueError(f"{short_repr(os.path.join(folder, clashes[0]), 200)} is a "
+                                 f"folder where a file of the saved content belongs; "
+                                 f"refusing to replace it")
+            _replace_in_place(folder, fill, owns)
+            return "in place"
     tmp = temporary_path(folder)
     os.mkdir(tmp)
     try:
         fill(tmp)
         for name in os.listdir(tmp):
             _fsync_path(os.path.join(tmp, name))
+        existed = os.path.isdir(folder)
+        if existed:
+            os.chmod(tmp, stat.S_IMODE(os.stat(folder).st_mode))
         _fsync_path(tmp)
-        if os.path.isdir(folder):
-            _carry_over(folder, tmp, owned)
-        _swap_in(tmp, folder)
+        _swap_in(tmp, folder, owns)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return "swapped" if existed else "new"

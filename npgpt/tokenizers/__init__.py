@@ -40,18 +40,26 @@ One file per idea; read them in this order:
 5. ``bpe_train.py`` -- learning merges from text (:func:`~.bpe_train.train_bpe`, which
    ``BPETokenizer.train`` calls);
 6. ``hf.py`` -- :class:`HFTokenizer`: a ``tokenizer.json``'s normalizer, pre-tokenizer, BPE
-   model, added tokens, post-processor and decoder, each step a small function.
+   model, added tokens, post-processor and decoder, each step a small function; with
+   ``longest_match.py`` (added tokens found by an automaton) and ``normalize.py`` (Unicode
+   normalization in linear time);
+7. ``gguf.py`` -- :func:`tokenizer_from_gguf`: the tokenizer a GGUF file's metadata
+   describes (byte-level BPE as an :class:`HFTokenizer`, the split named by
+   ``tokenizer.ggml.pre``), with its chat template and BOS / EOS ids.
 
 Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
 """
 
-from .base import load_tokenizer, tokenizer_from_dict
+from .base import load_tokenizer, tokenizer_from_dict, tokenizer_to_dict
 from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
+from .gguf import tokenizer_from_gguf
 from .hf import HFTokenizer, load_tokenizer_json
+from .sentencepiece import SentencePieceTokenizer
 from .patterns import GPT2_PATTERN, PATTERNS, gpt2_pattern, gpt2_split, register_pattern
 from .simple import CharTokenizer, WordTokenizer
 
 __all__ = ["WordTokenizer", "CharTokenizer", "BPETokenizer", "HFTokenizer", "load_tokenizer_json",
-           "tokenizer_from_dict",
+           "SentencePieceTokenizer",
+           "tokenizer_from_dict", "tokenizer_to_dict", "tokenizer_from_gguf",
            "load_tokenizer", "bytes_to_unicode", "gpt2_pattern", "gpt2_split", "GPT2_PATTERN",
            "GPT2_SPECIAL_TOKENS", "PATTERNS", "register_pattern"]

@@ -7,7 +7,8 @@ NumPy integer array (NumPy itself is not imported: an array is recognised by its
   ``len(tok) == tok.vocab_size``, equality through ``to_dict()``.
 - :func:`tokenizer_from_dict` / :func:`load_tokenizer` -- rebuild any tokenizer from its
   ``to_dict()`` (the ``"type"`` key picks the class); that is how tokenizers travel inside
-  npgpt checkpoints.
+  npgpt checkpoints. :func:`tokenizer_to_dict` adds the attributes every tokenizer may
+  carry (:data:`EXTRAS`: ``chat_template``, ``bos_token_id``, ``eos_token_id``).
 - helpers that turn bad input into a ``ValueError`` naming it: lone surrogates (with their
   position), ids out of range (all of them), unknown words or characters (all of them).
 
@@ -120,10 +121,17 @@ class _Tokenizer:
 
     Subclasses set ``type_name`` (the ``"type"`` of their ``to_dict()``) and define
     ``vocab_size``, ``encode``, ``decode``, ``to_dict`` and ``from_dict``.
+
+    Every tokenizer also has the attributes of :data:`EXTRAS` -- ``chat_template`` (the
+    Jinja source of a model's chat format), ``bos_token_id`` and ``eos_token_id`` -- None
+    unless the file it came from says (a GGUF file, a Hugging Face folder); they travel
+    with it through :func:`tokenizer_to_dict` and :func:`tokenizer_from_dict`.
     """
 
     type_name = None
     chat_template = None      # an instruct model's chat template (Jinja source), when it has one
+    bos_token_id = None
+    eos_token_id = None
 
     def __len__(self):
         return self.vocab_size
@@ -138,7 +146,7 @@ class _Tokenizer:
 
     def save(self, path):
         """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False)
+        text = json.dumps(tokenizer_to_dict(self), ensure_ascii=False)
         atomic_write(path, text.encode("utf-8"))
 
     @classmethod
@@ -150,24 +158,67 @@ class _Tokenizer:
         return tok
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
+        return type(self) is type(other) and tokenizer_to_dict(self) == tokenizer_to_dict(other)
 
     __hash__ = None
 
 
 def _tokenizer_types():
-    """``type_name`` -> class, for the four tokenizers.
+    """``type_name`` -> class, for the five tokenizers.
 
     Imported here rather than at the top: their modules import this one.
     """
     from .bpe import BPETokenizer
     from .hf import HFTokenizer
+    from .sentencepiece import SentencePieceTokenizer
     from .simple import CharTokenizer, WordTokenizer
-    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer}
+    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer,
+            "sentencepiece": SentencePieceTokenizer}
+
+
+#: Attributes every tokenizer has (None by default) and that travel in its dict:
+#: name -> the types it may hold.
+EXTRAS = {"chat_template": (str,), "bos_token_id": (int,), "eos_token_id": (int,)}
+
+
+def tokenizer_to_dict(tok):
+    """``tok.to_dict()``, with the :data:`EXTRAS` that are set (``chat_template``,
+    ``bos_token_id``, ``eos_token_id``); :func:`tokenizer_from_dict` inverts it.
+
+    Examples
+    --------
+    >>> from npgpt.tokenizers import CharTokenizer
+    >>> tok = CharTokenizer.from_text("ab")
+    >>> tok.chat_template = "{{ messages[0]['content'] }}"
+    >>> tokenizer_to_dict(tok)
+    {'type': 'char', 'chars': 'ab', 'chat_template': "{{ messages[0]['content'] }}"}
+    >>> tokenizer_from_dict(tokenizer_to_dict(tok)).chat_template
+    "{{ messages[0]['content'] }}"
+    """
+    d = dict(tok.to_dict())
+    for name in EXTRAS:
+        if getattr(tok, name, None) is not None:
+            d[name] = getattr(tok, name)
+    return d
+
+
+def _pop_extras(d):
+    """(``d`` without the :data:`EXTRAS`, their checked values)."""
+    extras = {}
+    for name, kinds in EXTRAS.items():
+        value = d.get(name)
+        if value is not None:
+            if kinds == (int,):
+                value = _token_id(value, f"the tokenizer's {name!r}")
+            elif not isinstance(value, kinds):
+                raise ValueError(f"the tokenizer's {name!r} must be a str or null, got "
+                                 f"{short_repr(value)}")
+        extras[name] = value
+    return {k: v for k, v in d.items() if k not in EXTRAS}, extras
 
 
 def tokenizer_from_dict(d):
-    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the four types).
+    """Rebuild a tokenizer from ``tok.to_dict()`` (any of the five types).
 
     Examples
     --------
@@ -180,7 +231,7 @@ def tokenizer_from_dict(d):
     >>> tokenizer_from_dict({"type": "wordpiece"})
     Traceback (most recent call last):
     ...
-    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'hf', 'word']
+    ValueError: unknown tokenizer type 'wordpiece'; expected one of ['bpe', 'char', 'hf', 'sentencepiece', 'word']
     """
     if not isinstance(d, dict) or "type" not in d:
         raise ValueError(f"a tokenizer dict needs a 'type' key, got {short_repr(d)}")
@@ -188,11 +239,18 @@ def tokenizer_from_dict(d):
     if not isinstance(d["type"], str) or d["type"] not in types:
         raise ValueError(f"unknown tokenizer type {short_repr(d['type'])}; expected one of "
                          f"{sorted(types)}")
-    return types[d["type"]].from_dict(d)
+    d, extras = _pop_extras(d)
+    tok = types[d["type"]].from_dict(d)
+    for name, value in extras.items():
+        if value is not None:
+            setattr(tok, name, value)
+    return tok
 
 
 def load_tokenizer(path):
-    """Read any tokenizer written by ``tok.save(path)``.
+    """Read any tokenizer written by ``tok.save(path)``, a SentencePiece ``tokenizer.model``
+    or llama2.c's ``tokenizer.bin`` (recognised by their first bytes, see
+    :class:`~.sentencepiece.SentencePieceTokenizer`).
 
     Examples
     --------
@@ -213,11 +271,37 @@ def load_tokenizer(path):
     ...
     ValueError: broken.json: the tokenizer's 'chars' must be str or list, got 42
     """
+    kind = _file_kind(path)
+    if kind != "json":
+        from .sentencepiece import SentencePieceTokenizer
+        if kind == "sentencepiece":
+            return SentencePieceTokenizer.from_model_file(path)
+        return SentencePieceTokenizer.from_llama2c(path)
     d = _read_json(path)
     try:
         return tokenizer_from_dict(d)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def _file_kind(path):
+    """"json", "sentencepiece" (a ``tokenizer.model`` protobuf) or "llama2c" (llama2.c's
+    ``tokenizer.bin``), from the first bytes.
+
+    A JSON file starts with ``{`` (after blanks). A ``.model`` starts with its first piece:
+    field 1 as a message (byte 0x0A), then that piece's non-zero length. llama2.c's file
+    starts with a little-endian int32 below 256 (the longest token's length), so its bytes
+    1 to 3 are zero.
+    """
+    with open_regular(path) as f:
+        head = f.read(64)
+    if head.lstrip()[:1] == b"{":
+        return "json"
+    if head[:1] == b"\x0a" and head[1:2] not in (b"", b"\x00"):
+        return "sentencepiece"
+    if len(head) >= 4 and head[1:4] == b"\0\0\0" and head[0] > 0:
+        return "llama2c"
+    return "json"                       # let the JSON reader say what is wrong
 
 
 def _read_json(path):

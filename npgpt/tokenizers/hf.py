@@ -10,9 +10,13 @@ A ``tokenizer.json`` describes a pipeline; :class:`HFTokenizer` runs it in the o
 ``tokenizers`` library (``Tokenizer.encode``):
 
 1. **added tokens** (``<|begin_of_text|>``, ``<s>``, ...) are cut out of the raw text, the
-   longest first where two start at the same place (those with ``"normalized": false``);
+   longest first where two start at the same place (those with ``"normalized": false``),
+   with an automaton (:class:`~.longest_match.LongestMatcher`), linear in the text however
+   many tokens there are;
 2. **normalizer** on each remaining piece (``"▁"`` for spaces, NFC, ...); then the added
-   tokens with ``"normalized": true`` are cut out of the normalized pieces;
+   tokens with ``"normalized": true`` are cut out of the normalized pieces. A normalizer
+   may make at most ``64 * len(piece) + 4096`` characters (a ValueError naming the step
+   otherwise), and Unicode normalization is linear (:func:`~.normalize.normalize`);
 3. **pre-tokenizer**: each piece -> words (a registered regex, digits, ByteLevel's byte
    spelling, Metaspace's ``"▁"``); BPE never merges across two words;
 4. **model** (:class:`_BPE`): each word -> ids -- its characters (unknown ones as
@@ -46,7 +50,8 @@ Qwen2's are there; see :func:`~.patterns.register_pattern`).
 
 Where npgpt differs from ``tokenizers``: ``decode`` refuses negative ids (the library's
 binding raises OverflowError) -- ids without a token are left out, as in the library; a
-file whose added-token ids the library would renumber (it warns) is refused;
+file whose added-token ids the library would renumber (it warns) is refused, and so is one
+with a lone surrogate in any string (the library refuses it too);
 Unicode classes and normalization follow Python's ``unicodedata``, so characters assigned
 in a newer Unicode version than Python's may split or normalize differently.
 """
@@ -62,6 +67,8 @@ import unicodedata
 from ..io.errors import CheckpointError, short_repr
 from .base import _as_id_list, _check_text, _check_type, _raise_bad_ids, _read_json, _Tokenizer
 from .bpe import bytes_to_unicode
+from .longest_match import LongestMatcher
+from .normalize import normalize as _unicode_normalize
 from .patterns import _TRANSLATED, _WHITE_SPACE, PATTERNS, _compile_regex
 
 _MAX_CACHE = 100_000         # cached words per tokenizer before the cache is cleared
@@ -72,7 +79,8 @@ _MAX_CACHED_WORD = 256       # longer words are not cached (as in ``tokenizers``
 _BYTE_CHARS = {b: c for b, c in bytes_to_unicode().items()}
 _CHAR_BYTES = {c: b for b, c in bytes_to_unicode().items()}
 # Unicode's White_Space (the ``\s`` of the Rust regex crate): what lstrip/rstrip remove.
-_SPACES = "".join(chr(c) for lo, hi in _WHITE_SPACE for c in range(lo, hi + 1))
+_SPACES = frozenset(chr(c) for lo, hi in _WHITE_SPACE for c in range(lo, hi + 1))
+_SPACE_RUN = re.compile("[" + "".join(sorted(_SPACES)) + "]*")
 
 
 # ----------------------------------------------------------------------------------------
@@ -166,32 +174,68 @@ _NORMALIZERS = {"Sequence": ("normalizers",), "Prepend": ("prepend",),
                 "NFKD": ()}
 
 
+#: A normalizer chain may make at most ``_MAX_GROWTH * len(text) + _MAX_EXTRA`` characters out
+#: of a text: NFKC, the most any real file needs, makes at most 18 of one (U+FDFA), while 40
+#: chained ``Replace("a", "aa")`` would make 2**40 of ``"a"``.
+_MAX_GROWTH = 64
+_MAX_EXTRA = 4096
+
+
 def _normalizer(spec, where="normalizer"):
-    """The normalizer of ``spec`` as a list of functions str -> str, applied in order.
+    """The normalizer of ``spec`` as a list of steps ``(where, size, apply)``, applied in
+    order: ``apply`` maps str -> str, ``size(text)`` is the length of ``apply(text)``,
+    known before running it (None: checked after).
 
     - ``Prepend(p)``: ``p + text`` when text is not empty;
     - ``Replace(s, c)``: ``text.replace(s, c)`` (a plain string; a regex is refused);
-    - ``NFC`` / ``NFD`` / ``NFKC`` / ``NFKD``: ``unicodedata.normalize``.
+    - ``NFC`` / ``NFD`` / ``NFKC`` / ``NFKD``: ``unicodedata.normalize``, in linear time
+      (:func:`~.normalize.normalize`).
     """
     if spec is None:
         return []
     kind = _kind(spec, where, _NORMALIZERS)
+    label = f"{where} ({kind})"
     if kind == "Sequence":
         return [f for part, at in _parts(spec, "normalizers", where)
                 for f in _normalizer(part, at)]
     if kind == "Prepend":
         prefix = _get(spec, "prepend", (str,), where, required=True)
-        return [lambda text: prefix + text if text else text]
+        return [(label, lambda text: len(prefix) + len(text) if text else 0,
+                 lambda text: prefix + text if text else text)]
     if kind == "Replace":
         old = _string_pattern(spec, where)
         new = _get(spec, "content", (str,), where, required=True)
-        return [lambda text: text.replace(old, new)]
-    return [lambda text: unicodedata.normalize(kind, text)]
+        label = f"{where} (Replace {short_repr(old)} -> {short_repr(new)})"
+        return [(label, lambda text: len(text) + text.count(old) * (len(new) - len(old)),
+                 lambda text: text.replace(old, new))]
+    return [(label, None, lambda text: _unicode_normalize(kind, text))]
 
 
 def _normalize(steps, text):
-    for step in steps:
-        text = step(text)
+    """``text`` through the normalizer ``steps``; a ValueError if a step would make more
+    than ``_MAX_GROWTH * len(text) + _MAX_EXTRA`` characters (named, with the bound).
+
+    Examples
+    --------
+    >>> double = {"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}
+    >>> steps = _normalizer({"type": "Sequence", "normalizers": [double] * 40})
+    >>> _normalize(steps, "a")                       # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: normalizer.normalizers[12] (Replace 'a' -> 'aa') would make 8,192 ... \
+at most 64 x the text + 4,096 characters
+    """
+    limit = _MAX_GROWTH * len(text) + _MAX_EXTRA
+    for where, size, apply in steps:
+        n = size(text) if size is not None else None
+        if n is None or n <= limit:
+            out = apply(text)
+            n = len(out)
+        if n > limit:
+            raise ValueError(f"{where} would make {n:,} characters out of a text of "
+                             f"{(limit - _MAX_EXTRA) // _MAX_GROWTH:,}; a normalizer may make "
+                             f"at most {_MAX_GROWTH} x the text + {_MAX_EXTRA:,} characters")
+        text = out
     return text
 
 
@@ -607,7 +651,7 @@ def _added_tokens(entries, model, where="added_tokens"):
     token already in it, otherwise the next free id after the vocabulary (the library warns
     and renumbers when the file says otherwise; npgpt refuses).
     """
-    out, seen = [], {}
+    out, seen, top = [], {}, None            # top: the largest id of the tokens so far
     for k, e in enumerate(entries):
         at = f"{where}[{k}]"
         if not isinstance(e, dict):
@@ -631,19 +675,20 @@ def _added_tokens(entries, model, where="added_tokens"):
             expected = model.vocab[content]
         else:
             size = len(model.vocab)
-            top = max((t["id"] for t in out), default=None)
             expected = size if top is None else (top + 1 if top >= size or size == 0 else size)
         if token["id"] != expected:
             raise CheckpointError(f"{at}: {short_repr(content)} has id {token['id']}, but the "
                                   f"tokenizers library gives it id {expected}")
         seen[content] = k
+        top = token["id"] if top is None else max(top, token["id"])
         out.append(token)
     return out
 
 
 def _matcher(tokens, pattern_of):
-    """(regex, pattern -> token): leftmost matches, the longest where several start at the
-    same place (the library's Aho-Corasick ``LeftmostLongest``)."""
+    """(:class:`~.longest_match.LongestMatcher`, pattern -> token): leftmost matches, the
+    longest where several start at the same place (the library's Aho-Corasick
+    ``LeftmostLongest``)."""
     by_pattern = {}
     for t in tokens:
         pattern = pattern_of(t)
@@ -654,8 +699,7 @@ def _matcher(tokens, pattern_of):
         by_pattern[pattern] = t
     if not by_pattern:
         return None
-    alternatives = sorted(by_pattern, key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, alternatives))), by_pattern
+    return LongestMatcher(by_pattern), by_pattern
 
 
 def _is_word_char(c):
@@ -689,17 +733,22 @@ def _find_added(text, matcher):
     """
     if matcher is None or not text:
         return [(0, len(text), None)]
-    regex, by_pattern = matcher
+    found, by_pattern = matcher
     out, offset = [], 0
-    for m in regex.finditer(text):
-        token, start, stop = by_pattern[m.group()], m.start(), m.end()
+    spaces = (0, -1)                    # the last run of whitespace measured for rstrip
+    for start, stop, pattern in found.find_iter(text):
+        token = by_pattern[pattern]
         if token["single_word"] and (start > 0 and _is_word_char(text[start - 1]) or
                                      stop < len(text) and _is_word_char(text[stop])):
             continue                                   # part of a longer word: not this token
-        if token["lstrip"]:
-            start = max(len(text[:start].rstrip(_SPACES)), offset)
-        if token["rstrip"]:
-            stop = len(text) - len(text[stop:].lstrip(_SPACES))
+        if token["lstrip"]:                            # back over the spaces, not past offset
+            while start > offset and text[start - 1] in _SPACES:
+                start -= 1
+            start = max(start, offset)
+        if token["rstrip"]:                            # on over the spaces (each run measured
+            if not spaces[0] <= stop <= spaces[1]:     # once: linear even if tokens overlap it)
+                spaces = (stop, _SPACE_RUN.match(text, stop).end())
+            stop = spaces[1]
         if offset < start:
             out.append((offset, start, None))
         out.append((start, stop, token))
@@ -933,6 +982,30 @@ _TOP_LEVEL = ("version", "truncation", "padding", "added_tokens", "normalizer",
               "pre_tokenizer", "post_processor", "decoder", "model")
 
 
+def _surrogate_message(value, where="tokenizer.json"):
+    """The message for a file holding a string with a lone surrogate (U+D800..U+DFFF, no
+    UTF-8 form; the library refuses such a file), naming the first such entry or key."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _has_surrogate(k):
+                return f"{where}: the key {short_repr(k)} holds a lone surrogate"
+            found = _surrogate_message(v, k if where == "tokenizer.json" else f"{where}.{k}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _surrogate_message(v, f"{where}[{i}]")
+            if found:
+                return found
+    elif isinstance(value, str) and _has_surrogate(value):
+        return f"{where}: {short_repr(value)} holds a lone surrogate"
+    return None
+
+
+def _has_surrogate(text):
+    return any("\ud800" <= c <= "\udfff" for c in text) if not text.isascii() else False
+
+
 def _example():
     """The small byte-level tokenizer of the examples: GPT-2's 256 byte characters, three
     merges that build ``"Ġthe"``, ``<|end|>`` as a special token and a BOS template."""
@@ -1006,6 +1079,11 @@ class HFTokenizer(_Tokenizer):
         except RecursionError:
             raise CheckpointError("tokenizer.json: nested too deeply") from None
         self._json = json.dumps(spec, ensure_ascii=False)
+        try:
+            self._json.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CheckpointError(_surrogate_message(spec) or "tokenizer.json holds a lone "
+                                  "surrogate") from None
 
     def _setup(self, spec):
         if not isinstance(spec, dict):
@@ -1028,7 +1106,7 @@ class HFTokenizer(_Tokenizer):
                               self._model)
         self._raw = _matcher([t for t in added if not t["normalized"]], lambda t: t["content"])
         self._normalized = _matcher([t for t in added if t["normalized"]],
-                                    lambda t: _normalize(self._normalizer, t["content"]))
+                                    self._normalized_content)
         self._id_to_token = dict(self._model.tokens)
         self._id_to_token.update({t["id"]: t["content"] for t in added})
         self._token_to_id = dict(self._model.vocab)
@@ -1039,6 +1117,12 @@ class HFTokenizer(_Tokenizer):
                                                     self._id_to_token.__contains__)
         self._vocab_size = max(self._id_to_token, default=-1) + 1
 
+    def _normalized_content(self, token):
+        try:
+            return _normalize(self._normalizer, token["content"])
+        except ValueError as e:
+            raise CheckpointError(f"added token {short_repr(token['content'])}: {e}") from None
+
     # -- encode --------------------------------------------------------------------------
 
     def _segments(self, text):
@@ -1047,7 +1131,8 @@ class HFTokenizer(_Tokenizer):
         out = []
         for start, end, token in _find_added(text, self._raw):
             if token is not None:
-                out.append((text[start:end], token, start == 0))
+                if end > start:             # (a token whose span a stripping one took: none)
+                    out.append((text[start:end], token, start == 0))
                 continue
             piece = _normalize(self._normalizer, text[start:end])
             for s, e, t in _find_added(piece, self._normalized):
@@ -1216,6 +1301,55 @@ class HFTokenizer(_Tokenizer):
     def __repr__(self):
         return (f"HFTokenizer(vocab_size={self.vocab_size}, "
                 f"special_tokens={len(self.special_tokens)})")
+
+
+def read_folder_extras(tok, folder):
+    """Set ``tok.chat_template``, ``tok.bos_token_id`` and ``tok.eos_token_id`` from a Hugging
+    Face folder: the template of ``chat_template.jinja``, else the ``chat_template`` string
+    of ``tokenizer_config.json``, whose ``bos_token`` / ``eos_token`` (a token string or
+    ``{"content": ...}``) give the ids. Absent files or keys change nothing; a malformed
+    one is a :class:`~npgpt.io.CheckpointError` naming the file and the key.
+
+    Examples
+    --------
+    >>> import json, os
+    >>> os.makedirs("folder", exist_ok=True)
+    >>> with open("folder/tokenizer_config.json", "w") as f:
+    ...     json.dump({"chat_template": "{{ messages }}", "eos_token": "<|end|>"}, f)
+    >>> tok = read_folder_extras(HFTokenizer(_example()), "folder")
+    >>> tok.chat_template, tok.eos_token_id, tok.bos_token_id
+    ('{{ messages }}', 260, None)
+    """
+    from ..io.files import open_regular
+    config = os.path.join(folder, "tokenizer_config.json")
+    if os.path.exists(config):
+        try:
+            d = _read_json(config)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{config} holds no object")
+        template = d.get("chat_template")
+        if isinstance(template, str):
+            tok.chat_template = template
+        for key in ("bos_token", "eos_token"):
+            token = d.get(key)
+            if isinstance(token, dict):
+                token = token.get("content")
+            if token is not None:
+                if not isinstance(token, str) or tok.token_to_id(token) is None:
+                    raise CheckpointError(f"{config}: {key} {short_repr(token)} is not a token "
+                                          f"of tokenizer.json")
+                setattr(tok, f"{key}_id", tok.token_to_id(token))
+    jinja = os.path.join(folder, "chat_template.jinja")
+    if os.path.exists(jinja):
+        with open_regular(jinja) as f:
+            raw = f.read()
+        try:
+            tok.chat_template = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{jinja} is not UTF-8 text") from None
+    return tok
 
 
 def load_tokenizer_json(path_or_dict):

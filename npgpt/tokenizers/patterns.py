@@ -10,8 +10,12 @@ the text. BPE never merges across two pre-tokens.
 - :func:`gpt2_split` -- ``gpt2_pattern().findall``, about five times faster;
 - :data:`LLAMA3_PATTERN` and :data:`QWEN2_PATTERN` -- Llama 3's and Qwen2's patterns as their
   ``tokenizer.json`` files write them, with :func:`llama3_split` and :func:`qwen2_split`;
+- :data:`LLAMACPP_PUNCTUATION` and :data:`THREE_DIGITS` -- two splits of llama.cpp's
+  ``"default"`` GGUF pre-tokenizer (:mod:`npgpt.tokenizers.gguf`); ``re`` reads the first
+  through :func:`_punctuation_regex`;
 - :data:`PATTERNS` and :func:`register_pattern` -- the patterns a tokenizer *file* may use,
-  by name: ``"gpt2"``, ``"llama3"``, ``"qwen2"``, and those registered in code. A regex
+  by name: ``"gpt2"``, ``"llama3"``, ``"qwen2"``, ``"llamacpp-punctuation"``,
+  ``"three-digits"``, and those registered in code. A regex
   read from a file is never compiled unasked (``(?:a|a)*b|.`` makes ``encode`` backtrack
   for seconds on 26 characters); :func:`pattern_from_file` enforces this, and so does the
   ``tokenizer.json`` reader (:mod:`npgpt.tokenizers.hf`), which accepts a ``Split`` regex
@@ -54,9 +58,17 @@ _WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680
                  (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
                  (0x3000, 0x3000)])
 
+#: llama.cpp's first split for a GGUF file whose pre-tokenizer is ``"default"``: runs of
+#: punctuation (``\p{P}``) and of the symbols ``$ + < = > ^ ~ |``
+#: (:mod:`npgpt.tokenizers.gguf`).
+LLAMACPP_PUNCTUATION = r"[\p{P}\$\+<=>\^~\|]+"
+#: llama.cpp's last split for ``"default"``: three ASCII digits at a time.
+THREE_DIGITS = "[0-9][0-9][0-9]"
+
 #: The pre-tokenisation patterns a tokenizer file may name: name -> regular expression.
 #: Add to it with :func:`register_pattern`, never by hand.
-PATTERNS = {"gpt2": GPT2_PATTERN, "llama3": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN}
+PATTERNS = {"gpt2": GPT2_PATTERN, "llama3": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN,
+            "llamacpp-punctuation": LLAMACPP_PUNCTUATION, "three-digits": THREE_DIGITS}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _CLASSES = None     # "L", "N", "S", "L_bmp", "N_bmp" -> class body (see _unicode_classes)
@@ -69,6 +81,21 @@ def _class_string(ranges):
     def esc(c):
         return f"\\u{c:04X}" if c <= 0xFFFF else f"\\U{c:08X}"
     return "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges)
+
+
+def _ranges(code_points):
+    """Increasing code points -> [[lo, hi], ...], the runs of consecutive ones.
+
+    >>> _ranges([65, 66, 67, 70])
+    [[65, 67], [70, 70]]
+    """
+    out = []
+    for cp in code_points:
+        if out and out[-1][1] == cp - 1:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return out
 
 
 def _unicode_classes():
@@ -229,11 +256,32 @@ _TRANSLATED = {GPT2_PATTERN: gpt2_split, LLAMA3_PATTERN: llama3_split,
                QWEN2_PATTERN: qwen2_split}
 
 
+def _punctuation_regex():
+    """:data:`LLAMACPP_PUNCTUATION` for ``re``: ``\\p{P}`` as an explicit class built from
+    ``unicodedata`` (every category starting with "P"), once.
+
+    Examples
+    --------
+    >>> _punctuation_regex().findall("a, b...c$+d「e」")
+    [',', '...', '$+', '「', '」']
+    """
+    if "punctuation" not in _PATTERNS:
+        ranges = _ranges(cp for cp in range(0x110000) if unicodedata.category(chr(cp))[0] == "P")
+        _PATTERNS["punctuation"] = re.compile(f"[{_class_string(ranges)}\\$\\+<=>\\^~\\|]+")
+    return _PATTERNS["punctuation"]
+
+
+#: Patterns written for the ``regex`` module that ``re`` cannot compile, and their rewriting.
+_REWRITTEN = {LLAMACPP_PUNCTUATION: _punctuation_regex}
+
+
 def _compile_regex(regex):
     """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups."""
     if not isinstance(regex, str):
         raise TypeError(f"pattern must be a registered name or a regular-expression str, "
                         f"got {short_repr(regex)}")
+    if regex in _REWRITTEN:
+        return _REWRITTEN[regex]()
     if regex not in _COMPILED:
         try:
             compiled = re.compile(regex)

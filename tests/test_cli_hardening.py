@@ -91,7 +91,7 @@ def _int_options():
 
 INT_OPTIONS = list(_int_options())
 REQUIRED = {"generate": ["--max-new-tokens", "2"], "inspect": ["--prompt", "ROMEO:"],
-            "plot": ["embeddings", "--png", "x.png"], "bench": []}
+            "plot": ["embeddings", "--png", "x.png"], "bench": [], "chat": []}
 
 
 def test_the_int_options_are_found():

@@ -194,7 +194,13 @@ def test_live_added_token_matching_matches_the_tokenizers_library(added, normali
         return
     lib = tokenizers.Tokenizer.from_str(json.dumps(spec))
     for text in texts + ["".join(texts), " ".join(c for c, _ in added)]:
-        assert ours.encode(text) == lib.encode(text).ids, text
+        try:
+            expected = lib.encode(text).ids
+        except BaseException as error:            # the library's own panic ("AddedVocabulary bad
+            if type(error).__name__ != "PanicException":   # split") on some overlapping sets:
+                raise                             # no reference to compare with for this text
+            continue
+        assert ours.encode(text) == expected, text
 
 
 # ----------------------------------------------------------------------------------------

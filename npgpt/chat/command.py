@@ -18,7 +18,13 @@ COMMANDS_HELP = "/reset forgets the conversation, /exit ends it"
 
 
 def run(args) -> int:
-    """The ``chat`` command (``args`` from the ``npgpt`` parser)."""
+    """The ``chat`` command (``args`` from the ``npgpt`` parser); returns the exit code.
+
+    >>> from npgpt.cli import build_parser
+    >>> args = build_parser().parse_args(["chat", "-m", "model.gguf", "--system", "Be brief."])
+    >>> args.func.__name__, args.system, args.max_new_tokens
+    ('run', 'Be brief.', 512)
+    """
     from .. import cli
 
     model = cli._load_model(args.model)

@@ -24,14 +24,22 @@ _SENTINEL = "\x00npgpt-answer\x00"
 
 
 def special_token_strings(tokenizer):
-    """``bos_token``, ``eos_token``, ... as strings for a template, from the tokenizer's ids."""
+    """``bos_token``, ``eos_token``, ... as strings for a template, from the tokenizer's ids.
+
+    >>> from npgpt import CharTokenizer
+    >>> tok = CharTokenizer.from_text("ab$")
+    >>> tok.eos_token_id = 0
+    >>> special_token_strings(tok)
+    {'eos_token': '$'}
+    """
     values = {}
     for name in ("bos", "eos", "unk", "pad"):
         token_id = getattr(tokenizer, f"{name}_token_id", None)
         text = None
-        if isinstance(token_id, int) and hasattr(tokenizer, "id_to_token"):
+        if isinstance(token_id, int):
             try:
-                text = tokenizer.id_to_token(token_id)
+                text = (tokenizer.id_to_token(token_id) if hasattr(tokenizer, "id_to_token")
+                        else tokenizer.decode([token_id]))
             except (ValueError, KeyError, IndexError):
                 text = None
         if text is None:
@@ -88,7 +96,14 @@ def apply_chat_template(tokenizer, conversation, *, tools=None, documents=None, 
 
 def end_of_turn_ids(tokenizer, chat_template=None):
     """The ids that end an answer: the tokenizer's EOS, and the special token the template
-    writes right after an assistant message (``<|im_end|>``, ``<|eot_id|>``, ...)."""
+    writes right after an assistant message (``<|im_end|>``, ``<|eot_id|>``, ...).
+
+    >>> from npgpt import CharTokenizer
+    >>> tok = CharTokenizer.from_text("ab$")
+    >>> tok.eos_token_id, tok.chat_template = 0, "{% for m in messages %}{{ m.content }}$\\n{% endfor %}"
+    >>> end_of_turn_ids(tok)            # a character tokenizer has no special tokens: EOS only
+    [0]
+    """
     ids = set()
     eos = getattr(tokenizer, "eos_token_id", None)
     for token_id in eos if isinstance(eos, (list, tuple)) else [eos]:
@@ -156,17 +171,32 @@ class Chat:
         self._cache, self._cached = None, []
 
     def reset(self):
-        """Forget the conversation (the system message stays) and the cache."""
+        """Forget the conversation (the system message stays) and the cache.
+
+        >>> chat = Chat(_example_model(), system="be brief", max_new_tokens=2)
+        >>> _ = chat.send("ab"); chat.reset(); chat.messages
+        [{'role': 'system', 'content': 'be brief'}]
+        """
         self.messages = self.messages[:1] if self._has_system() else []
         self.dropped_turns = 0
         self._cache, self._cached = None, []
 
     def send(self, text):
-        """Answer ``text``: the whole answer as a str."""
+        """Answer ``text``: the whole answer as a str.
+
+        >>> chat = Chat(_example_model(), max_new_tokens=4)
+        >>> len(chat.send("ab")), chat.turns[0]["new_tokens"]
+        (4, 4)
+        """
         return "".join(self.stream(text))
 
     def stream(self, text):
-        """Answer ``text``, yielding the answer's text piece by piece as tokens are chosen."""
+        """Answer ``text``, yielding the answer's text piece by piece as tokens are chosen.
+
+        >>> chat = Chat(_example_model(), max_new_tokens=3)
+        >>> len(list(chat.stream("ab"))) >= 1, chat.messages[-1]["role"]
+        (True, 'assistant')
+        """
         from ..generate import stream
         if not isinstance(text, str):
             raise ValueError(f"a message must be a str, got {text!r:.80}")
@@ -245,3 +275,13 @@ class Chat:
     def _ends(self, token):
         eos = self.config.eos_token_id
         return eos is not None and token in (eos if isinstance(eos, (list, tuple)) else (eos,))
+
+
+def _example_model():
+    """A tiny rotary model with a character tokenizer and a template, for the examples."""
+    import npgpt
+    model = npgpt.GPT(npgpt.GPTConfig(vocab_size=17, context_length=64, d_model=16, num_heads=2,
+                                      num_layers=1, positions="rope", norm="rmsnorm"), seed=0)
+    model.tokenizer = npgpt.CharTokenizer.from_text("<>:abusertnimfyo ")
+    model.tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}{% endfor %}"
+    return model

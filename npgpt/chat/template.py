@@ -64,6 +64,9 @@ def lex(source):
     ``("block", tokens, pos)`` items, whitespace rules applied.
 
     A token is ``(kind, value, pos)`` with kind ``name``, ``int``, ``float``, ``string`` or ``op``.
+
+    >>> [(kind, pos) for kind, _, pos in lex("a\\n  {% if x %}\\nb{{ y }}")]   # the tag's line is cut
+    [('text', (1, 1)), ('block', (2, 3)), ('text', (3, 1)), ('output', (3, 2))]
     """
     if not isinstance(source, str):
         raise TemplateError(f"a chat template must be a string, got {type(source).__name__}")
@@ -506,7 +509,7 @@ class _Parser:
                 tokens.expect("]")
             elif tokens.at("(", "op"):
                 args, kwargs = self.arguments(tokens)
-                node = ("call", token[2], node, args, kwargs)
+                node = ("call", node[1], node, args, kwargs)          # at the callee's position
             else:
                 return node
 
@@ -562,7 +565,11 @@ class _Parser:
 
 
 def parse(source):
-    """The tree of ``source`` (a list of statement nodes)."""
+    """The tree of ``source`` (a list of statement nodes).
+
+    >>> parse("{{ x | upper }}")
+    [('output', (1, 1), ('filter', (1, 8), 'upper', ('name', (1, 4), 'x'), [], []))]
+    """
     try:
         return _Parser(lex(source)).parse()
     except RecursionError:
@@ -839,15 +846,17 @@ class _Renderer:
 
     @staticmethod
     def guard(function, pos, what, *args, **kwargs):
+        """``function(*args, **kwargs)``; any error it raises becomes a TemplateError at ``pos``."""
         try:
             return function(*args, **kwargs)
         except TemplateError as error:
             if "(line " in str(error):
                 raise
-            _fail(str(error), pos)
+            message = str(error)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
                 ZeroDivisionError, RecursionError) as error:
-            _fail(f"{what} failed: {type(error).__name__}: {error}", pos)
+            message = f"{what} failed: {type(error).__name__}: {error}"
+        _fail(message, pos)
 
 
 class Template:
@@ -868,7 +877,11 @@ class Template:
         self.tree = parse(source)
 
     def render(self, **values):
-        """The text for ``values`` (``messages``, ``add_generation_prompt``, special tokens...)."""
+        """The text for ``values`` (``messages``, ``add_generation_prompt``, special tokens...).
+
+        >>> Template("{% if add_generation_prompt %}<assistant>{% endif %}").render(add_generation_prompt=True)
+        '<assistant>'
+        """
         def raise_exception(message):
             raise TemplateError(f"the template raised an error: {message}")
 
@@ -906,6 +919,12 @@ class Template:
 
 
 def render(source, **values):
-    """Render the chat template ``source`` with ``values`` (see :class:`Template`)."""
+    """Render the chat template ``source`` with ``values`` (see :class:`Template`).
+
+    >>> render("{{ raise_exception('roles must alternate') }}")
+    Traceback (most recent call last):
+    ...
+    npgpt.chat._values.TemplateError: the template raised an error: roles must alternate (line 1, column 4)
+    """
     return Template(source).render(**values)
 

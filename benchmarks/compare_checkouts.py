@@ -4,7 +4,7 @@
     python benchmarks/compare_checkouts.py /tmp/npgpt-before [--repeats 21]
 
 The other checkout's package is imported under another name beside this one, and every
-workload (the ones the benchmark scripts time: greedy generation in both model forms, beam
+workload (the ones the benchmark scripts time: greedy generation in the three model forms, beam
 search, top-p / top-k / min-p on GPT-2-sized logits, a training step, and, when
 ``NPGPT_GPT2_TIKTOKEN`` names GPT-2's rank file, BPE encoding) runs from both, alternately,
 in the same process. That matters here: two processes running the same code can differ by
@@ -50,6 +50,8 @@ def workloads(pkg):
     gpt2 = pkg.GPT(pkg.GPTConfig(**SHAPE, residual="pre_norm", gelu="tanh", tie_embeddings=True,
                                  output_bias=False), seed=0, init="torch")
     gpt2.params["token_embedding.weight"] *= np.float32(0.3)
+    llama = pkg.GPT(pkg.GPTConfig(**SHAPE, norm="rmsnorm", positions="rope", mlp="swiglu",
+                                  num_kv_heads=2, output_bias=False), seed=0, init="torch")
     logits = (np.random.default_rng(0).normal(size=(32, 50257)) * 3).astype(np.float32)
     small = pkg.GPTConfig(vocab_size=65, context_length=64, d_model=128, num_heads=4, num_layers=4)
     state = train.TrainState.new(pkg.GPT(small, seed=0), train.TrainConfig(batch_size=12, steps=10**6))
@@ -63,6 +65,7 @@ def workloads(pkg):
     runs = {
         "greedy 200 tokens, the seed's model": lambda: pkg.generate(seed_model, prompt, max_new_tokens=200),
         "greedy 200 tokens, GPT-2 form": lambda: pkg.generate(gpt2, prompt, max_new_tokens=200),
+        "greedy 200 tokens, Llama form": lambda: pkg.generate(llama, prompt, max_new_tokens=200),
         "beam search, 4 beams, 100 tokens": lambda: pkg.generate(gpt2, prompt, max_new_tokens=100, num_beams=4),
         "top_p(0.9), (32, 50257)": lambda: sampling.top_p(logits, 0.9),
         "top_k(50), (32, 50257)": lambda: sampling.top_k(logits, 50),

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import inference
-from .model import positions_and_mask
+from .kv_cache import positions_and_mask
 from .nn.attention import causal_mask
 
 OVERFLOW_MODES = ("exact", "chunk", "slide")

@@ -39,31 +39,92 @@ Shapes: ids (B, T); x (N, C) with N = B·T; H query heads and Hkv key/value head
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ._threads import by_rows
-from .model import rope_inv_freq
 from .nn.attention import causal_mask
-from .nn.block import norm_names
+from .nn.block import block_parts
 from .nn.erf import erf
-from .nn.layers import SQRT_2, SQRT_2_OVER_PI
-from .nn.rope import rope_tables
+from .nn.layers import POSITION_TABLE, SQRT_2, SQRT_2_OVER_PI, TOKEN_TABLE
+from .nn.rope import rope_inv_freq, rope_tables
+from .params import output_layer
 
 _add_reduce = np.add.reduce
+
+
+class Norm(NamedTuple):
+    """A norm's weights: ``kind`` "layernorm" (weight and bias (C,)) or "rmsnorm" (bias None).
+
+    Examples
+    --------
+    >>> Norm("rmsnorm", np.ones(2, dtype=np.float32), None).kind
+    'rmsnorm'
+    """
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+class Attention(NamedTuple):
+    """An attention layer's weights, each matrix (in, out) for ``x @ W``: ``kind`` "stacked"
+    (GPT: ``qkv`` = [(W_qkv (C, 3C), b_qkv)]) or "separate" (the Llama family: ``qkv`` =
+    [(W_q (C, H·D), b_q), (W_k (C, Hkv·D), b_k), (W_v, b_v)], biases None without
+    ``attention_bias``); ``out`` = (W_out, b_out or None).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> attn = weights(model.params, model.config)["blocks"][0].attn
+    >>> attn.kind, attn.qkv[0][0].shape, attn.out[0].shape
+    ('stacked', (8, 24), (8, 8))
+    """
+    kind: str
+    qkv: list
+    out: tuple
+
+
+class MLP(NamedTuple):
+    """A feed-forward layer's weights: ``kind`` "gelu" (W_fc (C, F), b_fc, W_proj (F, C),
+    b_proj) or "swiglu" (W_gate (C, F), W_up (C, F), W_down (F, C)).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> mlp = weights(model.params, model.config)["blocks"][0].mlp
+    >>> mlp.kind, [a.shape for a in mlp.weights]
+    ('gelu', [(8, 32), (32,), (32, 8), (8,)])
+    """
+    kind: str
+    weights: tuple
+
+
+class Block(NamedTuple):
+    """One block's weights, in the order :func:`forward` uses them.
+
+    Examples
+    --------
+    >>> Block._fields
+    ('norm1', 'attn', 'norm2', 'mlp')
+    """
+    norm1: Norm
+    attn: Attention
+    norm2: Norm
+    mlp: MLP
 
 
 def weights(params, config):
     """The parameters in the order :func:`forward` uses them, each matrix transposed to
     (in, out) for ``x @ W`` — views of ``params``, nothing copied.
 
-    Per block a dict: ``norm1`` and ``norm2`` (weight, bias), the bias None for RMSNorm;
-    ``qkv``, the q/k/v projection as a list of (W, bias) pairs: GPT's one stacked
-    ``in_proj_weight``, (C, 3C), or the Llama family's q, k and v, (C, H·D), (C, Hkv·D),
-    (C, Hkv·D), their biases None without ``attention_bias``; ``out`` (W, bias) the output
-    projection; ``mlp`` GELU's (W_fc, b_fc, W_proj, b_proj) or SwiGLU's (W_gate, W_up,
-    W_down). Then the token table, the position table (None with rotary positions) and the
-    rotary frequencies (else None), the final norm, the output projection and its bias.
+    ``blocks``: a :class:`Block` per layer (its norms, attention and MLP, each a small named
+    tuple whose ``kind`` says which architecture it is). Then the token table, the position
+    table (None with rotary positions) and the rotary frequencies (else None), the final norm,
+    the output projection and its bias. The names come from the layers (:mod:`npgpt.nn`'s
+    parts), as in ``gpt_forward``.
 
     The Llama family's q/k/v (and gate/up) stay three (two) products: stacking them into one
     matrix would copy those weights (270 MB for SmolLM2-135M) on every ``generate()`` call,
@@ -75,8 +136,8 @@ def weights(params, config):
     >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
     ...                                   num_heads=2, num_layers=1))
     >>> w = weights(model.params, model.config)
-    >>> len(w["blocks"]), w["blocks"][0]["qkv"][0][0].shape       # W_qkvᵀ: (C, 3C)
-    (1, (16, 48))
+    >>> len(w["blocks"]), w["blocks"][0].attn.kind, w["blocks"][0].attn.qkv[0][0].shape   # W_qkvᵀ: (C, 3C)
+    (1, 'stacked', (16, 48))
 
     Llama's block, 4 query heads sharing 2 key/value heads of size 4, SwiGLU of width 40:
 
@@ -84,37 +145,37 @@ def weights(params, config):
     ...                                   num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
     ...                                   num_kv_heads=2, ffn_dim=40))
     >>> block = weights(llama.params, llama.config)["blocks"][0]
-    >>> [W.shape for W, _ in block["qkv"]], [W.shape for W in block["mlp"]], block["norm1"][1]
-    ([(16, 16), (16, 8), (16, 8)], [(16, 40), (16, 40), (40, 16)], None)
+    >>> [W.shape for W, _ in block.attn.qkv], [W.shape for W in block.mlp.weights], block.norm1.kind
+    ([(16, 16), (16, 8), (16, 8)], [(16, 40), (16, 40), (40, 16)], 'rmsnorm')
     """
     p = params
-    n1, n2, nf = norm_names(config)
-    rms = config.norm == "rmsnorm"
+    norm, attention, mlp = block_parts(config)
+    n1, n2, nf = norm.names
 
-    def norm(name):
-        return p[name + ".weight"], None if rms else p[name + ".bias"]
+    def norm_weights(name):
+        return Norm(norm.kind, p[name + ".weight"], p.get(name + ".bias"))
+
+    def matrices(prefix, part):                       # role -> its array (W transposed), or None
+        arrays = {role: p.get(prefix + name) for role, name in part.names.items()}
+        return {role: a.T if a is not None and a.ndim == 2 else a for role, a in arrays.items()}
 
     blocks = []
     for i in range(config.num_layers):
         b = f"blocks.{i}."
-        if config.positions == "learned":
-            qkv = [(p[b + "attn.in_proj_weight"].T, p[b + "attn.in_proj_bias"])]
-            out = (p[b + "attn.out_proj.weight"].T, p[b + "attn.out_proj.bias"])
+        a = matrices(b, attention)
+        if attention.kind == "learned":
+            attn = Attention("stacked", [(a["in_weight"], a["in_bias"])], (a["out_weight"], a["out_bias"]))
         else:
-            qkv = [(p[f"{b}attn.{n}_proj.weight"].T, p.get(f"{b}attn.{n}_proj.bias")) for n in "qkv"]
-            out = (p[b + "attn.o_proj.weight"].T, None)
-        if config.mlp == "gelu":
-            mlp = (p[b + "ffn.0.weight"].T, p[b + "ffn.0.bias"], p[b + "ffn.2.weight"].T, p[b + "ffn.2.bias"])
-        else:
-            mlp = tuple(p[f"{b}mlp.{n}.weight"].T for n in ("gate", "up", "down"))
-        blocks.append({"norm1": norm(b + n1), "qkv": qkv, "out": out, "norm2": norm(b + n2), "mlp": mlp})
-    out = p["token_embedding.weight"] if config.tie_embeddings else p["output_layer.weight"]
-    dtype = p["token_embedding.weight"].dtype
+            attn = Attention("separate", [(a[n + "_weight"], a[n + "_bias"]) for n in "qkv"],
+                             (a["out_weight"], None))
+        blocks.append(Block(norm_weights(b + n1), attn, norm_weights(b + n2),
+                            MLP(mlp.kind, tuple(matrices(b, mlp).values()))))
+    out, out_bias = output_layer(p, config)
+    dtype = p[TOKEN_TABLE].dtype
     rope = config.positions == "rope"
-    return {"blocks": blocks, "tokens": p["token_embedding.weight"],
-            "positions": None if rope else p["position_encoding.weight"],
+    return {"blocks": blocks, "tokens": p[TOKEN_TABLE], "positions": None if rope else p[POSITION_TABLE],
             "inv_freq": rope_inv_freq(config) if rope else None,
-            "ln_final": norm(nf), "out": out.T, "out_bias": p.get("output_layer.bias"),
+            "final_norm": norm_weights(nf), "out": out.T, "out_bias": out_bias,
             "config": config, "heads": (config.num_heads, config.kv_heads, config.head_size),
             "eps": dtype.type(config.layer_norm_eps)}
 
@@ -188,17 +249,9 @@ def last_logits(w, ids, positions=None, mask=None):
     for layer in blocks:
         x = _block(x, layer, w, B, T, mask, None, rope)
     C, (H, Hkv, D), cfg = x.shape[-1], w["heads"], w["config"]
-    h = _norm(x, *last["norm1"], w["eps"])
-    if len(last["qkv"]) == 1:                                         # GPT's stacked projection
-        (W, bias), = last["qkv"]
-        kv = _linear(h, W[:, H * D:], bias[H * D:])                   # (N, 2·Hkv·D): every k and v
-        k, v = kv[:, :Hkv * D], kv[:, Hkv * D:]
-        q_proj = W[:, :H * D], bias[:H * D]
-    else:
-        q_proj, k_proj, v_proj = last["qkv"]
-        k, v = _linear(h, *k_proj), _linear(h, *v_proj)               # (N, Hkv·D) each
+    h = _norm(x, last.norm1, w["eps"])
+    q, k, v = _project_qkv(h, last.attn, w["heads"], last=(B, T))    # (B, H·D), 2 x (N, Hkv·D)
     x, h = x.reshape(B, T, C)[:, -1], h.reshape(B, T, C)[:, -1]       # (B, C): the last rows
-    q = _linear(h, *q_proj)                                           # (B, H·D): their queries
     if rope is not None:
         cos, sin = rope
         _rotate(k.reshape(B * T, Hkv, D), cos, sin, cfg.rope_layout)
@@ -207,8 +260,30 @@ def last_logits(w, ids, positions=None, mask=None):
     k = k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)                 # (N, Hkv·D) -> (B, Hkv, T, D)
     v = v.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)
     y = _attend(q.reshape(B, H, 1, D), k, v, last_row)                # (B, H, 1, D)
-    a = _linear(y.reshape(B, H * D), *last["out"])
+    a = _linear(y.reshape(B, H * D), *last.attn.out)
     return _logits(w, _feed_forward(x, h, a, last, w))
+
+
+def _project_qkv(x, attn, heads, last=None):
+    """q, k, v = x @ W_q + b_q, x @ W_k + b_k, x @ W_v + b_v of x (N, C): (N, H·D), (N, Hkv·D),
+    (N, Hkv·D), from GPT's stacked matrix or the Llama family's three. With ``last`` = (B, T),
+    the queries of each row's last position only, (B, H·D) (all :func:`last_logits` needs)."""
+    H, Hkv, D = heads
+    if attn.kind == "stacked":                                        # GPT's (C, 3C) projection
+        (W, bias), = attn.qkv
+        if last is None:
+            qkv = _linear(x, W, bias)                                 # (N, C) @ (C, 3C)
+            return qkv[:, :H * D], qkv[:, H * D:(H + Hkv) * D], qkv[:, (H + Hkv) * D:]
+        kv = _linear(x, W[:, H * D:], bias[H * D:])                   # (N, 2·Hkv·D): every k and v
+        k, v = kv[:, :Hkv * D], kv[:, Hkv * D:]
+        q_proj = W[:, :H * D], bias[:H * D]
+    else:
+        if last is None:
+            return tuple(_linear(x, *proj) for proj in attn.qkv)      # (N, H·D), 2 x (N, Hkv·D)
+        q_proj, k_proj, v_proj = attn.qkv
+        k, v = _linear(x, *k_proj), _linear(x, *v_proj)               # (N, Hkv·D) each
+    B, T = last
+    return _linear(x.reshape(B, T, -1)[:, -1], *q_proj), k, v         # (B, C) -> (B, H·D)
 
 
 def _embed(w, ids, positions, mask):
@@ -236,8 +311,8 @@ def _embed(w, ids, positions, mask):
 def _block(x, layer, w, B, T, mask, kv, rope):
     """One block on x (N, C): attention (its keys and values added to ``kv``, a cache's
     layer, if given), then the feed-forward, each with its residual."""
-    h = _norm(x, *layer["norm1"], w["eps"])
-    a = _attention(h, layer, w, B, T, mask, kv, rope)
+    h = _norm(x, layer.norm1, w["eps"])
+    a = _attention(h, layer.attn, w, B, T, mask, kv, rope)
     return _feed_forward(x, h, a, layer, w)
 
 
@@ -250,11 +325,11 @@ def _feed_forward(x, h, a, layer, w):
     if not pre_norm:
         x = h
     x += a
-    h = _norm(x, *layer["norm2"], w["eps"])
-    if cfg.mlp == "gelu":
-        f = _mlp(h, *layer["mlp"], cfg.gelu)
+    h = _norm(x, layer.norm2, w["eps"])
+    if layer.mlp.kind == "gelu":
+        f = _mlp(h, *layer.mlp.weights, cfg.gelu)
     else:
-        f = _swiglu(h, *layer["mlp"])
+        f = _swiglu(h, *layer.mlp.weights)
     if not pre_norm:
         x = h
     x += f
@@ -272,18 +347,18 @@ def _linear(x, W, bias):
 def _logits(w, x):
     """norm_final(x) @ W_outᵀ + b_out for x (..., C) -> (..., V)."""
     C = x.shape[-1]
-    x = _norm(x, *w["ln_final"], w["eps"])
+    x = _norm(x, w["final_norm"], w["eps"])
     logits = x.reshape(-1, C) @ w["out"]                              # (N, V)
     if w["out_bias"] is not None:
         logits += w["out_bias"]
     return logits.reshape(*x.shape[:-1], logits.shape[-1])
 
 
-def _norm(x, weight, bias, eps):
-    """LayerNorm of x (N, C) with a bias, RMSNorm without (``bias`` None)."""
-    if bias is None:
-        return _rmsnorm(x, weight, eps)
-    return _layernorm(x, weight, bias, eps)
+def _norm(x, norm, eps):
+    """LayerNorm or RMSNorm of x (N, C), as ``norm.kind`` says."""
+    if norm.kind == "rmsnorm":
+        return _rmsnorm(x, norm.weight, eps)
+    return _layernorm(x, norm.weight, norm.bias, eps)
 
 
 def _layernorm(x, weight, bias, eps):
@@ -329,16 +404,12 @@ def _rmsnorm(x, weight, eps):
     return out
 
 
-def _attention(x, layer, w, B, T, mask, kv, rope):
+def _attention(x, attn, w, B, T, mask, kv, rope):
     """attention_forward's (gqa_forward's) math on x (N, C) -> (N, C): the projections, the
     rotation of q and k in place, the new keys and values into the cache."""
     (H, Hkv, D), cfg = w["heads"], w["config"]
     N = B * T
-    if len(layer["qkv"]) == 1:                                        # GPT's stacked projection
-        qkv = _linear(x, *layer["qkv"][0])                            # (N, C) @ (C, 3C)
-        q, k, v = qkv[:, :H * D], qkv[:, H * D:(H + Hkv) * D], qkv[:, (H + Hkv) * D:]
-    else:
-        q, k, v = (_linear(x, *proj) for proj in layer["qkv"])        # (N, H·D), 2 x (N, Hkv·D)
+    q, k, v = _project_qkv(x, attn, w["heads"])                       # (N, H·D), 2 x (N, Hkv·D)
     if rope is not None:
         _rotate(q.reshape(N, H, D), *rope, cfg.rope_layout)           # turn q and k by position
         _rotate(k.reshape(N, Hkv, D), *rope, cfg.rope_layout)
@@ -348,7 +419,7 @@ def _attention(x, layer, w, B, T, mask, kv, rope):
     if kv is not None:
         k, v = kv.append(k, v)                                        # (B, Hkv, Tk, D)
     y = _attend(q, k, v, mask).transpose(0, 2, 1, 3).reshape(N, H * D)  # (B, H, T, D) -> (N, H·D)
-    return _linear(y, *layer["out"])
+    return _linear(y, *attn.out)
 
 
 def _rotate(x, cos, sin, layout):

@@ -74,7 +74,7 @@ from . import inference, sampling
 from ._decoder import Decoder, check_logits
 from .generate import (GenerateOutput, _ended, _finish, _log_probs, _next_tokens, _processed,
                        _row_generators, _StopStrings, _to_the_end)
-from .model import positions_and_mask
+from .kv_cache import positions_and_mask
 
 __all__ = ["speculative_generate", "speculative_steps"]
 

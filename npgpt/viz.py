@@ -851,7 +851,7 @@ def plot_embeddings(model, ids, path=None, labels=None):
     T = ids.shape[0]
     token = np.asarray(model.params["token_embedding.weight"])[ids]        # (T, C)
     if model.config.positions == "rope":          # no table: the angles that turn q and k
-        from .model import rope_inv_freq
+        from .nn.rope import rope_inv_freq
         from .nn.rope import rope_tables
         cos, _ = rope_tables(np.arange(T), rope_inv_freq(model.config), np.float64)   # (T, D/2)
         panels = [("Token Embedding (the block input)", token, "embedding dimension"),

@@ -140,8 +140,8 @@ def test_a_float32_llama_model_decodes_in_float32_like_gpt_forward():
     prompt = np.array([[5, 9, 2, 41, 7]])
     w = inference.weights(model.params, cfg)
     block = w["blocks"][0]
-    arrays = [*block["norm1"], *block["norm2"], *block["out"], *block["mlp"]]
-    arrays += [a for pair in block["qkv"] for a in pair]
+    arrays = [*block.norm1[1:], *block.norm2[1:], *block.attn.out, *block.mlp.weights]
+    arrays += [a for pair in block.attn.qkv for a in pair]
     assert all(a.dtype == np.float32 for a in arrays if a is not None) and len(arrays) == 15
     cache = model.new_cache(1, 20)
     logits = fast(model, prompt, None, cache, last_only=True)

@@ -6,7 +6,11 @@ Read in the order the forward pass meets them:
 * ``layers.py``    embedding, LayerNorm, linear, softmax, GELU (and dropout's mask)
 * ``attention.py`` causal multi-head self-attention and its masks
 * ``mlp.py``       the feed-forward network
-* ``block.py``     a transformer block: the two sublayers with their residual connections
+* ``block.py``     a transformer block: the two sublayers with their residual connections;
+  ``block_parts`` picks its norm, attention and MLP from the config
+* ``part.py``      what a layer family gives the block: its parameter names and shapes, one
+  forward and one backward by name (each family's ``Part`` sits beside its math)
+* ``rmsnorm.py``, ``rope.py``, ``gqa.py``, ``swiglu.py`` the Llama family's layers
 * ``crossentropy.py`` the training loss
 * ``erf.py``       the error function the exact GELU needs (NumPy has none)
 """

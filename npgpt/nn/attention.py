@@ -13,6 +13,11 @@ import math
 import numpy as np
 
 from .layers import dropout_mask, linear_backward, linear_forward, softmax_backward, softmax_forward
+from .part import Part
+
+# torch.nn.MultiheadAttention's names, the seed's block calling it "attn"
+NAMES = {"in_weight": "attn.in_proj_weight", "in_bias": "attn.in_proj_bias",
+         "out_weight": "attn.out_proj.weight", "out_bias": "attn.out_proj.bias"}
 
 
 def causal_mask(T, dtype=np.float32):
@@ -160,3 +165,53 @@ def attention_backward(dout, cache):
     dqkv = dqkv.transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * C)         # -> (B, T, 3, H, D) -> (B, T, 3C)
     dx, d_in_weight, d_in_bias = linear_backward(dqkv, cache["in"])   # (B, T, 3C) -> (B, T, C)
     return dx, d_in_weight, d_in_bias, d_out_weight, d_out_bias
+
+
+def attention_shapes(config):
+    """Name -> shape of a block's attention parameters.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> attention_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    {'attn.in_proj_weight': (24, 8), 'attn.in_proj_bias': (24,), 'attn.out_proj.weight': (8, 8), 'attn.out_proj.bias': (8,)}
+    """
+    C = config.d_model
+    return dict(zip(NAMES.values(), ((3 * C, C), (3 * C,), (C, C), (C,))))
+
+
+def attention_of(x, params, prefix, config, mask, kv=None, rng=None, rope=None):
+    """:func:`attention_forward` of x with block ``prefix``'s parameters, ``config.num_heads``
+    and ``config.dropout`` (dropout only with an rng; ``rope`` unused: positions were added).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> y, cache = attention_of(np.ones((1, 3, 8), np.float32), model.params, "blocks.0.", model.config, causal_mask(3))
+    >>> y.shape, cache["probs"].shape
+    ((1, 3, 8), (1, 2, 3, 3))
+    """
+    in_weight, in_bias, out_weight, out_bias = (params[prefix + name] for name in NAMES.values())
+    return attention_forward(x, in_weight, in_bias, out_weight, out_bias, config.num_heads, mask,
+                             kv=kv, dropout=config.dropout, rng=rng)
+
+
+def attention_grads(dy, cache):
+    """:func:`attention_backward` as (dx, {name: gradient}).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> _, cache = attention_of(np.ones((1, 3, 8)), model.params, "blocks.0.", model.config, causal_mask(3))
+    >>> dx, grads = attention_grads(np.ones((1, 3, 8)), cache)
+    >>> dx.shape, sorted(grads)[0]
+    ((1, 3, 8), 'attn.in_proj_bias')
+    """
+    dx, *grads = attention_backward(dy, cache)
+    return dx, dict(zip(NAMES.values(), grads))
+
+
+ATTENTION = Part("learned", NAMES, attention_shapes, attention_of, attention_grads,
+                 column_major=("in_weight", "out_weight"))

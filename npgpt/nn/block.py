@@ -19,17 +19,30 @@ x = x + gqa(rmsnorm(x), RoPE);  x = x + swiglu(rmsnorm(x)).
 
 from __future__ import annotations
 
-from .attention import attention_backward, attention_forward
-from .gqa import gqa_backward, gqa_forward
-from .layers import layernorm_backward, layernorm_forward
-from .mlp import mlp_backward, mlp_forward
-from .rmsnorm import rmsnorm_backward, rmsnorm_forward
-from .swiglu import swiglu_backward, swiglu_forward
+from .attention import ATTENTION
+from .gqa import GQA
+from .layers import LAYERNORM
+from .mlp import MLP
+from .rmsnorm import RMSNORM
+from .swiglu import SWIGLU
 
-_GQA_NAMES = {"q_weight": "attn.q_proj.weight", "k_weight": "attn.k_proj.weight",
-              "v_weight": "attn.v_proj.weight", "o_weight": "attn.o_proj.weight",
-              "q_bias": "attn.q_proj.bias", "k_bias": "attn.k_proj.bias",
-              "v_bias": "attn.v_proj.bias"}
+NORMS = {part.kind: part for part in (LAYERNORM, RMSNORM)}            # GPTConfig.norm
+ATTENTIONS = {part.kind: part for part in (ATTENTION, GQA)}           # GPTConfig.positions
+MLPS = {part.kind: part for part in (MLP, SWIGLU)}                    # GPTConfig.mlp
+
+
+def block_parts(config):
+    """The block's three layer families (:class:`npgpt.nn.part.Part`), as the config's
+    switches say: (norm, attention, mlp).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=5, context_length=4, d_model=8, num_heads=2, num_layers=1)
+    >>> [part.kind for part in block_parts(cfg)]
+    ['layernorm', 'learned', 'gelu']
+    """
+    return NORMS[config.norm], ATTENTIONS[config.positions], MLPS[config.mlp]
 
 
 def norm_names(config):
@@ -43,7 +56,7 @@ def norm_names(config):
     ...                            num_layers=1, norm="rmsnorm"))
     ('norm1', 'norm2', 'norm_final')
     """
-    return ("ln1", "ln2", "ln_final") if config.norm == "layernorm" else ("norm1", "norm2", "norm_final")
+    return NORMS[config.norm].names
 
 
 def norm_forward(x, params, name, config):
@@ -63,11 +76,7 @@ def norm_forward(x, params, name, config):
     >>> y.round(4).tolist()
     [[0.8485, 1.1314]]
     """
-    if config.norm == "layernorm":
-        y, cache = layernorm_forward(x, params[name + ".weight"], params[name + ".bias"],
-                                     config.layer_norm_eps)
-    else:
-        y, cache = rmsnorm_forward(x, params[name + ".weight"], config.layer_norm_eps)
+    y, cache = NORMS[config.norm].forward(x, params, name, config)
     return y, (config.norm, cache)
 
 
@@ -83,15 +92,14 @@ def norm_backward(dy, cache):
     ['bias', 'weight']
     """
     kind, inner = cache
-    if kind == "layernorm":
-        dx, dweight, dbias = layernorm_backward(dy, inner)
-        return dx, {"weight": dweight, "bias": dbias}
-    dx, dweight = rmsnorm_backward(dy, inner)
-    return dx, {"weight": dweight}
+    return NORMS[kind].backward(dy, inner)
 
 
-def block_forward(x, params, prefix, config, mask, kv=None, rng=None, rope=None):
+def block_forward(x, params, prefix, config, mask, kv=None, rng=None, rope=None, parts=None):
     """Apply block ``prefix`` (e.g. ``"blocks.0."``) to x.
+
+    pre_norm: x1 = x + attn(norm1(x)); x2 = x1 + mlp(norm2(x1)).
+    seed:     h1 = norm1(x); x1 = h1 + attn(h1); h2 = norm2(x1); x2 = h2 + mlp(h2).
 
     Parameters
     ----------
@@ -105,6 +113,7 @@ def block_forward(x, params, prefix, config, mask, kv=None, rng=None, rope=None)
         and feed-forward output) at ``config.dropout``.
     rope : (cos, sin) or None, the rotary tables of the tokens' positions
         (:func:`npgpt.nn.rope.rope_tables`); needed with ``config.positions == "rope"``.
+    parts : (norm, attention, mlp), default :func:`block_parts` of the config.
 
     Returns
     -------
@@ -120,34 +129,17 @@ def block_forward(x, params, prefix, config, mask, kv=None, rng=None, rope=None)
     >>> block_forward(x, model.params, "blocks.0.", model.config, causal_mask(3))[0].shape
     (1, 3, 8)
     """
-    p, drop = params, config.dropout
-    n1, n2, _ = norm_names(config)
-    h1, ln1_cache = norm_forward(x, p, prefix + n1, config)
-    if config.positions == "learned":
-        a, attn_cache = attention_forward(
-            h1, p[prefix + "attn.in_proj_weight"], p[prefix + "attn.in_proj_bias"],
-            p[prefix + "attn.out_proj.weight"], p[prefix + "attn.out_proj.bias"], config.num_heads,
-            mask, kv=kv, dropout=drop, rng=rng)
-    else:
-        a, attn_cache = gqa_forward(
-            h1, *(p[prefix + _GQA_NAMES[n]] for n in ("q_weight", "k_weight", "v_weight", "o_weight")),
-            config.num_heads, config.kv_heads, rope[0], rope[1], mask,
-            **{n: p.get(prefix + _GQA_NAMES[n]) for n in ("q_bias", "k_bias", "v_bias")},
-            rope_layout=config.rope_layout, kv=kv)
-    x1 = (x if config.residual == "pre_norm" else h1) + a            # residual 1
-    h2, ln2_cache = norm_forward(x1, p, prefix + n2, config)
-    if config.mlp == "gelu":
-        f, mlp_cache = mlp_forward(h2, p[prefix + "ffn.0.weight"], p[prefix + "ffn.0.bias"],
-                                   p[prefix + "ffn.2.weight"], p[prefix + "ffn.2.bias"],
-                                   gelu=config.gelu, dropout=drop, rng=rng)
-    else:
-        f, mlp_cache = swiglu_forward(h2, p[prefix + "mlp.gate.weight"], p[prefix + "mlp.up.weight"],
-                                      p[prefix + "mlp.down.weight"])
-    x2 = (x1 if config.residual == "pre_norm" else h2) + f           # residual 2
-    cache = {"ln1": ln1_cache, "attn": attn_cache, "ln2": ln2_cache, "mlp": mlp_cache,
-             "residual": config.residual, "names": (n1, n2), "positions": config.positions,
-             "kind_mlp": config.mlp}
-    return x2, cache
+    norm, attention, mlp = parts or block_parts(config)
+    n1, n2, _ = norm.names
+    pre_norm = config.residual == "pre_norm"
+    h1, norm1 = norm.forward(x, params, prefix + n1, config)                      # (B, T, C)
+    a, attn = attention.forward(h1, params, prefix, config, mask, kv, rng, rope)
+    x1 = (x if pre_norm else h1) + a                                             # residual 1
+    h2, norm2 = norm.forward(x1, params, prefix + n2, config)
+    f, ffn = mlp.forward(h2, params, prefix, config, rng)
+    x2 = (x1 if pre_norm else h2) + f                                            # residual 2
+    return x2, {"parts": (norm, attention, mlp), "pre_norm": pre_norm,
+                "attn_norm": norm1, "attn": attn, "mlp_norm": norm2, "mlp": ffn}
 
 
 def block_backward(dout, cache):
@@ -171,35 +163,18 @@ def block_backward(dout, cache):
     >>> dx.shape, sorted(grads)[:3]
     ((1, 3, 8), ['attn.in_proj_bias', 'attn.in_proj_weight', 'attn.out_proj.bias'])
     """
-    grads = {}
-    n1, n2 = cache["names"]
-    # second sublayer: feed-forward
-    if cache["kind_mlp"] == "gelu":
-        df, mlp_grads = mlp_backward(dout, cache["mlp"])              # through ffn: d at h2
-        grads.update(mlp_grads)
-    else:
-        df, *swiglu_grads = swiglu_backward(dout, cache["mlp"])
-        grads.update(zip(("mlp.gate.weight", "mlp.up.weight", "mlp.down.weight"), swiglu_grads))
-    if cache["residual"] == "pre_norm":
-        dx1, norm_grads = norm_backward(df, cache["ln2"])
-        dx1 += dout                                                   # residual path
-    else:
-        dx1, norm_grads = norm_backward(df + dout, cache["ln2"])
+    norm, attention, mlp = cache["parts"]
+    n1, n2, _ = norm.names
+    pre_norm = cache["pre_norm"]
+    df, grads = mlp.backward(dout, cache["mlp"])                  # through the MLP: d at h2
+    dx1, norm_grads = norm.backward(df if pre_norm else df + dout, cache["mlp_norm"])
+    if pre_norm:
+        dx1 += dout                                               # the residual path
     grads.update({f"{n2}.{name}": g for name, g in norm_grads.items()})
-    # first sublayer: attention
-    if cache["positions"] == "learned":
-        da, *attn_grads = attention_backward(dx1, cache["attn"])      # through attn: d at h1
-        for name, g in zip(("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight",
-                            "attn.out_proj.bias"), attn_grads):
-            grads[name] = g
-    else:
-        gqa_grads = gqa_backward(dx1, cache["attn"])
-        da = gqa_grads.pop("x")
-        grads.update({_GQA_NAMES[name]: g for name, g in gqa_grads.items()})
-    if cache["residual"] == "pre_norm":
-        dx, norm_grads = norm_backward(da, cache["ln1"])
+    da, attn_grads = attention.backward(dx1, cache["attn"])       # through attention: d at h1
+    grads.update(attn_grads)
+    dx, norm_grads = norm.backward(da if pre_norm else da + dx1, cache["attn_norm"])
+    if pre_norm:
         dx += dx1
-    else:
-        dx, norm_grads = norm_backward(da + dx1, cache["ln1"])
     grads.update({f"{n1}.{name}": g for name, g in norm_grads.items()})
     return dx, grads

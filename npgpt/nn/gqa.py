@@ -17,7 +17,13 @@ import math
 import numpy as np
 
 from .layers import linear_backward, linear_forward, softmax_backward, softmax_forward
+from .part import Part
 from .rope import rope_backward, rope_forward
+
+# transformers' LlamaAttention's names (q, k and v biases only with ``attention_bias``)
+NAMES = {"q_weight": "attn.q_proj.weight", "k_weight": "attn.k_proj.weight",
+         "v_weight": "attn.v_proj.weight", "out_weight": "attn.o_proj.weight",
+         "q_bias": "attn.q_proj.bias", "k_bias": "attn.k_proj.bias", "v_bias": "attn.v_proj.bias"}
 
 
 def gqa_forward(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin,
@@ -184,3 +190,65 @@ def _merge_heads(d):
     """(B, heads, T, D) -> (B, T, heads·D), the inverse of the split after each projection."""
     B, heads, T, D = d.shape
     return d.transpose(0, 2, 1, 3).reshape(B, T, heads * D)
+
+
+def gqa_shapes(config):
+    """Name -> shape of a block's grouped-query attention parameters, in the order of
+    transformers' state_dict (q, k, v each with its bias when ``config.attention_bias``, o).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> gqa_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+    ...                      positions="rope", num_kv_heads=1))
+    {'attn.q_proj.weight': (8, 8), 'attn.k_proj.weight': (4, 8), 'attn.v_proj.weight': (4, 8), 'attn.o_proj.weight': (8, 8)}
+    """
+    C, H, Hkv, D = config.d_model, config.num_heads, config.kv_heads, config.head_size
+    shapes = {}
+    for role, rows in (("q", H * D), ("k", Hkv * D), ("v", Hkv * D)):
+        shapes[NAMES[role + "_weight"]] = (rows, C)
+        if config.attention_bias:
+            shapes[NAMES[role + "_bias"]] = (rows,)
+    shapes[NAMES["out_weight"]] = (C, H * D)
+    return shapes
+
+
+def gqa_of(x, params, prefix, config, mask, kv=None, rng=None, rope=None):
+    """:func:`gqa_forward` of x with block ``prefix``'s parameters, the config's heads and
+    rotary layout, and ``rope`` = (cos, sin) (no dropout: ``rng`` unused).
+
+    Examples
+    --------
+    >>> from npgpt.nn.attention import causal_mask
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+    ...                                   norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1, ffn_dim=12))
+    >>> rope = np.ones((3, 2)), np.zeros((3, 2))                   # cos, sin: RoPE off
+    >>> y, cache = gqa_of(np.ones((1, 3, 8)), model.params, "blocks.0.", model.config, causal_mask(3), rope=rope)
+    >>> y.shape, cache["probs"].shape
+    ((1, 3, 8), (1, 2, 3, 3))
+    """
+    q, k, v, o, q_bias, k_bias, v_bias = (params.get(prefix + name) for name in NAMES.values())
+    return gqa_forward(x, q, k, v, o, config.num_heads, config.kv_heads, rope[0], rope[1], mask,
+                       q_bias, k_bias, v_bias, rope_layout=config.rope_layout, kv=kv)
+
+
+def gqa_grads(dy, cache):
+    """:func:`gqa_backward` as (dx, {name: gradient}).
+
+    Examples
+    --------
+    >>> from npgpt.nn.attention import causal_mask
+    >>> rng = np.random.default_rng(0)
+    >>> x, wq, wkv = rng.normal(size=(1, 3, 8)), rng.normal(size=(8, 8)), rng.normal(size=(4, 8))
+    >>> _, cache = gqa_forward(x, wq, wkv, wkv, np.eye(8), 2, 1, np.ones((3, 2)), np.zeros((3, 2)), causal_mask(3))
+    >>> dx, grads = gqa_grads(np.ones((1, 3, 8)), cache)
+    >>> dx.shape, sorted(grads)
+    ((1, 3, 8), ['attn.k_proj.weight', 'attn.o_proj.weight', 'attn.q_proj.weight', 'attn.v_proj.weight'])
+    """
+    grads = gqa_backward(dy, cache)
+    grads["out_weight"] = grads.pop("o_weight")
+    return grads.pop("x"), {NAMES[role]: g for role, g in grads.items()}
+
+
+GQA = Part("rope", NAMES, gqa_shapes, gqa_of, gqa_grads)

@@ -13,12 +13,17 @@ import math
 import numpy as np
 
 from .erf import erf
+from .part import Part
 
 SQRT_2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 # ------------------------------------------------------------------------------ embedding
+TOKEN_TABLE = "token_embedding.weight"             # (V, C), the seed's names
+POSITION_TABLE = "position_encoding.weight"        # (context_length, C)
+
+
 def embedding_forward(ids, token_table, position_table, positions):
     """x[b, t] = token_table[ids[b, t]] + position_table[positions[b, t]].
 
@@ -159,7 +164,45 @@ def layernorm_backward(dy, cache):
     return dx, dweight, dbias
 
 
+def layernorm_of(x, params, name, config):
+    """:func:`layernorm_forward` of x with ``params[name + ".weight"]``, ``[name + ".bias"]``
+    and ε = ``config.layer_norm_eps``.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=2, num_heads=1, num_layers=1)
+    >>> y, _ = layernorm_of(np.array([[1.0, 3.0]]), {"ln1.weight": np.ones(2), "ln1.bias": np.zeros(2)}, "ln1", cfg)
+    >>> y.round(3).tolist()
+    [[-1.0, 1.0]]
+    """
+    return layernorm_forward(x, params[name + ".weight"], params[name + ".bias"], config.layer_norm_eps)
+
+
+def layernorm_grads(dy, cache):
+    """:func:`layernorm_backward` as (dx, {"weight": dweight, "bias": dbias}).
+
+    Examples
+    --------
+    >>> _, cache = layernorm_forward(np.array([[1.0, 3.0]]), np.ones(2), np.zeros(2))
+    >>> dx, grads = layernorm_grads(np.ones((1, 2)), cache)
+    >>> sorted(grads), grads["bias"].tolist()
+    (['bias', 'weight'], [1.0, 1.0])
+    """
+    dx, dweight, dbias = layernorm_backward(dy, cache)
+    return dx, {"weight": dweight, "bias": dbias}
+
+
+LAYERNORM = Part("layernorm", ("ln1", "ln2", "ln_final"),           # a block's two, the final one
+                 lambda config: {"weight": (config.d_model,), "bias": (config.d_model,)},
+                 layernorm_of, layernorm_grads)
+
+
 # ------------------------------------------------------------------------------ linear
+OUTPUT_WEIGHT = "output_layer.weight"              # the model's output layer: (V, C)
+OUTPUT_BIAS = "output_layer.bias"                  # (V,)
+
+
 def linear_forward(x, weight, bias=None):
     """y = x @ weight.T + bias.
 

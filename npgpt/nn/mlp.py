@@ -7,6 +7,11 @@ fc_weight (F, C), fc_bias (F,), proj_weight (C, F), proj_bias (C,).
 from __future__ import annotations
 
 from .layers import dropout_mask, gelu_backward, gelu_forward, linear_backward, linear_forward
+from .part import Part
+
+# the seed's nn.Sequential(Linear, GELU, Linear, Dropout): its layers 0 and 2
+NAMES = {"fc_weight": "ffn.0.weight", "fc_bias": "ffn.0.bias",
+         "out_weight": "ffn.2.weight", "out_bias": "ffn.2.bias"}
 
 
 def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
@@ -66,4 +71,35 @@ def mlp_backward(dout, cache):
     da, dw2, db2 = linear_backward(dout, proj_cache)                  # (B, T, C) -> (B, T, F)
     dh = gelu_backward(da, gelu_cache)                                # (B, T, F)
     dx, dw1, db1 = linear_backward(dh, fc_cache)                      # (B, T, F) -> (B, T, C)
-    return dx, {"ffn.0.weight": dw1, "ffn.0.bias": db1, "ffn.2.weight": dw2, "ffn.2.bias": db2}
+    return dx, dict(zip(NAMES.values(), (dw1, db1, dw2, db2)))
+
+
+def mlp_shapes(config):
+    """Name -> shape of a block's feed-forward parameters (F = ``config.ffn_size``).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> mlp_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    {'ffn.0.weight': (32, 8), 'ffn.0.bias': (32,), 'ffn.2.weight': (8, 32), 'ffn.2.bias': (8,)}
+    """
+    C, F = config.d_model, config.ffn_size
+    return dict(zip(NAMES.values(), ((F, C), (F,), (C, F), (C,))))
+
+
+def mlp_of(x, params, prefix, config, rng=None):
+    """:func:`mlp_forward` of x with block ``prefix``'s parameters, ``config.gelu`` and
+    ``config.dropout`` (dropout only with an rng).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1))
+    >>> mlp_of(np.ones((1, 3, 8), np.float32), model.params, "blocks.0.", model.config)[0].shape
+    (1, 3, 8)
+    """
+    fc_weight, fc_bias, out_weight, out_bias = (params[prefix + name] for name in NAMES.values())
+    return mlp_forward(x, fc_weight, fc_bias, out_weight, out_bias, config.gelu, config.dropout, rng)
+
+
+MLP = Part("gelu", NAMES, mlp_shapes, mlp_of, mlp_backward, column_major=("fc_weight",))

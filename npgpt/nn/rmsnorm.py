@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .part import Part
+
 
 def rmsnorm_forward(x, weight, eps=1e-6):
     """y = x / sqrt(mean(x²) + eps) · weight, the mean over the last axis.
@@ -75,3 +77,35 @@ def rmsnorm_backward(dy, cache):
     mean_gx = (g * xhat).sum(axis=-1, keepdims=True) / C              # (..., 1)
     dx = (g - xhat * mean_gx) * rstd
     return dx, dweight
+
+
+def rmsnorm_of(x, params, name, config):
+    """:func:`rmsnorm_forward` of x with ``params[name + ".weight"]`` and ε = ``config.layer_norm_eps``.
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=2, num_heads=1, num_layers=1,
+    ...                 norm="rmsnorm", layer_norm_eps=1e-6)
+    >>> rmsnorm_of(np.array([[3.0, 4.0]]), {"norm1.weight": np.ones(2)}, "norm1", cfg)[0].round(4).tolist()
+    [[0.8485, 1.1314]]
+    """
+    return rmsnorm_forward(x, params[name + ".weight"], config.layer_norm_eps)
+
+
+def rmsnorm_grads(dy, cache):
+    """:func:`rmsnorm_backward` as (dx, {"weight": dweight}).
+
+    Examples
+    --------
+    >>> _, cache = rmsnorm_forward(np.array([[3.0, 4.0]]), np.ones(2), eps=0.0)
+    >>> dx, grads = rmsnorm_grads(np.array([[3.0, 4.0]]), cache)
+    >>> dx.round(6).tolist(), sorted(grads)
+    ([[0.0, 0.0]], ['weight'])
+    """
+    dx, dweight = rmsnorm_backward(dy, cache)
+    return dx, {"weight": dweight}
+
+
+RMSNORM = Part("rmsnorm", ("norm1", "norm2", "norm_final"),        # a block's two, the final one
+               lambda config: {"weight": (config.d_model,)}, rmsnorm_of, rmsnorm_grads)

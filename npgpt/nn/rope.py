@@ -93,6 +93,21 @@ def rope_frequencies(head_dim, theta=10000.0, scaling=None):
     return inv_freq.astype(np.float64)
 
 
+def rope_inv_freq(config):
+    """The rotary frequencies of ``config`` (:func:`rope_frequencies` of its head size,
+    ``rope_theta`` and ``rope_scaling``), float64 (D/2,).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+    ...                 positions="rope", head_dim=4)
+    >>> rope_inv_freq(cfg).tolist()
+    [1.0, 0.009999999776482582]
+    """
+    return rope_frequencies(config.head_size, float(config.rope_theta), config.rope_scaling)
+
+
 def _scaling_value(scaling, key, minimum):
     """scaling[key] as a float ≥ minimum (or > 0 when minimum is 0), else a ValueError."""
     if key not in scaling:

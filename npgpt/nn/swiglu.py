@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import linear_backward, linear_forward
+from .part import Part
+
+NAMES = {"gate_weight": "mlp.gate.weight", "up_weight": "mlp.up.weight",
+         "out_weight": "mlp.down.weight"}
 
 
 def _sigmoid(z):
@@ -88,3 +92,49 @@ def swiglu_backward(dout, cache):
     dx_gate, dgate_weight, _ = linear_backward(dg, gate_cache)        # (..., F) -> (..., C)
     dx_up, dup_weight, _ = linear_backward(du, up_cache)              # (..., F) -> (..., C)
     return dx_gate + dx_up, dgate_weight, dup_weight, ddown_weight
+
+
+def swiglu_shapes(config):
+    """Name -> shape of a block's SwiGLU parameters (F = ``config.ffn_size``).
+
+    Examples
+    --------
+    >>> from npgpt import GPTConfig
+    >>> swiglu_shapes(GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+    ...                         mlp="swiglu", ffn_dim=12))
+    {'mlp.gate.weight': (12, 8), 'mlp.up.weight': (12, 8), 'mlp.down.weight': (8, 12)}
+    """
+    C, F = config.d_model, config.ffn_size
+    return dict(zip(NAMES.values(), ((F, C), (F, C), (C, F))))
+
+
+def swiglu_of(x, params, prefix, config, rng=None):
+    """:func:`swiglu_forward` of x with block ``prefix``'s parameters (no dropout: ``rng`` unused).
+
+    Examples
+    --------
+    >>> import npgpt
+    >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=1,
+    ...                                   norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1, ffn_dim=12))
+    >>> swiglu_of(np.ones((1, 3, 8), np.float32), model.params, "blocks.0.", model.config)[0].shape
+    (1, 3, 8)
+    """
+    return swiglu_forward(x, *(params[prefix + name] for name in NAMES.values()))
+
+
+def swiglu_grads(dy, cache):
+    """:func:`swiglu_backward` as (dx, {name: gradient}).
+
+    Examples
+    --------
+    >>> one = np.ones((1, 1))
+    >>> _, cache = swiglu_forward(one, one, one, one)
+    >>> dx, grads = swiglu_grads(one, cache)
+    >>> sorted(grads)
+    ['mlp.down.weight', 'mlp.gate.weight', 'mlp.up.weight']
+    """
+    dx, *grads = swiglu_backward(dy, cache)
+    return dx, dict(zip(NAMES.values(), grads))
+
+
+SWIGLU = Part("swiglu", NAMES, swiglu_shapes, swiglu_of, swiglu_grads)

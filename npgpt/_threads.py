@@ -8,16 +8,18 @@ arithmetic is exactly what one thread would do, so results are bit-identical.
 
 Small arrays run in the calling thread: handing work to another thread costs tens of
 microseconds. So does work asked for from inside a part (nested calls never wait on the
-pool they run in).
+pool they run in), and all work while the call's thread count (:mod:`npgpt.threads`: one
+on a busy machine or for small work) is one.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-WORKERS = max(1, min(os.cpu_count() or 1, 8))
+from . import threads
+
+WORKERS = max(1, min(threads.CORES, 8))
 MIN_ELEMENTS = 1 << 17          # below this many elements, one thread is as fast
 _pool = None
 
@@ -37,7 +39,7 @@ def by_rows(function, n_rows, n_elements):
     [0.0, 6.0, 12.0, 18.0]
     """
     global _pool
-    parts = min(WORKERS, n_rows)
+    parts = min(WORKERS, threads.get_num_threads(), n_rows)
     if parts < 2 or n_elements < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
         function(0, n_rows)
         return
@@ -65,7 +67,7 @@ def each(function, items, sizes):
     """
     global _pool
     big = [item for item, size in zip(items, sizes) if size >= MIN_ELEMENTS]
-    if WORKERS < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
+    if min(WORKERS, threads.get_num_threads()) < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
         for item in items:
             function(item)
         return

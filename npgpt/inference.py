@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from . import threads
 from ._threads import by_rows
 from .model import rope_inv_freq
 from .nn.attention import causal_mask
@@ -116,7 +117,8 @@ def weights(params, config):
             "inv_freq": rope_inv_freq(config) if rope else None,
             "ln_final": norm(nf), "out": out.T, "out_bias": p.get("output_layer.bias"),
             "config": config, "heads": (config.num_heads, config.kv_heads, config.head_size),
-            "eps": dtype.type(config.layer_norm_eps)}
+            "eps": dtype.type(config.layer_norm_eps),
+            "flops_per_token": sum(a.size for a in p.values())}          # ~ one multiply-add per weight
 
 
 def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
@@ -149,6 +151,7 @@ def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
     >>> np.array_equal(forward(weights(llama.params, llama.config), ids), llama(ids))
     True
     """
+    threads.for_work(ids.size * w["flops_per_token"])                 # BLAS threads for this call
     x, B, T, mask, rope = _embed(w, ids, positions, mask)             # x (N, C)
     for i, layer in enumerate(w["blocks"]):
         x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i), rope)
@@ -183,6 +186,7 @@ def last_logits(w, ids, positions=None, mask=None):
     True
     """
     last_row = 0.0 if mask is None else mask[..., -1:, :]             # causal: nothing hidden
+    threads.for_work(ids.size * w["flops_per_token"])
     x, B, T, mask, rope = _embed(w, ids, positions, mask)
     *blocks, last = w["blocks"]
     for layer in blocks:

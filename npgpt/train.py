@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import threads
 from ._threads import each
 from .config import GPTConfig
 from .io.files import process_alive
@@ -863,6 +864,7 @@ def train_step(state: TrainState, x, y) -> dict:
     """
     tc = state.train_config
     lr = learning_rate(state.step, tc)
+    threads.for_work(3 * np.size(x) * state.model.num_parameters())   # forward + backward: ~3x
     loss, grads = state.model.loss_and_grads(x, y, rng=state.rng)
     norm = clip_grad_norm(grads, tc.grad_clip)
     if not (math.isfinite(loss) and math.isfinite(norm)):

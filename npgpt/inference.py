@@ -371,7 +371,32 @@ def _rotate(x, cos, sin, layout):
     b += a_sin
 
 
+#: queries per block of a long prompt's attention (see :func:`_attend`)
+QUERY_BLOCK = 256
+
+
 def _attend(q, k, v, mask):
+    """softmax(q kᵀ / √D + mask) v per head: q (B, H, T, D), k and v (B, Hkv, Tk, D) ->
+    (B, H, T, D), ``mask`` causal (the scalar 0.0 when nothing is hidden).
+
+    A long prompt's queries go in blocks of ``QUERY_BLOCK``: a block of queries ending at
+    query i1 meets only the keys up to i1 (the causal mask hides the rest), so the masked half
+    of q kᵀ is never computed, and a head's scores never hold more than QUERY_BLOCK x Tk
+    numbers (not T x T). Each score is the same dot product; only the softmax's sums run over
+    fewer (exactly zero) terms, so the result differs from one dense pass by rounding."""
+    T, Tk = q.shape[2], k.shape[2]
+    if T <= QUERY_BLOCK or (isinstance(mask, float) and mask == 0.0):
+        return _attend_dense(q, k, v, mask)
+    out = np.empty(q.shape, dtype=q.dtype)
+    for i0 in range(0, T, QUERY_BLOCK):
+        i1 = min(T, i0 + QUERY_BLOCK)
+        seen = Tk - T + i1                                            # keys the block may see
+        out[:, :, i0:i1] = _attend_dense(q[:, :, i0:i1], k[:, :, :seen], v[:, :, :seen],
+                                         mask[..., i0:i1, :seen])
+    return out
+
+
+def _attend_dense(q, k, v, mask):
     """softmax(q kᵀ / √D + mask) v per head, the softmax in place: q (B, H, T, D), k and v
     (B, Hkv, Tk, D) -> (B, H, T, D); query head h reads kv head h // G, the G query heads
     of a group stacked along the token axis; ``mask`` the scalar 0.0 when nothing is hidden."""

@@ -131,3 +131,23 @@ def format_table(rows) -> str:
     """
     return markdown_table([(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows],
                           ("benchmark", "shape", "median", "throughput"))
+
+
+def conditions() -> str:
+    """The conditions of a run, to print beside its figures: the threads npgpt's last call ran
+    on (:func:`npgpt.threads.get_num_threads`) and the machine's 1-minute load average.
+
+    Examples
+    --------
+    >>> conditions().startswith("threads: ")
+    True
+    """
+    import os
+
+    from .threads import get_num_threads
+
+    try:
+        load = f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):          # a platform without a load average
+        load = "unknown"
+    return f"threads: {get_num_threads()}, 1-minute load average: {load}"

@@ -33,12 +33,13 @@ still follow the policy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
 import time
 
-__all__ = ["set_num_threads", "get_num_threads", "for_work", "blas_info", "cores_busy_elsewhere"]
+__all__ = ["set_num_threads", "get_num_threads", "for_work", "blas_info", "cores_busy_elsewhere", "using"]
 
 #: multiply-adds of a call (tokens x parameters) below which a second thread does not pay
 MIN_FLOPS = 1 << 24
@@ -153,6 +154,27 @@ def set_num_threads(n: int | None) -> None:
         _apply(_forced)
 
 
+@contextlib.contextmanager
+def using(n: int | None):
+    """Run a block on ``n`` threads (None: chosen per call), then restore the count before it
+    (a forced count, ``NPGPT_NUM_THREADS``, or choosing per call). ``--threads N`` runs the
+    command inside ``using(N)``.
+
+    >>> with using(1):
+    ...     get_num_threads()
+    1
+    """
+    global _forced, _environment_read
+    saved = (_forced, _environment_read)
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        _forced, _environment_read = saved
+        if _forced is not None:
+            _apply(_forced)
+
+
 def _from_environment():
     text = os.environ.get("NPGPT_NUM_THREADS", "").strip()
     if not text:
@@ -164,12 +186,22 @@ def _from_environment():
 
 
 def get_num_threads() -> int:
-    """The threads the last call used (or would use now, before any call)."""
+    """The threads the last call used (or would use now, before any call).
+
+    >>> with using(2):
+    ...     get_num_threads()
+    2
+    """
     return _current if _current is not None else (_forced or CORES)
 
 
 def forced() -> int | None:
-    """The count a user fixed (set_num_threads or NPGPT_NUM_THREADS), or None."""
+    """The count a user fixed (set_num_threads or NPGPT_NUM_THREADS), or None.
+
+    >>> with using(3):
+    ...     forced()
+    3
+    """
     _read_environment()
     return _forced
 
@@ -181,6 +213,9 @@ def cores_busy_elsewhere() -> float:
     (``time.process_time()``, every thread of it) over the interval. The first call has no
     interval yet and takes the 1-minute load average (other processes; this one has only just
     begun). Elsewhere: the load average, or 0 when the platform has none.
+
+    >>> cores_busy_elsewhere() >= 0.0
+    True
     """
     global _sample, _busy
     now = time.monotonic()
@@ -240,12 +275,17 @@ def _apply(n):
     if n != _current:
         lib = _library()
         if lib.set is not None:
-            lib.set(n)
+            lib.set(min(n, 1 << 16))         # OpenBLAS caps it at its own maximum (64 in NumPy's)
         _current = n
 
 
 def row_threads() -> int:
-    """The threads npgpt's own row-split steps use: the count of the current call."""
+    """The threads npgpt's own row-split steps use: the count of the current call.
+
+    >>> with using(1):
+    ...     row_threads()
+    1
+    """
     return get_num_threads()
 
 

@@ -14,7 +14,7 @@ NumPy is the only dependency.
 from ._memory import tune_malloc
 from .config import GPTConfig
 from .generate import GenerateOutput, GenerationConfig, generate, stream
-from .io import CheckpointError, load
+from .io import CheckpointError, load, save_gguf
 from .model import GPT, KVCache, gpt_forward
 from .threads import get_num_threads, set_num_threads
 from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
@@ -24,5 +24,5 @@ __version__ = "0.1.0"
 tune_malloc()          # arrays reuse freed memory instead of new pages (see npgpt/_memory.py)
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "gpt_forward", "generate", "stream", "GenerationConfig",
-           "GenerateOutput", "load", "CheckpointError", "WordTokenizer", "CharTokenizer",
+           "GenerateOutput", "load", "save_gguf", "CheckpointError", "WordTokenizer", "CharTokenizer",
            "BPETokenizer", "tokenizer_from_dict", "set_num_threads", "get_num_threads", "__version__"]

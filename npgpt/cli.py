@@ -5,6 +5,7 @@
     npgpt plot ...         the seed's embedding heatmaps, attention maps
     npgpt train ...        train a character-level model on a text file
     npgpt bench            time npgpt on this machine
+    npgpt convert IN OUT   write a model as safetensors, a Hugging Face folder or GGUF
 
 Every command answers --help with examples. User errors print one line and exit with 2,
 before anything else is printed; Ctrl-C exits with 130, and a closed pipe
@@ -177,12 +178,19 @@ DEFAULT_MODEL = "shakespeare-char"
 def _load_model(name_or_path: str):
     from .io import CheckpointError, load
 
+    import warnings
     try:
-        model = load(name_or_path)
+        with warnings.catch_warnings(record=True) as notes:    # said in the error line below
+            warnings.simplefilter("always")
+            model = load(name_or_path)
     except (OSError, CheckpointError, ValueError) as err:
         raise CLIError(str(err).splitlines()[0]) from None
     if model.tokenizer is None:
-        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be encoded")
+        why = "".join(f" ({n.message})" for n in notes if "tokenizer" in str(n.message))
+        raise CLIError(f"model {name_or_path!r} carries no tokenizer, so text cannot be "
+                       f"encoded{why}")
+    for note in notes:
+        warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
     return model
 
 
@@ -667,6 +675,18 @@ def _plot(args) -> int:
 
 
 # ----------------------------------------------------------------------------- bench
+def _convert(args) -> int:
+    """npgpt convert IN OUT: :func:`npgpt.convert.convert`, its errors as one line."""
+    from .convert import convert
+    from .io import CheckpointError
+    try:
+        written = convert(args.input, args.output, format=args.format, dtype=args.dtype)
+    except (OSError, CheckpointError, ValueError) as err:
+        raise CLIError(str(err).splitlines()[0]) from None
+    print(f"wrote {args.output} ({written}, {args.dtype})")
+    return 0
+
+
 def _bench(args) -> int:
     from .bench import conditions, format_table, run
 
@@ -1126,6 +1146,21 @@ _COMMANDS = (
                                   "attention needs one)"),
             _MODEL_ARG),
         handler=_plot),
+    _Command(
+        name="convert", help="write a model as npgpt safetensors, a Hugging Face folder or GGUF",
+        description="Load any model npgpt reads (a bundled name, safetensors, a PyTorch file, a "
+                    "Hugging Face folder, GGUF) and write it in another format.",
+        examples=("npgpt convert run1 run1.gguf --dtype q8_0        # for llama.cpp / ollama",
+                  "npgpt convert model.gguf model-hf --format hf",
+                  "npgpt convert shakespeare-char sc.safetensors --dtype f16"),
+        arguments=(
+            _arg("input", metavar="IN", help="a model npgpt.load reads"),
+            _arg("output", metavar="OUT", help="the file or folder to write"),
+            _arg("--format", choices=["safetensors", "hf", "gguf"],
+                 help="(default: gguf for *.gguf, safetensors for *.safetensors, else hf)"),
+            _arg("--dtype", choices=["f32", "f16", "q8_0"], default="f32",
+                 help="f16: safetensors or gguf; q8_0: gguf only")),
+        handler=_convert),
     _Command(
         name="bench", help="time npgpt on this machine (NumPy only)",
         description="Run the benchmarks that need no optional package and print a table.",

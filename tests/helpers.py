@@ -45,3 +45,14 @@ def run_cli(capsys, *argv):
         code = exit_.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def model_path(name):
+    """The path of a real model fetched by tests/fixtures/fetch_models.py into
+    ``$NPGPT_MODEL_CACHE`` (default ``~/.cache/npgpt``), or a pytest skip when it is absent."""
+    cache = os.environ.get("NPGPT_MODEL_CACHE") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache", "npgpt")
+    path = os.path.join(cache, name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} is not in {cache} (python tests/fixtures/fetch_models.py)")
+    return path

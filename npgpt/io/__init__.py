@@ -18,6 +18,8 @@ Llama/Qwen2/MistralForCausalLM  ``model.safetensors``, shards listed in
 a folder with                   a training folder (``npgpt train --out``):
 ``model.safetensors`` only      that file, npgpt's own
 a zip file (starts ``PK``)      ``torch.save(state_dict)``: restricted unpickler
+a GGUF file (starts ``GGUF``)   llama.cpp's (:mod:`npgpt.io.gguf`): llama, qwen2,
+                                gpt2; F32 ... Q8_0 and the K-quants, memory-mapped
 a safetensors file              npgpt's own (``"format": "npgpt"`` metadata), else
                                 a state_dict with seed or GPT-2 names
 a bare name (no such path)      a bundled model, ``npgpt/data/<name>.safetensors``
@@ -51,10 +53,12 @@ from .files import (atomic_folder, atomic_write, clean_stale_temporaries, kind_o
                     open_regular)
 from .safetensors import read_safetensors, write_safetensors
 from .torch_pickle import read_torch_zip
+from .gguf import load_gguf, read_gguf, read_gguf_metadata, save_gguf
 
 __all__ = ["CheckpointError", "load", "save_npgpt", "save_gpt2", "save_hf", "read_safetensors",
            "write_safetensors", "read_torch_zip", "bundled_models", "DATA_DIR",
-           "atomic_write", "clean_stale_temporaries", "short_repr"]
+           "atomic_write", "clean_stale_temporaries", "short_repr", "load_gguf", "read_gguf",
+           "read_gguf_metadata", "save_gguf"]
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 FORMAT_NAME = "npgpt"
@@ -479,6 +483,8 @@ def _sniff(path) -> str:
         size = os.fstat(f.fileno()).st_size
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if head.startswith(_LEGACY_TORCH_MAGIC):
         raise CheckpointError(f"{os.fspath(path)}: a legacy (PyTorch < 1.6) torch.save file; "
                               f"re-save it with a current PyTorch (zip format)")
@@ -574,6 +580,8 @@ def load(path, **config_overrides):
     kind = _sniff(path)
     if kind == "zip":
         return _model_from_state_dict(read_torch_zip(path), config_overrides, path)
+    if kind == "gguf":
+        return load_gguf(path, **config_overrides)
     return _load_safetensors_file(path, config_overrides)
 
 

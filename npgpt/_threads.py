@@ -79,3 +79,22 @@ def each(function, items, sizes):
             function(item)
     for future in futures:
         future.result()
+
+
+def together(calls):
+    """Call every zero-argument callable of ``calls`` and return their results in order: in
+    the worker threads when the call's thread count (:mod:`npgpt.threads`) is two or more, else
+    one after another in the calling thread. Work asked for from inside a call runs in that
+    call's thread.
+
+    Examples
+    --------
+    >>> together([lambda: 1 + 1, lambda: 2 * 3])
+    [2, 6]
+    """
+    global _pool
+    if min(WORKERS, threads.get_num_threads()) < 2 or len(calls) < 2 or threading.current_thread().name.startswith("npgpt"):
+        return [call() for call in calls]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="npgpt")
+    return [future.result() for future in [_pool.submit(call) for call in calls]]

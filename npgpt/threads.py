@@ -175,6 +175,26 @@ def using(n: int | None):
             _apply(_forced)
 
 
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """The BLAS on ``n`` threads inside the block, the call's count (:func:`get_num_threads`)
+    unchanged: for work npgpt has already split between its own threads, each of whose matrix
+    products should then keep to its core.
+
+    >>> with using(2), blas_threads(1):
+    ...     get_num_threads()
+    2
+    """
+    lib = _library()
+    if lib.set is not None:
+        lib.set(n)
+    try:
+        yield
+    finally:
+        if lib.set is not None and _current is not None:
+            lib.set(min(_current, 1 << 16))
+
+
 def _from_environment():
     text = os.environ.get("NPGPT_NUM_THREADS", "").strip()
     if not text:

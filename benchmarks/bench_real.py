@@ -155,7 +155,7 @@ def main(argv=None):
 
     model = npgpt.load(path)
     folder, name = os.path.split(path)
-    hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
     hf.generation_config.eos_token_id = None                      # both make every token asked for
     chat, long = prompts(path, args.prompt_tokens)
     ours, theirs = npgpt_runs(model), transformers_runs(hf, torch)

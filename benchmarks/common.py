@@ -20,10 +20,12 @@ def has(module):
 
 
 def thread_note():
-    """One line saying how many threads each side may use (run with OMP_NUM_THREADS=1
-    OPENBLAS_NUM_THREADS=1 for a single-threaded comparison)."""
-    blas = os.environ.get("OPENBLAS_NUM_THREADS") or f"default ({os.cpu_count()} cores)"
-    note = f"threads: NumPy's BLAS {blas}"
+    """One line saying how many threads each side used: npgpt's last call (``npgpt.threads``
+    chooses per call; NPGPT_NUM_THREADS=1 fixes it) and torch's setting (OMP_NUM_THREADS=1 for
+    a single-threaded comparison)."""
+    from npgpt import threads
+
+    note = f"threads: npgpt {threads.get_num_threads()} (its last call; {os.cpu_count()} cores)"
     if "torch" in sys.modules:
         note += f", torch {sys.modules['torch'].get_num_threads()}"
     return note

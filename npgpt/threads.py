@@ -17,7 +17,9 @@ So before each large piece of work (a forward pass, a training step) npgpt asks
   decoding step of a small model);
 - one, when the other processes on this machine keep a core busy: measured from the CPU time
   the whole machine spent (``/proc/stat``) less this process's own, over the last half second
-  or more (at the first call, the load average stands in);
+  or more (at the first call, which has no interval yet, the processes running at that
+  moment stand in: ``/proc/loadavg``'s count of runnable tasks, less this one -- not the
+  1-minute load average, which still counts work that ended up to a minute ago);
 - otherwise every core this process may run on (``os.sched_getaffinity``).
 
 A user can force a count: :func:`set_num_threads` (``npgpt.set_num_threads``), the
@@ -231,8 +233,8 @@ def cores_busy_elsewhere() -> float:
 
     Linux: the machine's busy CPU time (``/proc/stat``) less this process's own
     (``time.process_time()``, every thread of it) over the interval. The first call has no
-    interval yet and takes the 1-minute load average (other processes; this one has only just
-    begun). Elsewhere: the load average, or 0 when the platform has none.
+    interval yet and counts the other tasks running at that moment (:func:`_running_elsewhere`).
+    Elsewhere: the 1-minute load average, or 0 when the platform has none.
 
     >>> cores_busy_elsewhere() >= 0.0
     True
@@ -246,7 +248,7 @@ def cores_busy_elsewhere() -> float:
     if machine is None:
         _busy = _load_average()
     elif _sample is None:
-        _busy = _load_average()
+        _busy = _running_elsewhere()
     else:
         elapsed = now - _sample[0]
         _busy = max(0.0, (machine - _sample[1]) - (own - _sample[2])) / elapsed
@@ -263,6 +265,22 @@ def _machine_busy_seconds():
         return None
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)          # idle + iowait
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _running_elsewhere(reads=3):
+    """Tasks running or ready to run on the machine now, less this reading thread: the median
+    of ``reads`` looks at ``/proc/loadavg``'s "running/total" field a millisecond apart (the
+    load average if it cannot be read)."""
+    counts = []
+    for i in range(reads):
+        try:
+            with open("/proc/loadavg", encoding="ascii") as loadavg:
+                counts.append(int(loadavg.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return _load_average()
+        if i + 1 < reads:
+            time.sleep(0.001)
+    return float(max(0, sorted(counts)[len(counts) // 2]))
 
 
 def _load_average():

@@ -58,8 +58,8 @@ def _clock(monkeypatch, machine, own, now):
 def test_the_busy_measure_is_the_machines_cpu_time_less_this_processs(monkeypatch):
     machine, own, now = [100.0], [10.0], [50.0]
     _clock(monkeypatch, machine, own, now)
-    monkeypatch.setattr(threads, "_load_average", lambda: 3.0)
-    assert threads.cores_busy_elsewhere() == 3.0             # no interval yet: the load average
+    monkeypatch.setattr(threads, "_running_elsewhere", lambda: 3.0)
+    assert threads.cores_busy_elsewhere() == 3.0             # no interval yet: the tasks running now
     machine[0], own[0], now[0] = 101.5, 10.9, 51.0            # 1.5 core-s busy, 0.9 of them ours
     assert threads.cores_busy_elsewhere() == pytest.approx(0.6)
     machine[0], now[0] = 200.0, 51.1                          # within SAMPLE_SECONDS: kept
@@ -92,3 +92,18 @@ def test_the_thread_count_changes_no_result():
         results.append((logits, tokens))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_the_first_guess_counts_the_tasks_running_now_less_this_one(monkeypatch, tmp_path):
+    reads = iter(["9.50 9.0 8.0 1/300 123\n", "9.50 9.0 8.0 4/300 123\n", "9.50 9.0 8.0 2/300 123\n"])
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            file = tmp_path / "loadavg"
+            file.write_text(next(reads))
+            return real_open(file, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert threads._running_elsewhere() == 1.0      # median of 0, 3, 1 others: not the load 9.5

@@ -31,7 +31,7 @@ README = os.path.join(os.path.dirname(HERE), "README.md")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 RUNS = [("bench_generate.py", []), ("bench_beam.py", []), ("bench_sampling.py", []),
         ("bench_train_step.py", []), ("bench_train_step.py", ["--gpt2"]), ("bench_scale.py", []),
-        ("bench_speculative.py", []), ("bench_llama.py", []), ("bench_real.py", []),
+        ("bench_speculative.py", []), ("bench_llama.py", []), ("bench_real.py", ["--repeats", "3"]),
         ("bench_busy.py", ["--workloads", "train,greedy"]), ("bench_tokenize.py", [])]
 
 

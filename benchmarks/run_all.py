@@ -100,6 +100,20 @@ def write_readme(sections, keep_others=False):
         f.write(head + "\n".join(body) + END + tail)
 
 
+def selected(names):
+    """The runs ``--only`` names: a script name stands for that script's first run (so
+    ``bench_train_step.py`` is the baby GPT, ``bench_train_step.py --gpt2`` the other).
+
+    >>> [" ".join([s] + a) for s, a in selected(["bench_train_step.py", "bench_real.py"])]
+    ['bench_train_step.py', 'bench_real.py --repeats 3']
+    """
+    firsts = {}
+    for script, extra in RUNS:
+        firsts.setdefault(script, extra)
+    return [(script, extra) for script, extra in RUNS
+            if " ".join([script] + extra) in names or (script in names and firsts[script] is extra)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
@@ -107,7 +121,7 @@ def main(argv=None):
     parser.add_argument("--only", help="comma-separated scripts to run (with --readme: their "
                                            "sections replaced, the others kept)")
     args = parser.parse_args(argv)
-    runs = RUNS if not args.only else [r for r in RUNS if r[0] in args.only.split(",")]
+    runs = RUNS if not args.only else selected(args.only.split(","))
     sections = []
     for i, (script, extra) in enumerate(runs, 1):
         sys.stderr.write(f"[{i}/{len(runs)}] {script} {' '.join(extra)} ...\n")

@@ -52,3 +52,10 @@ def test_only_replaces_the_sections_run_and_states_the_others_conditions(tmp_pat
 def test_each_section_starts_with_its_load():
     line = run_all().conditions(1.25, 3.5)
     assert "load average 1.2 before, 3.5 after" in line or "load average 1.3 before, 3.5 after" in line
+
+
+def test_a_script_name_in_only_stands_for_its_first_run():
+    module = run_all()
+    titles = [" ".join([script] + extra) for script, extra in module.selected(["bench_train_step.py", "bench_busy.py"])]
+    assert titles == ["bench_train_step.py", "bench_busy.py --workloads train,greedy"]
+    assert [extra for _, extra in module.selected(["bench_train_step.py --gpt2"])] == [["--gpt2"]]

@@ -858,9 +858,9 @@ def batch_loss_and_grads(model, x, y, rng=None, flops=None):
     The loss is a mean over the batch's positions, so with parts of n_i of N positions,
     loss = Σ (n_i/N) loss_i and every gradient = Σ (n_i/N) grad_i: the same numbers up to
     float rounding. A baby-GPT step is hundreds of small NumPy operations; two threads
-    splitting each of them (BLAS, row-split steps) wait on each other at every one, while two
-    halves of the batch need to meet once: on two cores this runs the step in about half
-    the time of one thread (see ``benchmarks/bench_busy.py``).
+    splitting each of them (BLAS, row-split steps) wait on each other at every one -- and
+    OpenBLAS's waiting thread spins, burning CPU time --, while two halves of the batch meet
+    once (``benchmarks/bench_busy.py`` times it).
 
     The cut depends only on the work (at least 2 rows, ``flops`` >= ``threads.MIN_FLOPS``,
     no dropout, which draws from one generator in order), never on the machine's load: one

@@ -8,7 +8,9 @@ PyTorch runs the seed's GPTModel. ``--gpt2``: GPT-2 small's shape (V 50,257, 12 
 heads, d_model 768, tanh GELU, tied embeddings) on batch 4 x 256 tokens; PyTorch runs
 transformers' GPT2LMHeadModel with the same weights. A step is forward + backward + gradient
 clipping + AdamW. Both start from the same weights, run the same batch, and are timed
-alternately in one process; medians and the ratio printed.
+alternately in one process, with half a second of rest before each call (without it each
+library's waiting threads still spin on the cores while the other runs, and slow it: PyTorch's
+step took twice its CPU time right after npgpt's); medians and the ratio printed.
 """
 
 import argparse
@@ -69,9 +71,9 @@ def main(argv=None):
             opt.step()
 
         runs["PyTorch eager"] = torch_step
-        print(thread_note())
 
-    times = interleaved_medians(runs, repeats=args.repeats, warmup=3)
+    times = interleaved_medians(runs, repeats=args.repeats, warmup=3, pause=0.5)
+    print(thread_note())
     base = times["npgpt"]
     print(f"one training step (forward + backward + clip + AdamW), batch {tc.batch_size} x "
           f"{cfg.context_length}, median of {args.repeats}:")
@@ -114,8 +116,8 @@ def gpt2_step(repeats):
             opt.step()
 
         runs["transformers GPT2LMHeadModel"] = torch_step
-        print(thread_note())
     times = interleaved_medians(runs, repeats=repeats, warmup=1, pause=0.5)
+    print(thread_note())
     base = times["npgpt"]
     print(f"one training step, GPT-2 124M shape, batch {tc.batch_size} x {cfg.context_length}, "
           f"median of {repeats}:")

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from npgpt.bench import blas_threads, load_average, markdown_table  # noqa: E402
+from npgpt.bench import load_average, markdown_table  # noqa: E402
 
 
 def has(module):
@@ -20,10 +20,12 @@ def has(module):
 
 
 def thread_note():
-    """One line saying how many threads each side may use, and the machine's load average
-    (run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for a single-threaded comparison)."""
-    threads, source = blas_threads()
-    note = f"threads: NumPy's BLAS {threads} ({source})"
+    """One line saying how many threads each side used: npgpt's last call (``npgpt.threads``
+    chooses per call; NPGPT_NUM_THREADS=1 fixes it) and torch's setting (OMP_NUM_THREADS=1 for
+    a single-threaded comparison)."""
+    from npgpt import threads
+
+    note = f"threads: npgpt {threads.get_num_threads()} (its last call; {os.cpu_count()} cores)"
     if "torch" in sys.modules:
         note += f", torch {sys.modules['torch'].get_num_threads()}"
     load = load_average()

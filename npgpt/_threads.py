@@ -8,16 +8,18 @@ arithmetic is exactly what one thread would do, so results are bit-identical.
 
 Small arrays run in the calling thread: handing work to another thread costs tens of
 microseconds. So does work asked for from inside a part (nested calls never wait on the
-pool they run in).
+pool they run in), and all work while the call's thread count (:mod:`npgpt.threads`: one
+on a busy machine or for small work) is one.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-WORKERS = max(1, min(os.cpu_count() or 1, 8))
+from . import threads
+
+WORKERS = max(1, min(threads.CORES, 8))
 MIN_ELEMENTS = 1 << 17          # below this many elements, one thread is as fast
 _pool = None
 
@@ -37,7 +39,7 @@ def by_rows(function, n_rows, n_elements):
     [0.0, 6.0, 12.0, 18.0]
     """
     global _pool
-    parts = min(WORKERS, n_rows)
+    parts = min(WORKERS, threads.get_num_threads(), n_rows)
     if parts < 2 or n_elements < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
         function(0, n_rows)
         return
@@ -65,7 +67,7 @@ def each(function, items, sizes):
     """
     global _pool
     big = [item for item, size in zip(items, sizes) if size >= MIN_ELEMENTS]
-    if WORKERS < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
+    if min(WORKERS, threads.get_num_threads()) < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
         for item in items:
             function(item)
         return
@@ -77,3 +79,22 @@ def each(function, items, sizes):
             function(item)
     for future in futures:
         future.result()
+
+
+def together(calls):
+    """Call every zero-argument callable of ``calls`` and return their results in order: in
+    the worker threads when the call's thread count (:mod:`npgpt.threads`) is two or more, else
+    one after another in the calling thread. Work asked for from inside a call runs in that
+    call's thread.
+
+    Examples
+    --------
+    >>> together([lambda: 1 + 1, lambda: 2 * 3])
+    [2, 6]
+    """
+    global _pool
+    if min(WORKERS, threads.get_num_threads()) < 2 or len(calls) < 2 or threading.current_thread().name.startswith("npgpt"):
+        return [call() for call in calls]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="npgpt")
+    return [future.result() for future in [_pool.submit(call) for call in calls]]

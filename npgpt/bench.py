@@ -39,29 +39,6 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
 
 
 # The variables OpenBLAS (NumPy's BLAS) reads when it loads, in the order it reads them.
-_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
-
-
-def blas_threads() -> tuple:
-    """(threads, where that figure comes from): how many threads NumPy's BLAS uses for a
-    matrix product, as OpenBLAS decides when it loads — the first of OPENBLAS_NUM_THREADS,
-    GOTO_NUM_THREADS, OMP_NUM_THREADS set to a positive integer, else the CPUs this process
-    may run on (``os.sched_getaffinity``, where the system has it, else ``os.cpu_count``).
-
-    Examples
-    --------
-    >>> os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    >>> blas_threads()
-    (1, 'OPENBLAS_NUM_THREADS=1')
-    >>> del os.environ["OPENBLAS_NUM_THREADS"]
-    """
-    for name in _BLAS_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value), f"{name}={value}"
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)), "the CPUs this process may use, os.sched_getaffinity"
-    return os.cpu_count() or 1, "os.cpu_count()"
 
 
 def load_average():
@@ -79,19 +56,26 @@ def load_average():
 
 
 def conditions(load_at_start=None) -> list:
-    """The lines that say under what conditions the figures were taken: the threads of
-    NumPy's BLAS (and where that number comes from), the CPUs, and the 1-minute load
-    average at the start (``load_at_start``) and now. Timings on a machine whose load
-    approaches its CPU count are slower, and more so with more threads.
+    """The lines that say under what conditions the figures were taken: the threads npgpt's
+    last call ran on and why (:mod:`npgpt.threads`: fixed by ``--threads``,
+    ``NPGPT_NUM_THREADS`` or ``set_num_threads``, else chosen per call), NumPy's BLAS, and the
+    1-minute load average at the start (``load_at_start``) and now. Timings on a machine whose
+    load approaches its CPU count are slower.
 
     Examples
     --------
-    >>> os.environ["OPENBLAS_NUM_THREADS"] = "2"
-    >>> print(conditions(load_at_start=0.5)[0])
-    threads: NumPy's BLAS uses 2 (OPENBLAS_NUM_THREADS=2)
-    >>> del os.environ["OPENBLAS_NUM_THREADS"]
+    >>> from npgpt import threads
+    >>> threads.set_num_threads(1)
+    >>> print(conditions(load_at_start=0.5)[0])                  # doctest: +ELLIPSIS
+    threads: 1 (fixed: --threads, NPGPT_NUM_THREADS or set_num_threads); NumPy's BLAS: ...
+    >>> threads.set_num_threads(None)
     """
-    threads, source = blas_threads()
+    from . import threads
+
+    info = threads.blas_info()
+    why = ("fixed: --threads, NPGPT_NUM_THREADS or set_num_threads" if threads.forced() is not None
+           else "chosen per call: one for small work or while other processes hold a core")
+    blas = info["name"] + ("" if info["controllable"] else ", its threads not set by npgpt (its own default)")
     now = load_average()
     cpus = os.cpu_count()
     if now is None:
@@ -99,7 +83,7 @@ def conditions(load_at_start=None) -> list:
     else:
         start = "" if load_at_start is None else f"{load_at_start:.2f} at the start, "
         load = f"load average (1 minute): {start}{now:.2f} at the end, on {cpus} CPUs"
-    return [f"threads: NumPy's BLAS uses {threads} ({source})", load]
+    return [f"threads: {threads.get_num_threads()} ({why}); NumPy's BLAS: {blas}", load]
 
 
 def run(repeats: int = 5, progress: Callable[[str], None] | None = None) -> list:
@@ -196,3 +180,5 @@ def format_table(rows) -> str:
     """
     return markdown_table([(a, b, f"{t * 1000:,.2f} ms", d) for a, b, t, d in rows],
                           ("benchmark", "shape", "median", "throughput"))
+
+

@@ -569,15 +569,15 @@ class _Notes:
             self.counter.clear()
 
     def finish(self, tokens: int, detail: str = "", note: str = "") -> None:
-        """The last line: ``N tokens{detail} in S s (N/S tokens/s){note}``."""
+        """The last line: ``N tokens{detail} in S s (N/S tokens/s, T threads){note}``."""
         seconds = time.perf_counter() - self.start
         self.clear()
         self._seed()
         sys.stdout.flush()                    # a closed pipe shows here: main ends quietly
         if not self.shown or _reader_gone(sys.stdout):
             return
-        rate = f" ({tokens / seconds:,.1f} tokens/s)" if tokens and seconds > 0 else ""
-        sys.stderr.write(f"{tokens:,} tokens{detail} in {seconds:.2f} s{rate}{note}\n")
+        rate = f"{tokens / seconds:,.1f} tokens/s, " if tokens and seconds > 0 else ""
+        sys.stderr.write(f"{tokens:,} tokens{detail} in {seconds:.2f} s ({rate}{_threads_used()}){note}\n")
         sys.stderr.flush()
 
     def _seed(self) -> None:
@@ -828,7 +828,8 @@ class _Progress:
         self.rate = sps if self.rate is None else 0.9 * self.rate + 0.1 * sps
         eta = (self.total - info["step"]) / self.rate
         line = (f"step {info['step']:>6}/{self.total} | loss {info['loss']:.4f} | "
-                f"lr {info['lr']:.2e} | {info['tokens_per_second']:,.0f} tok/s | ETA {_format_seconds(eta)}")
+                f"lr {info['lr']:.2e} | {info['tokens_per_second']:,.0f} tok/s | {_threads_used()} | "
+                f"ETA {_format_seconds(eta)}")
         if self.live:
             self.stream.write("\r" + line.ljust(self.last_len))
             self.last_len = len(line)
@@ -1088,7 +1089,8 @@ def _train(args) -> int:
                        "or --layers") from None
     elapsed = time.perf_counter() - start
     best = "none yet" if state.best_val is None else f"{state.best_val:.4f}"
-    print(f"best validation loss {best} after {state.step} steps in {_format_seconds(elapsed)}; "
+    print(f"best validation loss {best} after {state.step} steps in {_format_seconds(elapsed)} "
+          f"on {_threads_used()}; "
           f"model: {os.path.join(out_dir, 'model.safetensors')} (npgpt.load), "
           f"training state: {ckpt_path}")
     return 0
@@ -1338,6 +1340,34 @@ def _showing_default(flags, options: dict) -> dict:
     return {**options, "help": f"{help_text} (default: {shown})".lstrip()}
 
 
+_THREADS_HELP = ("threads for the matrix products and row-wise steps (default: chosen per call: one "
+                 "for small work or while other processes keep a core busy, else every core; "
+                 "NPGPT_NUM_THREADS sets it too)")
+
+
+def _threads_used() -> str:
+    """``"1 thread"`` / ``"2 threads"``: the count npgpt's last call ran on."""
+    from .threads import get_num_threads
+
+    n = get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _run_command(args) -> int:
+    """``args.func(args)`` on ``--threads`` threads when given (a bad NPGPT_NUM_THREADS: one line)."""
+    from . import threads
+
+    try:
+        threads.forced()                      # reads NPGPT_NUM_THREADS: a bad value fails here
+    except ValueError as err:
+        if args.threads is None:
+            raise CLIError(str(err)) from None
+    if args.threads is None:
+        return args.func(args)
+    with threads.using(args.threads):
+        return args.func(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``npgpt`` argument parser: one sub-command per row of ``_COMMANDS``.
 
@@ -1363,6 +1393,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         formatter_class=argparse.RawDescriptionHelpFormatter)
         for flags, options in command.arguments:
             command_parser.add_argument(*flags, **_showing_default(flags, options))
+        command_parser.add_argument("--threads", type=_POSITIVE_INT, metavar="N", help=_THREADS_HELP)
         command_parser.set_defaults(func=command.handler)
     return parser
 
@@ -1390,7 +1421,7 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         command = args.command
-        code = args.func(args)
+        code = _run_command(args)
         sys.stdout.flush()                    # a closed pipe shows here, not at exit
         return code
     except CLIError as err:

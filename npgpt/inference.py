@@ -43,6 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import threads
 from ._threads import by_rows
 from .nn.attention import causal_mask
 from .nn.block import block_parts
@@ -177,7 +178,8 @@ def weights(params, config):
             "inv_freq": rope_inv_freq(config) if rope else None,
             "final_norm": norm_weights(nf), "out": out.T, "out_bias": out_bias,
             "config": config, "heads": (config.num_heads, config.kv_heads, config.head_size),
-            "eps": dtype.type(config.layer_norm_eps)}
+            "eps": dtype.type(config.layer_norm_eps),
+            "flops_per_token": sum(a.size for a in p.values())}          # ~ one multiply-add per weight
 
 
 def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
@@ -210,6 +212,7 @@ def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
     >>> np.array_equal(forward(weights(llama.params, llama.config), ids), llama(ids))
     True
     """
+    threads.for_work(ids.size * w["flops_per_token"])                 # BLAS threads for this call
     x, B, T, mask, rope = _embed(w, ids, positions, mask)             # x (N, C)
     for i, layer in enumerate(w["blocks"]):
         x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i), rope)
@@ -244,6 +247,7 @@ def last_logits(w, ids, positions=None, mask=None):
     True
     """
     last_row = 0.0 if mask is None else mask[..., -1:, :]             # causal: nothing hidden
+    threads.for_work(ids.size * w["flops_per_token"])
     x, B, T, mask, rope = _embed(w, ids, positions, mask)
     *blocks, last = w["blocks"]
     for layer in blocks:
@@ -438,7 +442,32 @@ def _rotate(x, cos, sin, layout):
     b += a_sin
 
 
+#: queries per block of a long prompt's attention (see :func:`_attend`)
+QUERY_BLOCK = 256
+
+
 def _attend(q, k, v, mask):
+    """softmax(q kᵀ / √D + mask) v per head: q (B, H, T, D), k and v (B, Hkv, Tk, D) ->
+    (B, H, T, D), ``mask`` causal (the scalar 0.0 when nothing is hidden).
+
+    A long prompt's queries go in blocks of ``QUERY_BLOCK``: a block of queries ending at
+    query i1 meets only the keys up to i1 (the causal mask hides the rest), so the masked half
+    of q kᵀ is never computed, and a head's scores never hold more than QUERY_BLOCK x Tk
+    numbers (not T x T). Each score is the same dot product; only the softmax's sums run over
+    fewer (exactly zero) terms, so the result differs from one dense pass by rounding."""
+    T, Tk = q.shape[2], k.shape[2]
+    if T <= QUERY_BLOCK or (isinstance(mask, float) and mask == 0.0):
+        return _attend_dense(q, k, v, mask)
+    out = np.empty(q.shape, dtype=q.dtype)
+    for i0 in range(0, T, QUERY_BLOCK):
+        i1 = min(T, i0 + QUERY_BLOCK)
+        seen = Tk - T + i1                                            # keys the block may see
+        out[:, :, i0:i1] = _attend_dense(q[:, :, i0:i1], k[:, :, :seen], v[:, :, :seen],
+                                         mask[..., i0:i1, :seen])
+    return out
+
+
+def _attend_dense(q, k, v, mask):
     """softmax(q kᵀ / √D + mask) v per head, the softmax in place: q (B, H, T, D), k and v
     (B, Hkv, Tk, D) -> (B, H, T, D); query head h reads kv head h // G, the G query heads
     of a group stacked along the token axis; ``mask`` the scalar 0.0 when nothing is hidden."""

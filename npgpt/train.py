@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._threads import each
+from . import threads
+from ._threads import each, together
 from .config import GPTConfig
 from .io.files import process_alive
 from .model import GPT, block_parameter_shapes, parameter_shapes
@@ -858,6 +859,56 @@ def _diverged(step: int, loss: float, norm: float, lr: float) -> str:
             f"saved (an earlier checkpoint is kept)")
 
 
+#: a training step's batch is cut into this many parts, each part's forward and backward
+#: pass run in its own thread, when the step is large enough and dropout off (see below)
+BATCH_PARTS = 2
+
+
+def batch_loss_and_grads(model, x, y, rng=None, flops=None):
+    """``model.loss_and_grads(x, y, rng)``, the batch cut into ``BATCH_PARTS`` parts whose
+    passes run side by side in npgpt's threads.
+
+    The loss is a mean over the batch's positions, so with parts of n_i of N positions,
+    loss = Σ (n_i/N) loss_i and every gradient = Σ (n_i/N) grad_i: the same numbers up to
+    float rounding. A baby-GPT step is hundreds of small NumPy operations; two threads
+    splitting each of them (BLAS, row-split steps) wait on each other at every one -- and
+    OpenBLAS's waiting thread spins, burning CPU time --, while two halves of the batch meet
+    once (``benchmarks/bench_busy.py`` times it).
+
+    The cut depends only on the work (at least 2 rows, ``flops`` >= ``threads.MIN_FLOPS``,
+    no dropout, which draws from one generator in order), never on the machine's load: one
+    thread runs the same parts one after the other, so a run's numbers do not depend on the
+    threads it got (a resumed run stays bit-identical). Each part's matrix products keep to
+    its own core (``threads.blas_threads``).
+
+    Examples
+    --------
+    >>> model = GPT(GPTConfig(vocab_size=8, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0)
+    >>> x = np.arange(32).reshape(4, 8) % 8
+    >>> whole, parts = model.loss_and_grads(x, (x + 1) % 8), batch_loss_and_grads(model, x, (x + 1) % 8, flops=1e12)
+    >>> bool(abs(whole[0] - parts[0]) < 1e-6)
+    True
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    flops = 3 * x.size * model.num_parameters() if flops is None else flops
+    parts = min(BATCH_PARTS, len(x)) if x.ndim == 2 else 1
+    if parts < 2 or flops < threads.MIN_FLOPS or (rng is not None and model.config.dropout > 0):
+        return model.loss_and_grads(x, y, rng=rng)
+    bounds = [len(x) * i // parts for i in range(parts + 1)]
+    calls = [lambda lo=lo, hi=hi: model.loss_and_grads(x[lo:hi], y[lo:hi], rng=rng)
+             for lo, hi in zip(bounds[:-1], bounds[1:])]
+    with threads.blas_threads(max(1, threads.get_num_threads() // parts)):
+        results = together(calls)
+    weights = [(hi - lo) / len(x) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    loss = sum(w * part_loss for w, (part_loss, _) in zip(weights, results))
+    grads = results[0][1]
+    for name, g in grads.items():                              # Σ (n_i/N) grad_i, in place
+        g *= g.dtype.type(weights[0])
+        for w, (_, part_grads) in zip(weights[1:], results[1:]):
+            g += g.dtype.type(w) * part_grads[name]
+    return float(loss), grads
+
+
 def train_step(state: TrainState, x, y) -> dict:
     """One optimiser step on the batch (x, y): forward, backward, clip, AdamW.
 
@@ -876,7 +927,9 @@ def train_step(state: TrainState, x, y) -> dict:
     """
     tc = state.train_config
     lr = learning_rate(state.step, tc)
-    loss, grads = state.model.loss_and_grads(x, y, rng=state.rng)
+    flops = 3 * np.size(x) * state.model.num_parameters()              # forward + backward: ~3x
+    threads.for_work(flops)
+    loss, grads = batch_loss_and_grads(state.model, x, y, state.rng, flops)
     norm = clip_grad_norm(grads, tc.grad_clip)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise TrainingError(_diverged(state.step + 1, loss, norm, tc.lr))

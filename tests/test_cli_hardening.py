@@ -91,7 +91,8 @@ def _int_options():
 
 INT_OPTIONS = list(_int_options())
 REQUIRED = {"generate": ["--max-new-tokens", "2"], "inspect": ["--prompt", "ROMEO:"],
-            "plot": ["embeddings", "--png", "x.png"], "bench": [], "chat": []}
+            "plot": ["embeddings", "--png", "x.png"], "bench": [], "chat": [],
+            "convert": ["in.safetensors", "out.gguf"]}
 
 
 def test_the_int_options_are_found():
@@ -109,7 +110,7 @@ def test_every_int_option_refuses_out_of_range_values_in_one_line(capsys, monkey
     for module, name in ((generate_module, "stream"), (generate_module, "generate"),
                          (importlib.import_module("npgpt.bench"), "run")):
         monkeypatch.setattr(module, name, work)
-    model = ["--model", model_path] if command != "bench" else []
+    model = ["--model", model_path] if command not in ("bench", "convert") else []
     code, out, err = run(capsys, command, *REQUIRED[command], *model, flag, value)
     assert_one_line_error(code, out, err, f"npgpt {command}: error: argument {flag}:", value)
 

@@ -28,6 +28,7 @@ def pytest_configure(config):
     settings.register_profile(name, derandomize=False, database=None)
     settings.load_profile(name)
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")

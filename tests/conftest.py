@@ -2,6 +2,8 @@
 
 Profiles: ``ci`` (the default, set in setup.cfg: derandomised so CI is repeatable),
 ``dev`` (random, more examples) and ``thorough``; choose with ``--hypothesis-profile=dev``.
+``--hypothesis-seed=N`` draws the examples of seed N instead, under any profile, so a run
+with a random seed (``.ci/run`` makes one) is replayed by passing the same seed.
 """
 
 import os
@@ -13,6 +15,19 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Hypothesis lets ``derandomize`` win over ``--hypothesis-seed``: with a seed, load the
+    current profile again without it (and without the example database, so the seed alone
+    decides what runs)."""
+    if config.getoption("--hypothesis-seed", None) is None or not settings().derandomize:
+        return
+    name = f"{settings.get_current_profile_name()}-seeded"
+    settings.register_profile(name, derandomize=False, database=None)
+    settings.load_profile(name)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")

@@ -32,6 +32,22 @@ def tiny_config(**changes):
     return npgpt.GPTConfig(**fields)
 
 
+def assert_greedy_up_to_rounding(model, sequence, prompt_length):
+    """Each token of ``sequence`` (ids) after the first ``prompt_length`` is the argmax of the
+    model run on the last ``context_length`` tokens before it (nanoGPT's loop), up to
+    rounding: generation reaches the same logits another way (a KV cache, the last position
+    alone), whose float sums may round differently, so at a near-tie either token may win.
+    The chosen logit must be within 1e-5 (float32, ~80 rounding steps) or 1e-12 (float64) of
+    the maximum, relative to the largest logit; a token that is not the maximum fails."""
+    sequence, C = [int(t) for t in sequence], model.config.context_length
+    rel = 1e-5 if model.dtype == np.float32 else 1e-12
+    for t in range(prompt_length, len(sequence)):
+        logits = model(np.array(sequence[max(0, t - C):t]))[-1]
+        slack = rel * max(1.0, float(np.abs(logits).max()))
+        assert logits[sequence[t]] >= logits.max() - slack, \
+            f"token {t}: {sequence[t]} is not the argmax {int(np.argmax(logits))} of {logits}"
+
+
 def skip_without(module):
     return pytest.mark.skipif(not has_module(module), reason=f"{module} is not installed")
 

@@ -269,7 +269,9 @@ def test_on_the_bundled_model_the_modes_agree_within_the_context_and_chunk_resta
     chunk = generate(model, prompt, max_new_tokens=n, context_overflow="chunk").sequences[0].tolist()
     assert chunk[:C + 1] == exact[:C + 1]                     # the same while everything fits
     for t in range(C + 1, len(chunk)):                        # then the chunk of the newest half
-        assert chunk[t] == int(np.argmax(model(np.array(chunk[C + 1 - keep:t]))[-1]))
+        # its argmax up to rounding: the cached steps sum in another order (float32)
+        logits = model(np.array(chunk[C + 1 - keep:t]))[-1]
+        assert logits[chunk[t]] >= logits.max() - 1e-5 * np.abs(logits).max(), t
 
 
 def test_an_unknown_context_overflow_is_refused():

@@ -109,8 +109,8 @@ def test_greedy_breaks_exact_ties_at_the_lowest_id_as_plain_greedy():
     """Tokens 2 and 5 get identical logits at every position (zero output weights, equal
     biases) and are the maximum at some positions only: both ways must pick 2 there."""
     cfg = npgpt.GPTConfig(vocab_size=7, context_length=24, d_model=16, num_heads=2, num_layers=2)
-    model = npgpt.GPT(cfg, seed=3)
-    model.params["output_layer.weight"] *= np.float32(0.2)
+    model = npgpt.GPT(cfg, seed=3, dtype=np.float64)       # float64: no near-tie but the exact one
+    model.params["output_layer.weight"] *= 0.2
     model.params["output_layer.weight"][[2, 5]] = 0.0
     model.params["output_layer.bias"][:] = 0.0
     model.params["output_layer.bias"][[2, 5]] = 0.05

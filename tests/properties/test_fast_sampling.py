@@ -34,12 +34,12 @@ def test_kth_largest_by_chunk_bound_equals_a_full_partition(seed, V, N, ties):
 
 
 @settings(max_examples=25)
-@given(st.integers(0, 2**32 - 1), st.integers(2048, 5000), st.booleans(), st.integers(1, 300),
+@given(st.integers(0, 2**32 - 1), st.integers(2048, 5000), st.booleans(), st.integers(1, 256),
        st.integers(1, 3))
 def test_fast_top_k_equals_the_plain_rule(seed, V, ties, k, keep):
     x = random_logits(seed, 3, V, ties)
     got = fast.top_k(x, row_max(x), k, keep)
-    assert got is not None                     # k <= V / 8 on this vocabulary: it applies
+    assert got is not None                     # k <= 2048 / 8 <= V / 8: it applies
     np.testing.assert_array_equal(got, S.top_k.__wrapped__(x, k, keep))
 
 

@@ -12,12 +12,14 @@ NumPy is the only dependency.
 """
 
 from ._memory import tune_malloc
+from .chat import Chat
 from .config import GPTConfig
 from .generate import GenerateOutput, GenerationConfig, generate, stream
 from .io import CheckpointError, load, save_gguf
 from .model import GPT, KVCache, gpt_forward
 from .threads import get_num_threads, set_num_threads
-from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, tokenizer_from_dict
+from .tokenizers import (BPETokenizer, CharTokenizer, SentencePieceTokenizer, WordTokenizer,
+                         tokenizer_from_dict)
 
 __version__ = "0.1.0"
 
@@ -25,4 +27,5 @@ tune_malloc()          # arrays reuse freed memory instead of new pages (see npg
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "gpt_forward", "generate", "stream", "GenerationConfig",
            "GenerateOutput", "load", "save_gguf", "CheckpointError", "WordTokenizer", "CharTokenizer",
-           "BPETokenizer", "tokenizer_from_dict", "set_num_threads", "get_num_threads", "__version__"]
+           "BPETokenizer", "SentencePieceTokenizer", "tokenizer_from_dict", "Chat", "set_num_threads",
+           "get_num_threads", "__version__"]

@@ -35,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args(argv)
     model = npgpt.load(args.model)
+    npgpt.Chat(model, max_new_tokens=args.max_new_tokens).send(QUESTIONS[-1])   # warm-up, untimed
     results = {True: [], False: []}
     prompts = None
     for _ in range(args.repeats):

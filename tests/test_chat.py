@@ -95,6 +95,17 @@ def test_reset_forgets_the_conversation_but_not_the_system_message():
     assert chat.turns[-1]["reused_tokens"] == 0
 
 
+@pytest.mark.parametrize("options", [{"num_beams": 2}, {"context_overflow": "chunk"}, {"draft": True}],
+                         ids=["beams", "chunk", "draft"])
+def test_modes_that_cannot_share_a_cache_feed_every_turn_whole_and_still_answer(options):
+    model = tiny_model()
+    if options.pop("draft", False):
+        options["draft_model"] = tiny_model(seed=1)
+    chat, answers = _conversation(model, True, turns=("ab", "ba"), **options)
+    assert all(t["reused_tokens"] == 0 for t in chat.turns)
+    assert answers == _conversation(model, False, turns=("ab", "ba"), **options)[1]
+
+
 def test_stream_yields_the_answer_as_it_comes_and_send_returns_it_whole():
     model = tiny_model()
     pieces = list(Chat(model, max_new_tokens=6).stream("ab"))

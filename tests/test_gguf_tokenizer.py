@@ -351,3 +351,17 @@ def test_live_smollm2_against_transformers(smollm2):
         tokenizers.pre_tokenizers.Digits(individual_digits=True),
         tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     assert [tok.encode(t) for t in texts] == [hf.encode(t) for t in texts]
+
+
+def test_load_tokenizer_reads_a_vocab_only_gguf_file(tmp_path):
+    from gguf_files import gguf_bytes
+    from npgpt.tokenizers import load_tokenizer
+    tokens = ["a", "b", "ab", "<|end|>"]
+    metadata = [("general.architecture", 8, "llama"), ("tokenizer.ggml.model", 8, "gpt2"),
+                ("tokenizer.ggml.pre", 8, "gpt-2"),
+                ("tokenizer.ggml.tokens", 9, (8, tokens)), ("tokenizer.ggml.token_type", 9, (5, [1, 1, 1, 3])),
+                ("tokenizer.ggml.merges", 9, (8, ["a b"])), ("tokenizer.ggml.eos_token_id", 4, 3)]
+    path = tmp_path / "vocab.gguf"
+    path.write_bytes(gguf_bytes(metadata))                   # no tensors: llama.cpp's vocab files
+    tok = load_tokenizer(str(path))
+    assert tok.encode("abab<|end|>") == [2, 2, 3] and tok.eos_token_id == 3

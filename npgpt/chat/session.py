@@ -207,9 +207,10 @@ class Chat:
         except (ValueError, TemplateError):
             self.messages.pop()
             raise
-        reused = self._reuse(ids)
+        keep = self._keeps_cache()
+        reused = self._reuse(ids) if keep else 0
         tokens, shown, first = [], "", None
-        for step in stream(self.model, ids, self.config, cache=self._cache):
+        for step in stream(self.model, ids, self.config, cache=self._cache if keep else None):
             token = int(step[0])
             if self._ends(token):
                 break
@@ -225,7 +226,7 @@ class Chat:
         if answer[len(shown):]:
             yield answer[len(shown):]
         self._cached = list(ids) + tokens          # what the cache holds (the last token not fed)
-        self._cached = self._cached[:self._cache.length] if self._cache is not None else []
+        self._cached = self._cached[:self._cache.length] if keep and self._cache is not None else []
         self.messages.append({"role": "assistant", "content": answer})
         self.turns.append({"prompt_tokens": len(ids), "reused_tokens": reused, "new_tokens": len(tokens),
                            "first_token_seconds": first, "seconds": time.perf_counter() - started})
@@ -271,6 +272,12 @@ class Chat:
         self._cache.truncate(common)
         self._cached = self._cached[:common]
         return common
+
+    def _keeps_cache(self):
+        """Whether turns can share a cache: plain greedy or sampling in exact mode (speculative
+        decoding keeps two caches, beam search reorders its rows: every turn feeds it all)."""
+        c = self.config
+        return c.draft_model is None and c.num_beams == 1 and c.context_overflow == "exact"
 
     def _ends(self, token):
         eos = self.config.eos_token_id

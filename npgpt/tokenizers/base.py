@@ -248,9 +248,10 @@ def tokenizer_from_dict(d):
 
 
 def load_tokenizer(path):
-    """Read any tokenizer written by ``tok.save(path)``, a SentencePiece ``tokenizer.model``
-    or llama2.c's ``tokenizer.bin`` (recognised by their first bytes, see
-    :class:`~.sentencepiece.SentencePieceTokenizer`).
+    """Read any tokenizer written by ``tok.save(path)``, a SentencePiece ``tokenizer.model``,
+    llama2.c's ``tokenizer.bin`` (see :class:`~.sentencepiece.SentencePieceTokenizer`) or the
+    vocabulary of a GGUF file, a vocab-only one included (:func:`~.gguf.tokenizer_from_gguf`),
+    recognised by their first bytes.
 
     Examples
     --------
@@ -272,6 +273,10 @@ def load_tokenizer(path):
     ValueError: broken.json: the tokenizer's 'chars' must be str or list, got 42
     """
     kind = _file_kind(path)
+    if kind == "gguf":                  # a GGUF file's vocabulary (a vocab-only file is enough)
+        from ..io.gguf import read_gguf_metadata
+        from .gguf import tokenizer_from_gguf
+        return tokenizer_from_gguf(read_gguf_metadata(path))
     if kind != "json":
         from .sentencepiece import SentencePieceTokenizer
         if kind == "sentencepiece":
@@ -285,8 +290,8 @@ def load_tokenizer(path):
 
 
 def _file_kind(path):
-    """"json", "sentencepiece" (a ``tokenizer.model`` protobuf) or "llama2c" (llama2.c's
-    ``tokenizer.bin``), from the first bytes.
+    """"json", "gguf" (starts ``GGUF``), "sentencepiece" (a ``tokenizer.model`` protobuf) or
+    "llama2c" (llama2.c's ``tokenizer.bin``), from the first bytes.
 
     A JSON file starts with ``{`` (after blanks). A ``.model`` starts with its first piece:
     field 1 as a message (byte 0x0A), then that piece's non-zero length. llama2.c's file
@@ -297,6 +302,8 @@ def _file_kind(path):
         head = f.read(64)
     if head.lstrip()[:1] == b"{":
         return "json"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if head[:1] == b"\x0a" and head[1:2] not in (b"", b"\x00"):
         return "sentencepiece"
     if len(head) >= 4 and head[1:4] == b"\0\0\0" and head[0] > 0:

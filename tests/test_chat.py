@@ -95,8 +95,7 @@ def test_reset_forgets_the_conversation_but_not_the_system_message():
     assert chat.turns[-1]["reused_tokens"] == 0
 
 
-@pytest.mark.parametrize("options", [{"num_beams": 2}, {"context_overflow": "chunk"}, {"draft": True}],
-                         ids=["beams", "chunk", "draft"])
+@pytest.mark.parametrize("options", [{"context_overflow": "chunk"}, {"draft": True}], ids=["chunk", "draft"])
 def test_modes_that_cannot_share_a_cache_feed_every_turn_whole_and_still_answer(options):
     model = tiny_model()
     if options.pop("draft", False):
@@ -104,6 +103,11 @@ def test_modes_that_cannot_share_a_cache_feed_every_turn_whole_and_still_answer(
     chat, answers = _conversation(model, True, turns=("ab", "ba"), **options)
     assert all(t["reused_tokens"] == 0 for t in chat.turns)
     assert answers == _conversation(model, False, turns=("ab", "ba"), **options)[1]
+
+
+def test_beam_search_is_refused_naming_the_options():
+    with pytest.raises(ValueError, match="num_beams=2"):
+        Chat(tiny_model(), num_beams=2)
 
 
 def test_stream_yields_the_answer_as_it_comes_and_send_returns_it_whole():

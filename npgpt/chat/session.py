@@ -165,6 +165,10 @@ class Chat:
         if options.get("eos_token_id") is None:
             options["eos_token_id"] = end_of_turn_ids(tokenizer, self.template) or None
         self.config = GenerationConfig(**options)
+        if self.config.num_beams > 1 or self.config.num_return_sequences > 1:
+            raise ValueError(f"a chat answers with one sampled or greedy sequence; num_beams="
+                             f"{self.config.num_beams} and num_return_sequences="
+                             f"{self.config.num_return_sequences} do not apply")
         self.messages = [] if system is None else [{"role": "system", "content": system}]
         self.dropped_turns = 0
         self.turns = []
@@ -275,9 +279,9 @@ class Chat:
 
     def _keeps_cache(self):
         """Whether turns can share a cache: plain greedy or sampling in exact mode (speculative
-        decoding keeps two caches, beam search reorders its rows: every turn feeds it all)."""
+        decoding keeps two caches, chunk and slide modes rebuild theirs: every turn feeds all)."""
         c = self.config
-        return c.draft_model is None and c.num_beams == 1 and c.context_overflow == "exact"
+        return c.draft_model is None and c.context_overflow == "exact"
 
     def _ends(self, token):
         eos = self.config.eos_token_id

@@ -33,7 +33,7 @@ MODEL_FILES = {"llama2": os.path.join(SHARED, "tokenizers", "llama2", "tokenizer
 TOK512_BIN = os.path.join(REPO, "npgpt", "data", "tok512.bin")
 SHORT = 1000                               # no message about a file is longer than this
 
-with open(os.path.join(FIXTURES, "sentencepiece", "expected.json"), encoding="utf-8") as _f:
+with open(os.path.join(FIXTURES, "sentencepiece_ids", "expected.json"), encoding="utf-8") as _f:
     EXPECTED = json.load(_f)
 TEXTS = EXPECTED["texts"]
 
@@ -70,6 +70,8 @@ def sentencepiece_lib(path):
     if not has_module("sentencepiece"):
         pytest.skip("sentencepiece is not installed")
     import sentencepiece as spm
+    if not hasattr(spm, "SentencePieceProcessor"):          # a folder of that name, not the library
+        pytest.skip(f"'sentencepiece' imports {spm!r}, not the library")
     return spm.SentencePieceProcessor(model_file=path)
 
 

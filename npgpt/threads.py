@@ -317,16 +317,6 @@ def _apply(n):
         _current = n
 
 
-def row_threads() -> int:
-    """The threads npgpt's own row-split steps use: the count of the current call.
-
-    >>> with using(1):
-    ...     row_threads()
-    1
-    """
-    return get_num_threads()
-
-
 _environment_read = False
 
 

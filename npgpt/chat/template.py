@@ -73,7 +73,7 @@ def lex(source):
     source = re.sub(r"\r\n|\r", "\n", source)
     if source.endswith("\n"):                       # jinja2's keep_trailing_newline=False
         source = source[:-1]
-    items, index, line_start = [], 0, True
+    items, index, line_start, strip_next = [], 0, True, False
     while index < len(source):
         match = _TAG_START.search(source, index)
         text = source[index:match.start() if match else len(source)]
@@ -85,9 +85,8 @@ def lex(source):
                 cut = text.rfind("\n") + 1
                 if (cut or line_start) and not text[cut:].strip(" \t"):
                     text = text[:cut]
-        if items and items[-1][0] == "strip_next":
-            text = text.lstrip()
-            items.pop()
+        if strip_next:                              # the tag before ended with -%} or -}}
+            text, strip_next = text.lstrip(), False
         if text:
             items.append(("text", text, _position(source, index)))
         if not match:
@@ -106,11 +105,11 @@ def lex(source):
             else:
                 items.append(("output" if kind == "{" else "block", tokens, pos))
         if close_sign == "-":
-            items.append(("strip_next", None, pos))
+            strip_next = True
         elif kind in "%#" and close_sign != "+" and source.startswith("\n", index):
             index += 1                              # trim_blocks: the newline after a block tag
         line_start = source[index - 1:index] == "\n"
-    return [item for item in items if item[0] != "strip_next"]
+    return items
 
 
 def _lex_tag(source, index, end, pos):
@@ -410,31 +409,25 @@ class _Parser:
             else:
                 return node
 
-    def sum(self, tokens):
-        node = self.concat(tokens)
-        while tokens.peek()[0] == "op" and tokens.peek()[1] in ("+", "-"):
+    def binary(self, tokens, operators, operand):
+        """``operand (op operand)*`` for ``op`` in ``operators``, grouped from the left."""
+        node = operand(tokens)
+        while tokens.peek()[0] == "op" and tokens.peek()[1] in operators:
             _, op, pos = tokens.next()
-            node = ("binop", pos, op, node, self.concat(tokens))
+            node = ("binop", pos, op, node, operand(tokens))
         return node
+
+    def sum(self, tokens):
+        return self.binary(tokens, ("+", "-"), self.concat)
 
     def concat(self, tokens):
-        node = self.product(tokens)
-        while tokens.at("~", "op"):
-            node = ("binop", tokens.next()[2], "~", node, self.product(tokens))
-        return node
+        return self.binary(tokens, ("~",), self.product)
 
     def product(self, tokens):
-        node = self.power(tokens)
-        while tokens.peek()[0] == "op" and tokens.peek()[1] in ("*", "/", "//", "%"):
-            _, op, pos = tokens.next()
-            node = ("binop", pos, op, node, self.power(tokens))
-        return node
+        return self.binary(tokens, ("*", "/", "//", "%"), self.power)
 
     def power(self, tokens):
-        node = self.unary(tokens)
-        while tokens.at("**", "op"):
-            node = ("binop", tokens.next()[2], "**", node, self.unary(tokens))
-        return node
+        return self.binary(tokens, ("**",), self.unary)
 
     def unary(self, tokens, with_filters=True):
         token = tokens.peek()
@@ -631,10 +624,7 @@ class _Renderer:
             elif kind == "set":
                 self.assign(node[2], self.eval(node[3]))
             elif kind == "setblock":
-                text = self.capture(node[3])
-                for name, pos, args, kwargs in node[4]:
-                    text = self.apply_filter(name, pos, text, args, kwargs)
-                self.assign(node[2], text)
+                self.assign(node[2], self.filtered(node[3], node[4]))
             elif kind == "macro":
                 self.scopes[-1][node[2]] = Macro(node[2], node[3], node[4], self)
             elif kind == "callblock":
@@ -642,10 +632,7 @@ class _Renderer:
                 caller = Macro("caller", node[3], node[4], self)
                 self.emit(out, to_text(self.call(call, extra={"caller": caller}), node[1]), node[1])
             elif kind == "filterblock":
-                text = self.capture(node[3])
-                for name, pos, args, kwargs in node[2]:
-                    text = self.apply_filter(name, pos, text, args, kwargs)
-                self.emit(out, to_text(text, node[1]), node[1])
+                self.emit(out, to_text(self.filtered(node[3], node[2]), node[1]), node[1])
             elif kind == "block":
                 self.run(node[2], out)
             elif kind == "break":
@@ -663,6 +650,13 @@ class _Renderer:
         out = []
         self.run(body, out)
         return "".join(out)
+
+    def filtered(self, body, filters):
+        """The text ``body`` renders, through ``filters`` (a set block's or a filter block's)."""
+        text = self.capture(body)
+        for name, pos, args, kwargs in filters:
+            text = self.apply_filter(name, pos, text, args, kwargs)
+        return text
 
     def run_for(self, node, out):
         _, pos, target, iterable, condition, body, default = node

@@ -12,11 +12,12 @@ import numpy as np
 
 from ._parsing import NON_NEGATIVE_INT, POSITIVE_INT, CLIError, arg, option_error
 
-
 DEFAULT_MODEL = "shakespeare-char"
 
 
 def load_model(name_or_path: str):
+    """:func:`npgpt.load`'s model, which must carry a tokenizer; a failure as one line (its
+    warnings shown after a load that succeeds)."""
     from ..io import CheckpointError, load
 
     import warnings
@@ -36,6 +37,7 @@ def load_model(name_or_path: str):
 
 
 def encode(model, text: str):
+    """The prompt's token ids (int64), refused in one line when it encodes to none."""
     try:
         ids = model.tokenizer.encode(text)
     except ValueError as err:
@@ -45,7 +47,7 @@ def encode(model, text: str):
     return np.array(ids, dtype=np.int64)
 
 
-# ----------------------------------------------------------------------------- generate
+# ----------------------------------------------------------------------------- decoding options
 # options that only change sampling; --seed too, as greedy, beam search and greedy speculative
 # decoding draw no random numbers
 _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",

@@ -11,6 +11,7 @@ from ._parsing import CLIError
 
 
 def is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal (not a closed stream, nor one without ``isatty``)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):      # no isatty, or closed

@@ -38,9 +38,6 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
     return statistics.median(times)
 
 
-# The variables OpenBLAS (NumPy's BLAS) reads when it loads, in the order it reads them.
-
-
 def load_average():
     """The machine's load average over the last minute (``os.getloadavg()[0]``: processes
     running or waiting for a CPU), or None where the system does not say.

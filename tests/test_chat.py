@@ -175,7 +175,7 @@ def test_generate_with_a_prefix_cache_equals_generate_without():
 
 def test_the_chat_command_reads_one_turn_a_line_and_resets(monkeypatch, capsys):
     model = tiny_model()
-    monkeypatch.setattr("npgpt.cli._load_model", lambda name: model)
+    monkeypatch.setattr("npgpt.cli.chat.load_model", lambda name: model)
     monkeypatch.setattr("sys.stdin", io.StringIO("ab\nba\n/reset\nab\n/exit\nnever read\n"))
     code, out, err = run_cli(capsys, "chat", "-m", "tiny", "-n", "4")
     first, second = _conversation(model, True, turns=("ab", "ba"), max_new_tokens=4)[1]
@@ -185,7 +185,7 @@ def test_the_chat_command_reads_one_turn_a_line_and_resets(monkeypatch, capsys):
 
 def test_the_chat_command_refuses_a_model_without_a_template(monkeypatch, capsys):
     model = tiny_model(template=None)
-    monkeypatch.setattr("npgpt.cli._load_model", lambda name: model)
+    monkeypatch.setattr("npgpt.cli.chat.load_model", lambda name: model)
     code, out, err = run_cli(capsys, "chat", "-m", "plain")
     assert code == 2 and "no chat template" in err and len(err.strip().splitlines()) == 1
 

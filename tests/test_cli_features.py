@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import npgpt
-from npgpt.cli import _bias_pair, _logit_bias, _reader_gone, build_parser, main
+from npgpt.cli import build_parser, main
+from npgpt.cli._options import _bias_pair, _logit_bias
+from npgpt.cli._output import reader_gone
 
 from test_cli import model_path, run  # noqa: F401 - the tiny saved model, the in-process runner
 from test_cli_hardening import assert_one_line_error
@@ -336,10 +338,10 @@ def test_no_summary_into_a_closed_pipe(monkeypatch, model_path):
 def test_a_pipe_s_closed_reading_end_is_seen():
     read_end, write_end = os.pipe()
     with open(write_end, "w") as stream:
-        assert not _reader_gone(stream)
+        assert not reader_gone(stream)
         os.close(read_end)
-        assert _reader_gone(stream)
-    assert not _reader_gone(io.StringIO())
+        assert reader_gone(stream)
+    assert not reader_gone(io.StringIO())
 
 
 def _process(tmp_path, stdout, *argv):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import npgpt
-from npgpt.cli import _logit_bias
+from npgpt.cli._options import _logit_bias
 from npgpt.tokenizers.hf import HFTokenizer, _example
 
 from helpers import run_cli as run

@@ -431,7 +431,7 @@ def test_a_run_that_never_leaves_warm_up_says_so(capsys, tmp_path, text_file):
 def test_the_command_line_defaults_are_train_config_s():
     import dataclasses
 
-    from npgpt.cli import _OPTIMISER_FLAGS
+    from npgpt.cli.train import _OPTIMISER_FLAGS
 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     assert all(defaults[field] == value for field, value in _OPTIMISER_FLAGS.values())
@@ -556,7 +556,7 @@ def test_a_folder_where_the_checkpoint_should_be(capsys, tmp_path, text_file):
 @pytest.mark.parametrize("flag, value", [("--context", 10**9), ("--batch-size", 10**9),
                                          ("--d-model", 10**7), ("--layers", 10**9)])
 def test_sizes_beyond_the_machine_are_refused_before_allocating(capsys, text_file, flag, value):
-    if npgpt.cli._physical_memory() is None:
+    if npgpt.cli.train._physical_memory() is None:
         pytest.skip("the system does not say how much memory it has")
     code, _, err = run(capsys, "train", "--data", text_file, flag, str(value))
     one_line_error(code, err, f"{flag} {value}", "memory")

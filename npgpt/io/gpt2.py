@@ -22,6 +22,9 @@ import re
 
 import numpy as np
 
+from ..nn.attention import ATTENTION
+from ..nn.layers import LAYERNORM, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE
+from ..nn.mlp import MLP
 from .errors import CheckpointError, reject_repeated_keys, short_repr
 from .files import open_regular
 
@@ -31,17 +34,19 @@ MAX_CONFIG_BYTES = 10 * 1024 * 1024
 MAX_DIMENSION = 2 ** 31 - 1
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _EXACT_GELUS = ("gelu",)
-_TRANSPOSED = {"attn.c_attn.weight": "attn.in_proj_weight",
-               "attn.c_proj.weight": "attn.out_proj.weight",
-               "mlp.c_fc.weight": "ffn.0.weight",
-               "mlp.c_proj.weight": "ffn.2.weight"}
-_PLAIN = {"attn.c_attn.bias": "attn.in_proj_bias", "attn.c_proj.bias": "attn.out_proj.bias",
-          "mlp.c_fc.bias": "ffn.0.bias", "mlp.c_proj.bias": "ffn.2.bias",
-          "ln_1.weight": "ln1.weight", "ln_1.bias": "ln1.bias",
-          "ln_2.weight": "ln2.weight", "ln_2.bias": "ln2.bias"}
-_TOP = {"wte.weight": "token_embedding.weight", "wpe.weight": "position_encoding.weight",
-        "ln_f.weight": "ln_final.weight", "ln_f.bias": "ln_final.bias",
-        "lm_head.weight": "output_layer.weight"}
+_TRANSPOSED = {"attn.c_attn.weight": ATTENTION.names["in_weight"],
+               "attn.c_proj.weight": ATTENTION.names["out_weight"],
+               "mlp.c_fc.weight": MLP.names["fc_weight"],
+               "mlp.c_proj.weight": MLP.names["out_weight"]}
+_LN1, _LN2, _LN_FINAL = LAYERNORM.names
+_PLAIN = {"attn.c_attn.bias": ATTENTION.names["in_bias"],
+          "attn.c_proj.bias": ATTENTION.names["out_bias"],
+          "mlp.c_fc.bias": MLP.names["fc_bias"], "mlp.c_proj.bias": MLP.names["out_bias"],
+          "ln_1.weight": f"{_LN1}.weight", "ln_1.bias": f"{_LN1}.bias",
+          "ln_2.weight": f"{_LN2}.weight", "ln_2.bias": f"{_LN2}.bias"}
+_TOP = {"wte.weight": TOKEN_TABLE, "wpe.weight": POSITION_TABLE,
+        "ln_f.weight": f"{_LN_FINAL}.weight", "ln_f.bias": f"{_LN_FINAL}.bias",
+        "lm_head.weight": OUTPUT_WEIGHT}
 _BLOCK_RE = re.compile(r"^h\.([^.]*)\.(.+)$")
 #: Buffers old GPT-2 files carry besides the weights (the causal mask and its fill value):
 #: constants npgpt rebuilds, dropped on load.
@@ -267,16 +272,15 @@ def hf_state_dict(params: dict, num_layers: int) -> dict:
     True
     """
     p = params
-    out = {"transformer.wte.weight": p["token_embedding.weight"],
-           "transformer.wpe.weight": p["position_encoding.weight"]}
+    out = {"transformer.wte.weight": p[TOKEN_TABLE], "transformer.wpe.weight": p[POSITION_TABLE]}
     for i in range(num_layers):
         ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
         for hf_name, name in _PLAIN.items():
             out[theirs + hf_name] = p[ours + name]
         for hf_name, name in _TRANSPOSED.items():
             out[theirs + hf_name] = np.ascontiguousarray(p[ours + name].T)
-    out["transformer.ln_f.weight"] = p["ln_final.weight"]
-    out["transformer.ln_f.bias"] = p["ln_final.bias"]
+    out["transformer.ln_f.weight"] = p[_TOP["ln_f.weight"]]
+    out["transformer.ln_f.bias"] = p[_TOP["ln_f.bias"]]
     return out
 
 

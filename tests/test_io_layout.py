@@ -22,9 +22,9 @@ import structure  # noqa: E402
 IO = "npgpt.io"
 LOWER = {"npgpt.io.errors", "npgpt.io.files", "npgpt.io.safetensors", "npgpt.io.torch_pickle",
          "npgpt.io.gguf_quants", "npgpt.io.gguf_file", "npgpt.io.gpt2", "npgpt.io.llama",
-         "npgpt.io.llama2c", "npgpt.io.build"}
-UPPER = {IO, "npgpt.io.loading", "npgpt.io.saving", "npgpt.io.hf_folder", "npgpt.io.gguf",
-         "npgpt.io.gguf_tokenizer"}
+         "npgpt.io.llama2c", "npgpt.io.build", "npgpt.io.hf_folder"}
+UPPER = {IO, "npgpt.io.loading", "npgpt.io.saving", "npgpt.io.gguf", "npgpt.io.gguf_tokenizer"}
+FAMILIES = {"npgpt.io.gpt2", "npgpt.io.llama", "npgpt.io.llama2c", "npgpt.io.gguf"}
 GPT = dict(vocab_size=10, context_length=8, d_model=8, num_heads=2, num_layers=2,
            tie_embeddings=False, output_bias=False)
 LLAMA = dict(GPT, norm="rmsnorm", positions="rope", mlp="swiglu",
@@ -55,6 +55,25 @@ def test_read_gguf_metadata_is_the_containers_by_every_import_path():
     from npgpt.io.gguf import read_gguf_metadata as via_model
     from npgpt.io.gguf_file import read_gguf_metadata as own
     assert public is via_model is own
+
+
+def test_each_family_reads_its_folder_beside_its_name_map_and_the_shared_parts_know_none(graph):
+    from npgpt.io import gpt2, llama
+    edges, _ = graph
+    assert callable(gpt2.load_gpt2_folder) and callable(llama.load_llama_folder)
+    for shared in ("npgpt.io.hf_folder", "npgpt.io.build", "npgpt.io.gguf_file"):
+        assert edges[shared] & FAMILIES == set(), shared
+
+
+def test_each_io_module_imports_only_the_ones_below_it_in_the_face_docs_order(graph):
+    order = ["", "loading", "saving", "gguf", "gguf_tokenizer", "llama", "gpt2", "llama2c",
+             "hf_folder", "build", "gguf_file", "torch_pickle", "safetensors", "gguf_quants",
+             "files", "errors"]
+    level = {(IO + "." + name).rstrip("."): i for i, name in enumerate(order)}
+    edges, _ = graph
+    assert set(level) == set(io_modules(edges))
+    upward = {(m, t) for m in level for t in edges[m] if t in level and level[t] <= level[m]}
+    assert upward == set()
 
 
 def test_the_lower_io_modules_import_no_upper_one(graph):

@@ -41,6 +41,26 @@ whole new folder swapped in, or, when the folder holds files of its user too, th
 model file replaced inside it (the user's files are never touched); the temporaries of a
 killed writer are removed by the next write into the same folder
 (:func:`clean_stale_temporaries`).
+
+This package only re-exports; each module has one reason to change, and imports only those
+listed after it:
+
+==================  ==========================================================================
+``loading``         :func:`load`: the format recognised, npgpt's own file, bare state_dicts,
+                    the folder and bundled-model dispatch
+``saving``          :func:`save_npgpt`, :func:`save_gpt2`, :func:`save_hf`
+``gguf``            GGUF as a model: names and ``<arch>.*`` keys <-> npgpt, load and save
+``gguf_tokenizer``  a tokenizer as ``tokenizer.ggml.*`` metadata, and back
+``gpt2``, ``llama`` a Hugging Face family: config fields, name map, folder reader
+``llama2c``         llama2.c's ``model.bin``: header, tensor order, name map
+``hf_folder``       any Hugging Face folder: its JSON files, tensors, shards
+``build``           fields and tensors -> a GPT: config checks, overrides, tokenizer fit
+``gguf_file``       the GGUF container: header, metadata, tensor table (read and write)
+``safetensors``,    the two tensor containers; ``gguf_quants``: ggml's block formats
+``torch_pickle``
+``files``,          atomic writes, regular files only; :class:`CheckpointError`
+``errors``
+==================  ==========================================================================
 """
 
 from .errors import CheckpointError, reject_repeated_keys, short_repr  # noqa: F401

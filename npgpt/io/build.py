@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CheckpointError, short_repr
-from .gpt2 import MAX_DIMENSION
 
+#: No size of a model (vocabulary, context, width, heads, layers) is larger: a config that
+#: says otherwise is refused before anything is allocated.
+MAX_DIMENSION = 2 ** 31 - 1
 #: GPTConfig fields the weights' shapes fix: an override must agree with them.
 SHAPE_FIELDS = ("vocab_size", "context_length", "d_model", "num_layers",
                 "tie_embeddings", "output_bias")

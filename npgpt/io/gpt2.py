@@ -16,7 +16,6 @@ GPT-2 is npgpt with ``residual="pre_norm"``, ``gelu="tanh"`` (``gelu_new``),
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -25,13 +24,11 @@ import numpy as np
 from ..nn.attention import ATTENTION
 from ..nn.layers import LAYERNORM, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE
 from ..nn.mlp import MLP
-from .errors import CheckpointError, reject_repeated_keys, short_repr
-from .files import open_regular
+from .build import MAX_DIMENSION, cut, fitting_tokenizer
+from .errors import CheckpointError, short_repr
+from .hf_folder import (MAX_CONFIG_BYTES, model_from_hf, read_config_json,  # noqa: F401
+                        read_hf_tensors, with_npgpt_names)
 
-MAX_CONFIG_BYTES = 10 * 1024 * 1024
-#: No size of a model (vocabulary, context, width, heads, layers) is larger: a config that
-#: says otherwise is refused before anything is allocated.
-MAX_DIMENSION = 2 ** 31 - 1
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _EXACT_GELUS = ("gelu",)
 _TRANSPOSED = {"attn.c_attn.weight": ATTENTION.names["in_weight"],
@@ -107,31 +104,6 @@ def renamed(tensors: dict, rename) -> dict:
     return out
 
 
-def read_config_json(path) -> dict:
-    """Parse a GPT-2 ``config.json`` (at most 10 MB) into a dict, or raise CheckpointError.
-
-    Examples
-    --------
-    >>> with open("config.json", "w") as f:
-    ...     _ = f.write('{"model_type": "gpt2", "n_embd": 768, "n_head": 12}')
-    >>> read_config_json("config.json")
-    {'model_type': 'gpt2', 'n_embd': 768, 'n_head': 12}
-    """
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_CONFIG_BYTES:
-            raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a "
-                                  f"config.json")
-        raw = f.read(MAX_CONFIG_BYTES + 1)
-    try:
-        config = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_repeated_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{os.fspath(path)}: must hold a JSON object")
-    return config
-
-
 def config_fields_from_hf(hf: dict) -> dict:
     """GPTConfig fields from a Hugging Face GPT-2 config dict.
 
@@ -196,6 +168,39 @@ def config_fields_from_hf(hf: dict) -> dict:
     fields.update(residual="pre_norm", tie_embeddings=tie, output_bias=False,
                   layer_norm_eps=float(eps), dropout=0.0)
     return fields
+
+
+def load_gpt2_folder(folder, overrides: dict):
+    """The model of a Hugging Face GPT-2 folder: ``config.json``, the weights
+    (:func:`npgpt.io.hf_folder.read_hf_tensors`) renamed and transposed
+    (:func:`state_dict_from_hf`), and ``vocab.json`` + ``merges.txt`` when both are there.
+
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
+    >>> npgpt.GPT(cfg, seed=0).save_gpt2("tiny-gpt2")
+    >>> load_gpt2_folder("tiny-gpt2", {}).config == cfg
+    True
+    """
+    source = os.fspath(folder)
+    hf = read_config_json(os.path.join(folder, "config.json"))
+    fields = config_fields_from_hf(hf)
+    model = model_from_hf(with_npgpt_names(state_dict_from_hf, read_hf_tensors(folder, source),
+                                           source), fields, overrides, source)
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    if os.path.exists(vocab) and os.path.exists(merges):
+        try:
+            from ..tokenizers import BPETokenizer
+            from_gpt2 = BPETokenizer.from_gpt2
+        except (ImportError, AttributeError):
+            return model                       # tokenizers not available yet: weights only
+        try:
+            tokenizer = from_gpt2(vocab, merges)
+        except Exception as exc:   # untrusted vocab/merges: any failure is a bad folder
+            raise CheckpointError(f"{source}: vocab.json/merges.txt are invalid: "
+                                  f"{type(exc).__name__}: {cut(str(exc), 400)}") from None
+        model.tokenizer = fitting_tokenizer(tokenizer, model.config, f"{source}: vocab.json")
+    return model
 
 
 def is_gpt2_state_dict(tensors) -> bool:

@@ -24,14 +24,17 @@ These models are npgpt with ``norm="rmsnorm"``, ``positions="rope"``, ``mlp="swi
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..nn.gqa import GQA
 from ..nn.layers import OUTPUT_WEIGHT, TOKEN_TABLE
 from ..nn.rmsnorm import RMSNORM
 from ..nn.swiglu import SWIGLU
+from .build import MAX_DIMENSION, cut, fitting_tokenizer
 from .errors import CheckpointError, short_repr
-from .gpt2 import MAX_DIMENSION, layer_index, renamed
+from .gpt2 import layer_index, renamed
+from .hf_folder import model_from_hf, read_hf_tensors, with_npgpt_names
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
                  "MistralForCausalLM": "mistral"}
@@ -264,6 +267,38 @@ def state_dict_from_hf(tensors: dict) -> dict:
             return None, True
         return (prefix + _LAYER[rest], True) if rest in _LAYER else (name, False)
     return renamed(tensors, rename)
+
+
+def load_llama_folder(folder, hf: dict, overrides: dict):
+    """The model of a Hugging Face Llama / Qwen2 / Mistral folder whose ``config.json`` is
+    ``hf``: the weights (:func:`npgpt.io.hf_folder.read_hf_tensors`) renamed
+    (:func:`state_dict_from_hf`), and ``tokenizer.json`` (with the folder's chat template)
+    when it is there.
+
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                       output_bias=False)
+    >>> npgpt.GPT(cfg, seed=0).save_hf("tiny-llama")
+    >>> from npgpt.io.hf_folder import read_config_json
+    >>> hf = read_config_json("tiny-llama/config.json")
+    >>> load_llama_folder("tiny-llama", hf, {}).config == cfg
+    True
+    """
+    source = os.fspath(folder)
+    fields = config_fields_from_hf(hf)
+    model = model_from_hf(with_npgpt_names(state_dict_from_hf, read_hf_tensors(folder, source),
+                                           source), fields, overrides, source)
+    path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(path):
+        from ..tokenizers.hf import load_tokenizer_json, read_folder_extras
+        try:
+            tokenizer = read_folder_extras(load_tokenizer_json(path), folder)  # + chat template
+        except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
+            raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
+                                  f"{cut(str(exc), 400)}") from None
+        model.tokenizer = fitting_tokenizer(tokenizer, model.config, f"{source}: tokenizer.json")
+    return model
 
 
 def hf_state_dict(params: dict, num_layers: int) -> dict:

@@ -51,9 +51,9 @@ from ..nn.gqa import GQA
 from ..nn.layers import OUTPUT_WEIGHT, TOKEN_TABLE
 from ..nn.rmsnorm import RMSNORM
 from ..nn.swiglu import SWIGLU
+from .build import MAX_DIMENSION
 from .errors import CheckpointError
 from .files import open_regular
-from .gpt2 import MAX_DIMENSION
 
 MAGIC = 0x616B3432                       # "ak42", the first uint32 of versions 1 and 2
 HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",

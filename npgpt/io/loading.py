@@ -16,13 +16,14 @@ import numpy as np
 
 from ..nn.layers import LAYERNORM, OUTPUT_BIAS, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE
 from . import gpt2 as _gpt2
+from . import llama as _llama
 from . import llama2c as _llama2c
 from .build import (SHAPE_FIELDS, build_model, checked_config, cut, fitting_tokenizer,
                     make_config, model_dtype)
 from .errors import CheckpointError, reject_repeated_keys, short_repr
 from .files import kind_of, open_regular
 from .gguf import load_gguf
-from .hf_folder import load_hf_folder, with_npgpt_names
+from .hf_folder import with_npgpt_names
 from .safetensors import read_safetensors
 from .saving import FORMAT_NAME
 from .torch_pickle import read_torch_zip
@@ -33,6 +34,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
 # bundled llama2.c models: name -> (checkpoint, tokenizer) in npgpt/data
 _FIRST_NORM = f"{LAYERNORM.names[0]}.weight"          # a seed state_dict's blocks.N.ln1.weight
+_GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
 _LLAMA2C_BUNDLED = {"stories260K": ("stories260K.bin", "tok512.bin")}
 
 
@@ -86,7 +88,7 @@ def _model_from_state_dict(state: dict, overrides: dict, source: str):
         shown = ", ".join(cut(name, 80) for name in non_float[:5])
         raise CheckpointError(f"{source}: non-floating tensors {shown}")
     if _gpt2.is_gpt2_state_dict(state):
-        state = with_npgpt_names(_gpt2, state, source)
+        state = with_npgpt_names(_gpt2.state_dict_from_hf, state, source)
         fields = _infer_seed_fields(state, source)
         fields.update(residual="pre_norm", gelu="tanh", output_bias=False)
         lm_head, wte = state.get(OUTPUT_WEIGHT), state[TOKEN_TABLE]
@@ -155,10 +157,31 @@ def _identity(folder):
     return info.st_dev, info.st_ino, info.st_mtime_ns
 
 
+def _family_of(hf: dict, folder) -> str:
+    """"gpt2" or "llama" (Llama, Qwen2, Mistral), by ``architectures`` when the config names
+    one, else by ``model_type`` (GPT-2 when it has neither); any other architecture is a
+    CheckpointError naming it and the ones npgpt reads."""
+    arch = hf.get("architectures")
+    names = [a for a in arch if isinstance(a, str)] if isinstance(arch, list) else []
+    if any(a in _GPT2_ARCHITECTURES for a in names):
+        return "gpt2"
+    if any(a in _llama.ARCHITECTURES for a in names) or (
+            not names and hf.get("model_type") in _llama.ARCHITECTURES.values()):
+        return "llama"
+    if names or arch is not None:
+        supported = sorted((*_GPT2_ARCHITECTURES[:1], *_llama.ARCHITECTURES))
+        raise CheckpointError(f"{os.fspath(folder)}: config.json: architectures "
+                              f"{short_repr(arch)} is not supported; npgpt reads {supported}")
+    return "gpt2"                     # no architectures: the GPT-2 reader checks model_type
+
+
 def _read_folder(folder, overrides: dict):
     """A Hugging Face GPT-2 folder, or a training folder holding npgpt's model.safetensors."""
     if os.path.exists(os.path.join(folder, "config.json")):
-        return load_hf_folder(folder, overrides)
+        hf = _gpt2.read_config_json(os.path.join(folder, "config.json"))
+        if _family_of(hf, folder) == "llama":
+            return _llama.load_llama_folder(folder, hf, overrides)
+        return _gpt2.load_gpt2_folder(folder, overrides)
     own = os.path.join(folder, "model.safetensors")
     if os.path.exists(own):
         return _load_safetensors_file(own, overrides)

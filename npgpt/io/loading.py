@@ -1,7 +1,8 @@
 """Loading a model: ``load(path)`` recognises the format from the content (the table in
 :mod:`npgpt.io`) and hands it to its reader — npgpt's own safetensors file and bare
-state_dicts (seed or GPT-2 names) here, Hugging Face folders (:mod:`npgpt.io.hf_folder`), GGUF
-(:mod:`npgpt.io.gguf`), llama2.c (:mod:`npgpt.io.llama2c`) — and names the bundled models.
+state_dicts (seed or GPT-2 names) here, Hugging Face folders by family (:mod:`npgpt.io.gpt2`,
+:mod:`npgpt.io.llama`), GGUF (:mod:`npgpt.io.gguf`), llama2.c (:mod:`npgpt.io.llama2c`) — and
+names the bundled models.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FOLDER_READS = 3         # tries at reading a folder that another process keeps replacing
-# bundled llama2.c models: name -> (checkpoint, tokenizer) in npgpt/data
 _FIRST_NORM = f"{LAYERNORM.names[0]}.weight"          # a seed state_dict's blocks.N.ln1.weight
 _GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+# bundled llama2.c models: name -> (checkpoint, tokenizer) in npgpt/data
 _LLAMA2C_BUNDLED = {"stories260K": ("stories260K.bin", "tok512.bin")}
 
 

@@ -21,7 +21,7 @@ from .threads import get_num_threads, set_num_threads
 from .tokenizers import (BPETokenizer, CharTokenizer, SentencePieceTokenizer, WordTokenizer,
                          tokenizer_from_dict)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 tune_malloc()          # arrays reuse freed memory instead of new pages (see npgpt/_memory.py)
 

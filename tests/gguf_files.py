@@ -1,5 +1,5 @@
 """Hand-built GGUF files for the tests: the format written out from its definition (see
-npgpt/io/gguf.py's module doc), independently of npgpt's writer."""
+npgpt/io/gguf_file.py's module doc), independently of npgpt's writer."""
 
 import struct
 

@@ -492,7 +492,7 @@ def test_a_save_gpt2_interrupted_between_files_leaves_the_old_folder(tmp_path, m
 
     def interrupted(path, content):
         raise KeyboardInterrupt          # after model.safetensors, before config.json
-    monkeypatch.setattr(npgpt.io, "atomic_write", interrupted)
+    monkeypatch.setattr(npgpt.io.saving, "atomic_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         npgpt.GPT(gpt2_config(num_layers=1), seed=5).save_gpt2(folder)
     assert {n: (folder / n).read_bytes() for n in os.listdir(folder)} == before
@@ -529,7 +529,7 @@ def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch, 
     if user_file:                        # the next save replaces the files inside the folder
         (folder / "notes.txt").write_text("mine")
     new = npgpt.GPT(gpt2_config(num_layers=1), seed=7)
-    real = npgpt.io._load_gpt2_folder
+    real = npgpt.io.gpt2.load_gpt2_folder
     calls = []
 
     def read_then_swap(path, overrides):
@@ -538,7 +538,7 @@ def test_a_folder_swapped_while_being_read_is_read_again(tmp_path, monkeypatch, 
             new.save_gpt2(folder)        # another process saves meanwhile
         calls.append(path)
         return model
-    monkeypatch.setattr(npgpt.io, "_load_gpt2_folder", read_then_swap)
+    monkeypatch.setattr(npgpt.io.gpt2, "load_gpt2_folder", read_then_swap)
     back = npgpt.load(folder)
     assert len(calls) == 2 and back.config == new.config
 

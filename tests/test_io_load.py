@@ -170,7 +170,7 @@ def test_real_tokenizer_round_trip(tmp_path):
 def test_a_bundled_model_is_found_by_name(tmp_path, monkeypatch):
     model = npgpt.GPT(tiny_config(), seed=9)
     model.save(tmp_path / "tiny-test.safetensors")
-    monkeypatch.setattr(npgpt.io, "DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(npgpt.io.loading, "DATA_DIR", str(tmp_path))
     assert npgpt.io.bundled_models() == ["tiny-test"]
     back = npgpt.io.load("tiny-test")
     np.testing.assert_array_equal(back.params["ln_final.weight"], model.params["ln_final.weight"])
@@ -178,10 +178,10 @@ def test_a_bundled_model_is_found_by_name(tmp_path, monkeypatch):
 
 def test_an_unknown_name_lists_the_bundled_models(tmp_path, monkeypatch):
     npgpt.GPT(tiny_config()).save(tmp_path / "alpha.safetensors")
-    monkeypatch.setattr(npgpt.io, "DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(npgpt.io.loading, "DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"no bundled model.*bundled models: alpha"):
         npgpt.io.load("shakespeare-char")
-    monkeypatch.setattr(npgpt.io, "DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(npgpt.io.loading, "DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="none installed"):
         npgpt.io.load("shakespeare-char")
 

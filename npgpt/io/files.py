@@ -379,6 +379,16 @@ def _replace_in_place(folder: str, fill, owns) -> None:
     _fsync_path(folder)
 
 
+def _refuse_subfolder_clashes(folder, owns) -> None:
+    """A ValueError when ``folder`` holds a subfolder where a file of the content belongs."""
+    clashes = [name for name in sorted(os.listdir(folder))
+               if owns(name) and os.path.isdir(os.path.join(folder, name))]
+    if clashes:
+        raise ValueError(f"{short_repr(os.path.join(folder, clashes[0]), 200)} is a "
+                         f"folder where a file of the saved content belongs; "
+                         f"refusing to replace it")
+
+
 def atomic_folder(folder, fill, owned) -> str:
     """Replace the content of ``folder`` (a model: its config, weights, tokenizer) by a new
     version built by ``fill(tmp)``, never touching anything else the folder holds.
@@ -437,12 +447,7 @@ def atomic_folder(folder, fill, owned) -> str:
     if os.path.isdir(folder):
         clean_stale_temporaries(folder)
         if _foreign_entries(folder, owns):
-            clashes = [name for name in sorted(os.listdir(folder))
-                       if owns(name) and os.path.isdir(os.path.join(folder, name))]
-            if clashes:
-                raise ValueError(f"{short_repr(os.path.join(folder, clashes[0]), 200)} is a "
-                                 f"folder where a file of the saved content belongs; "
-                                 f"refusing to replace it")
+            _refuse_subfolder_clashes(folder, owns)
             _replace_in_place(folder, fill, owns)
             return "in place"
     tmp = temporary_path(folder)

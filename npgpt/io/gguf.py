@@ -1,29 +1,11 @@
-"""GGUF, llama.cpp's model file: read by hand (memory-mapped), turned into an npgpt model, and
-written back.
+"""GGUF, llama.cpp's model file, as an npgpt model: the tensor names and ``<arch>.*`` keys
+mapped to npgpt's parameters and GPTConfig, the load, and the save. The container itself
+(header, metadata, tensor table, memory map) is :mod:`npgpt.io.gguf_file`'s; the vocabulary
+(``tokenizer.ggml.*``) :mod:`npgpt.io.gguf_tokenizer`'s.
 
 Shapes: C = embedding_length, V = vocabulary, F = feed_forward_length, H = head_count,
-Hkv = head_count_kv, D = C / H. GGUF lists a tensor's dimensions fastest first (``dims[0]`` is
-the row length), so a (rows, row length) NumPy array has ``shape = dims[::-1]``.
-
-The file, little-endian throughout (versions 2 and 3 share this layout)::
-
-    "GGUF"  u32 version  u64 tensor_count  u64 metadata_count
-    metadata_count x  key (u64 length + UTF-8)  u32 value type  value
-    tensor_count x    name  u32 n_dims  u64 dims[n_dims]  u32 ggml type  u64 offset
-    padding to general.alignment (default 32), then the data section; each tensor's offset
-    is relative to it and a multiple of the alignment.
-
-    value types: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string (u64 length
-    + UTF-8), 9 array (u32 item type, u64 count, items), 10 u64, 11 i64, 12 f64
-
-Every count, length, dimension and offset is checked against the bytes left in the file
-before anything is allocated, so a hostile file costs time and memory bounded by its size,
-and fails with one :class:`CheckpointError` naming the field. The tensors' bytes are never
-read into Python bytes: the file is memory-mapped and each tensor dequantised from the map
+Hkv = head_count_kv, D = C / H. Each tensor is dequantised from the map
 (:mod:`npgpt.io.gguf_quants`) a million weights at a time, straight into the model's arrays.
-
-Metadata values come back as Python values: str, int, float, bool; a string array as a list
-of str; a numeric or bool array as a NumPy array; an array of arrays as a list.
 
 Models: ``general.architecture`` ``llama`` (Llama 2/3, SmolLM, TinyLlama, Mistral), ``qwen2``
 and ``gpt2``; any other is refused by name. Tensor names::
@@ -42,309 +24,56 @@ Qwen2 is stored unpermuted (``rope_layout="half"``).
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
-import struct
-import warnings
 
 import numpy as np
 
+from ..nn.attention import ATTENTION
+from ..nn.gqa import GQA
+from ..nn.layers import LAYERNORM, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE
+from ..nn.mlp import MLP
+from ..nn.rmsnorm import RMSNORM
+from ..nn.swiglu import SWIGLU
+from .build import SHAPE_FIELDS, make_config
 from .errors import CheckpointError, short_repr
-from .files import atomic_write, open_regular
-from .gguf_quants import (DEQUANTIZERS, GGML_TYPES, dequantize, quantize_q8_0, type_name)
+from .gguf_file import (MAGIC, VERSIONS, TensorInfo, read_gguf_metadata,  # noqa: F401 (re-exported)
+                        DEFAULT_ALIGNMENT, STRING, read_gguf, typed_value, write_gguf)
+from .gguf_quants import DEQUANTIZERS, dequantize, type_name
+from .gguf_tokenizer import WRITABLE_TOKENIZERS, attach_tokenizer, tokenizer_metadata
 
-MAGIC = b"GGUF"
-VERSIONS = (2, 3)
-DEFAULT_ALIGNMENT = 32
-MAX_DIMS = 4
-MAX_NESTING = 4              # arrays of arrays, at most this deep
 ARCHITECTURES = ("llama", "qwen2", "gpt2")
-
-# value type -> (name, struct format or None for string/array)
-_SCALARS = {0: ("uint8", "<B"), 1: ("int8", "<b"), 2: ("uint16", "<H"), 3: ("int16", "<h"),
-            4: ("uint32", "<I"), 5: ("int32", "<i"), 6: ("float32", "<f"), 7: ("bool", "<?"),
-            10: ("uint64", "<Q"), 11: ("int64", "<q"), 12: ("float64", "<d")}
-_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1",
-          10: "<u8", 11: "<i8", 12: "<f8"}
-STRING, ARRAY = 8, 9
-_TYPE_NAMES = {**{t: n for t, (n, _) in _SCALARS.items()}, STRING: "string", ARRAY: "array"}
-
-
-# ============================================================================ reading
-class _Reader:
-    """A position in a memory-mapped file; every read checks that the bytes exist."""
-
-    def __init__(self, buffer, source):
-        self.buffer, self.source, self.pos, self.size = buffer, source, 0, len(buffer)
-
-    def fail(self, field, problem):
-        raise CheckpointError(f"{self.source}: {field}: {problem}")
-
-    def need(self, n, field):
-        if n > self.size - self.pos:
-            self.fail(field, f"needs {n} bytes at offset {self.pos} but the file has "
-                             f"{self.size - self.pos} left (truncated or a wrong length)")
-
-    def scalar(self, fmt, field):
-        n = struct.calcsize(fmt)
-        self.need(n, field)
-        value = struct.unpack_from(fmt, self.buffer, self.pos)[0]
-        self.pos += n
-        return value
-
-    def string(self, field):
-        length = self.scalar("<Q", f"{field} length")
-        self.need(length, f"{field} (a string of {length} bytes)")
-        raw = bytes(self.buffer[self.pos:self.pos + length])
-        self.pos += length
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self.fail(field, f"not valid UTF-8: {short_repr(raw[:40])}")
-
-    def value(self, kind, field, depth=0):
-        if kind in _SCALARS:
-            return self.scalar(_SCALARS[kind][1], field)
-        if kind == STRING:
-            return self.string(field)
-        if kind != ARRAY:
-            self.fail(field, f"unknown value type {kind}")
-        if depth >= MAX_NESTING:
-            self.fail(field, f"arrays nested more than {MAX_NESTING} deep")
-        item = self.scalar("<I", f"{field} item type")
-        count = self.scalar("<Q", f"{field} count")
-        if item in _NUMPY:
-            width = np.dtype(_NUMPY[item]).itemsize
-            self.need(count * width, f"{field} ({count} {_TYPE_NAMES[item]} items)")
-            out = np.frombuffer(self.buffer, _NUMPY[item], count, self.pos).copy()
-            self.pos += count * width
-            return out.astype(bool) if item == 7 else out
-        if item not in (STRING, ARRAY):
-            self.fail(f"{field} item type", f"unknown value type {item}")
-        smallest = 8 if item == STRING else 12              # an empty string / empty array
-        self.need(count * smallest, f"{field} ({count} {_TYPE_NAMES[item]} items)")
-        if item == STRING:
-            return self.strings(count, field)
-        return [self.value(item, f"{field}[{i}]", depth + 1) for i in range(count)]
-
-    def strings(self, count, field):
-        """``count`` strings in a row (a vocabulary: tens of thousands), each checked as
-        :meth:`string` does, the field named only when one is wrong."""
-        out, buffer = [], self.buffer
-        for i in range(count):
-            self.need(8, f"{field}[{i}] length")
-            length = struct.unpack_from("<Q", buffer, self.pos)[0]
-            self.pos += 8
-            if length > self.size - self.pos:
-                self.need(length, f"{field}[{i}] (a string of {length} bytes)")
-            raw = buffer[self.pos:self.pos + length]
-            self.pos += length
-            try:
-                out.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                self.fail(f"{field}[{i}]", f"not valid UTF-8: {short_repr(raw[:40])}")
-        return out
-
-
-def _header(reader):
-    """(version, tensor count, metadata count), checked."""
-    reader.need(24, "header (magic, version, tensor and metadata counts)")
-    if bytes(reader.buffer[:4]) != MAGIC:
-        reader.fail("magic", f"expected b'GGUF', got {bytes(reader.buffer[:4])!r}")
-    reader.pos = 4
-    version = reader.scalar("<I", "version")
-    if version not in VERSIONS:
-        swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
-        hint = (" (a big-endian file, which npgpt does not read)" if swapped in VERSIONS
-                else " (version 1 used 32-bit counts)" if version == 1 else "")
-        reader.fail("version", f"{version} is not supported; npgpt reads GGUF {VERSIONS}{hint}")
-    n_tensors = reader.scalar("<Q", "tensor_count")
-    n_metadata = reader.scalar("<Q", "metadata_kv_count")
-    reader.need(n_metadata * 13, f"metadata_kv_count={n_metadata}")     # 13: the smallest entry
-    reader.need(n_tensors * 24, f"tensor_count={n_tensors}")            # 24: the smallest info
-    return version, n_tensors, n_metadata
-
-
-def _metadata(reader, count):
-    out = {}
-    for i in range(count):
-        key = reader.string(f"metadata key {i}")
-        if key in out:
-            reader.fail(f"metadata key {short_repr(key)}", "appears twice")
-        kind = reader.scalar("<I", f"metadata {short_repr(key)} value type")
-        if kind not in _TYPE_NAMES:
-            reader.fail(f"metadata {short_repr(key)}", f"unknown value type {kind}")
-        out[key] = reader.value(kind, f"metadata {short_repr(key)}")
-    return out
-
-
-class TensorInfo:
-    """One tensor of a GGUF file: ``name``, NumPy ``shape`` (dims reversed), ggml ``type``,
-    ``offset`` in the data section and ``nbytes``.
-
-    >>> TensorInfo("output.weight", (49152, 576), 3, 0, 49152 * 576 // 32 * 20)
-    TensorInfo('output.weight', shape=(49152, 576), type=Q4_1)
-    """
-
-    __slots__ = ("name", "shape", "type", "offset", "nbytes")
-
-    def __init__(self, name, shape, type_, offset, nbytes):
-        self.name, self.shape, self.type, self.offset, self.nbytes = (
-            name, shape, type_, offset, nbytes)
-
-    def __repr__(self):
-        return f"TensorInfo({self.name!r}, shape={self.shape}, type={type_name(self.type)})"
-
-
-def _tensor_infos(reader, count):
-    infos = {}
-    for i in range(count):
-        name = reader.string(f"tensor {i} name")
-        field = f"tensor {short_repr(name)}"
-        if name in infos:
-            reader.fail(field, "appears twice")
-        n_dims = reader.scalar("<I", f"{field} n_dims")
-        if not 1 <= n_dims <= MAX_DIMS:
-            reader.fail(f"{field} n_dims", f"{n_dims} is not in [1, {MAX_DIMS}]")
-        dims = [reader.scalar("<Q", f"{field} dims[{d}]") for d in range(n_dims)]
-        kind = reader.scalar("<I", f"{field} type")
-        offset = reader.scalar("<Q", f"{field} offset")
-        if any(d == 0 for d in dims):
-            reader.fail(f"{field} dims", f"{dims} has a zero dimension")
-        weights = 1
-        for d in dims:
-            weights *= d                     # Python ints: no overflow, compared below
-        if weights > reader.size * 256:      # no type stores more than 256 weights a byte
-            reader.fail(f"{field} dims", f"{short_repr(dims)} hold {weights} weights, more "
-                                         f"than a file of {reader.size} bytes can")
-        if kind not in GGML_TYPES.values():
-            reader.fail(f"{field} type", f"unknown ggml type {kind}")
-        nbytes = None
-        if kind in DEQUANTIZERS:
-            _, per_block, block_bytes, _ = DEQUANTIZERS[kind]
-            if dims[0] % per_block:
-                reader.fail(f"{field} dims[0]", f"{dims[0]} is not a multiple of "
-                                                f"{type_name(kind)}'s block of {per_block}")
-            nbytes = weights // per_block * block_bytes
-        infos[name] = TensorInfo(name, tuple(int(d) for d in reversed(dims)), kind, offset,
-                                 nbytes)
-    return infos
-
-
-def _alignment(metadata, source):
-    value = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if (isinstance(value, bool) or not isinstance(value, int) or value <= 0
-            or value & (value - 1) or value > 1 << 30):
-        raise CheckpointError(f"{source}: general.alignment must be a power of two, got "
-                              f"{short_repr(value)}")
-    return value
-
-
-def _check_layout(infos, data_start, size, alignment, source):
-    """Each tensor inside the file, aligned, and no two overlapping."""
-    spans = []
-    for info in infos.values():
-        field = f"{source}: tensor {short_repr(info.name)} offset"
-        if info.offset % alignment:
-            raise CheckpointError(f"{field} {info.offset} is not a multiple of "
-                                  f"general.alignment={alignment}")
-        if info.nbytes is None:
-            continue                          # a type npgpt does not read: refused on load
-        if info.offset > size - data_start - info.nbytes:
-            raise CheckpointError(f"{field} {info.offset} + {info.nbytes} bytes runs past the "
-                                  f"end of the file ({size - data_start} bytes of data)")
-        spans.append((info.offset, info.offset + info.nbytes, info.name))
-    spans.sort()
-    for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
-        if start < end:
-            raise CheckpointError(f"{source}: tensors {short_repr(a)} and {short_repr(b)} "
-                                  f"overlap")
-
-
-def _map(path):
-    """(memory map of ``path`` as uint8 bytes, its size), refusing what is not a regular file."""
-    source = os.fspath(path)
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 24:
-            raise CheckpointError(f"{source}: {size} bytes is too short for a GGUF header "
-                                  f"(24 bytes)")
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), size
-
-
-def read_gguf(path):
-    """Read a GGUF file's metadata and tensor table; the tensors stay in the memory map.
-
-    Returns
-    -------
-    metadata : dict, key -> value (see the module doc for the Python types)
-    tensors : dict, name -> :class:`TensorInfo`
-    data : uint8 ndarray over the memory-mapped data section (``data[info.offset:]``)
-
-    Examples
-    --------
-    >>> import npgpt
-    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
-    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
-    >>> save_gguf(npgpt.GPT(cfg, seed=0), "tiny.gguf")
-    >>> metadata, tensors, data = read_gguf("tiny.gguf")
-    >>> metadata["general.architecture"], tensors["token_embd.weight"].shape
-    ('gpt2', (10, 8))
-    """
-    source = os.fspath(path)
-    buffer, size = _map(path)
-    reader = _Reader(buffer, source)
-    _, n_tensors, n_metadata = _header(reader)
-    metadata = _metadata(reader, n_metadata)
-    alignment = _alignment(metadata, source)
-    infos = _tensor_infos(reader, n_tensors)
-    data_start = -(-reader.pos // alignment) * alignment
-    if infos and data_start > size:
-        raise CheckpointError(f"{source}: the data section would start at {data_start}, past "
-                              f"the end of the file ({size} bytes)")
-    _check_layout(infos, data_start, size, alignment, source)
-    data = np.frombuffer(buffer, np.uint8, max(0, size - data_start), min(data_start, size))
-    return metadata, infos, data
-
-
-def read_gguf_metadata(path) -> dict:
-    """The metadata of a GGUF file (a vocab-only file too), without reading any tensor.
-
-    >>> import npgpt
-    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
-    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
-    >>> save_gguf(npgpt.GPT(cfg, seed=0), "tiny.gguf")
-    >>> read_gguf_metadata("tiny.gguf")["gpt2.block_count"]
-    1
-    """
-    source = os.fspath(path)
-    buffer, _ = _map(path)
-    reader = _Reader(buffer, source)
-    _, _, n_metadata = _header(reader)
-    return _metadata(reader, n_metadata)
 
 
 # ============================================================================ the model
-_LLAMA_LAYER = {"attn_norm.weight": "norm1.weight", "ffn_norm.weight": "norm2.weight",
-                "attn_q.weight": "attn.q_proj.weight", "attn_k.weight": "attn.k_proj.weight",
-                "attn_v.weight": "attn.v_proj.weight", "attn_q.bias": "attn.q_proj.bias",
-                "attn_k.bias": "attn.k_proj.bias", "attn_v.bias": "attn.v_proj.bias",
-                "attn_output.weight": "attn.o_proj.weight", "ffn_gate.weight": "mlp.gate.weight",
-                "ffn_up.weight": "mlp.up.weight", "ffn_down.weight": "mlp.down.weight"}
-_LLAMA_TOP = {"token_embd.weight": "token_embedding.weight",
-              "output_norm.weight": "norm_final.weight", "output.weight": "output_layer.weight"}
-_GPT2_LAYER = {"attn_norm.weight": "ln1.weight", "attn_norm.bias": "ln1.bias",
-               "ffn_norm.weight": "ln2.weight", "ffn_norm.bias": "ln2.bias",
-               "attn_qkv.weight": "attn.in_proj_weight", "attn_qkv.bias": "attn.in_proj_bias",
-               "attn_output.weight": "attn.out_proj.weight",
-               "attn_output.bias": "attn.out_proj.bias",
-               "ffn_up.weight": "ffn.0.weight", "ffn_up.bias": "ffn.0.bias",
-               "ffn_down.weight": "ffn.2.weight", "ffn_down.bias": "ffn.2.bias"}
-_GPT2_TOP = {"token_embd.weight": "token_embedding.weight",
-             "position_embd.weight": "position_encoding.weight",
-             "output_norm.weight": "ln_final.weight", "output_norm.bias": "ln_final.bias",
-             "output.weight": "output_layer.weight"}
+def _norm(part, place, kind="weight"):
+    """A norm's parameter name: ``part.names[place]`` (0, 1: a block's two, 2: the final one)."""
+    return f"{part.names[place]}.{kind}"
+
+
+_LLAMA_LAYER = {"attn_norm.weight": _norm(RMSNORM, 0), "ffn_norm.weight": _norm(RMSNORM, 1),
+                "attn_q.weight": GQA.names["q_weight"], "attn_k.weight": GQA.names["k_weight"],
+                "attn_v.weight": GQA.names["v_weight"], "attn_q.bias": GQA.names["q_bias"],
+                "attn_k.bias": GQA.names["k_bias"], "attn_v.bias": GQA.names["v_bias"],
+                "attn_output.weight": GQA.names["out_weight"],
+                "ffn_gate.weight": SWIGLU.names["gate_weight"],
+                "ffn_up.weight": SWIGLU.names["up_weight"],
+                "ffn_down.weight": SWIGLU.names["out_weight"]}
+_LLAMA_TOP = {"token_embd.weight": TOKEN_TABLE, "output_norm.weight": _norm(RMSNORM, 2),
+              "output.weight": OUTPUT_WEIGHT}
+_GPT2_LAYER = {"attn_norm.weight": _norm(LAYERNORM, 0),
+               "attn_norm.bias": _norm(LAYERNORM, 0, "bias"),
+               "ffn_norm.weight": _norm(LAYERNORM, 1), "ffn_norm.bias": _norm(LAYERNORM, 1, "bias"),
+               "attn_qkv.weight": ATTENTION.names["in_weight"],
+               "attn_qkv.bias": ATTENTION.names["in_bias"],
+               "attn_output.weight": ATTENTION.names["out_weight"],
+               "attn_output.bias": ATTENTION.names["out_bias"],
+               "ffn_up.weight": MLP.names["fc_weight"], "ffn_up.bias": MLP.names["fc_bias"],
+               "ffn_down.weight": MLP.names["out_weight"], "ffn_down.bias": MLP.names["out_bias"]}
+_GPT2_TOP = {"token_embd.weight": TOKEN_TABLE, "position_embd.weight": POSITION_TABLE,
+             "output_norm.weight": _norm(LAYERNORM, 2),
+             "output_norm.bias": _norm(LAYERNORM, 2, "bias"),
+             "output.weight": OUTPUT_WEIGHT}
 _BLOCK_RE = re.compile(r"^blk\.(\d{1,6})\.(.+)$")
 
 
@@ -503,24 +232,6 @@ def _dequantized(info, data, order, source):
     return out
 
 
-def _attach_tokenizer(model, metadata, source):
-    """``npgpt.tokenizers.gguf.tokenizer_from_gguf(metadata)`` when that module exists;
-    without it the model loads without a tokenizer, with a warning saying so."""
-    if not any(key.startswith("tokenizer.ggml.") for key in metadata):
-        return
-    try:
-        from ..tokenizers.gguf import tokenizer_from_gguf
-    except ImportError:
-        warnings.warn(f"{source}: npgpt.tokenizers.gguf is not available, so the file's "
-                      f"tokenizer is not read; model.tokenizer stays None", stacklevel=4)
-        return
-    from . import _fitting_tokenizer
-    try:
-        tokenizer = tokenizer_from_gguf(metadata)
-    except Exception as exc:        # the vocabulary is untrusted input: any failure is a bad file
-        raise CheckpointError(f"{source}: the tokenizer in the metadata is invalid: "
-                              f"{type(exc).__name__}: {str(exc)[:400]}") from None
-    model.tokenizer = _fitting_tokenizer(tokenizer, model.config, source)
 
 
 def load_gguf(path, **config_overrides):
@@ -543,15 +254,14 @@ def load_gguf(path, **config_overrides):
     >>> back.config.rope_layout, bool(np.allclose(back([1, 2, 3]), model([1, 2, 3]), atol=1e-5))
     ('interleaved', True)
     """
-    from . import _SHAPE_FIELDS, _make_config
     from ..config import GPTConfig
     from ..model import GPT, block_parameter_shapes, column_major, parameter_shapes
     source = os.fspath(path)
     metadata, infos, data = read_gguf(path)
     fields = config_fields_from_gguf(metadata, infos, source)
     arch = metadata["general.architecture"]
-    fixed = [f for f in _SHAPE_FIELDS if arch == "gpt2" or f != "context_length"]
-    config = _make_config(fields, config_overrides, source, fixed)
+    fixed = [f for f in SHAPE_FIELDS if arch == "gpt2" or f != "context_length"]
+    config = make_config(fields, config_overrides, source, fixed)
     per_block = len(block_parameter_shapes(config, 0))
     if per_block * config.num_layers > len(infos):       # before building a huge name table
         raise CheckpointError(f"{source}: metadata {arch}.block_count={config.num_layers} but "
@@ -577,8 +287,10 @@ def load_gguf(path, **config_overrides):
     model = GPT(stub)                    # a few numbers; replaced wholesale below
     model.config, model.params = config, params
     model.gguf_tokenizer = {k: v for k, v in metadata.items() if k.startswith("tokenizer.")}
-    _attach_tokenizer(model, metadata, source)
+    attach_tokenizer(model, metadata, source)
     return model
+
+
 
 
 # ============================================================================ writing
@@ -658,188 +370,28 @@ def half_split_rows(w, heads):
     return w.reshape(heads, D // 2, 2, width).swapaxes(1, 2).reshape(rows, width)
 
 
-def _byte_level_token(data: bytes) -> str:
-    from ..tokenizers.bpe import bytes_to_unicode
-    table = bytes_to_unicode()
-    return "".join(table[b] for b in data)
+_QK = (GQA.names["q_weight"], GQA.names["k_weight"])          # the rotated projections
+_QK_BIASES = (GQA.names["q_bias"], GQA.names["k_bias"])
 
 
-_PRE_NAMES = {"gpt2": "gpt-2", "llama3": "llama-bpe", "qwen2": "qwen2"}
+def _as_stored(name, value, config, arch):
+    """Parameter ``name``'s ``value`` with its q/k rows in the order GGUF's ``arch`` stores
+    them: llama interleaved (:func:`interleave_rows`), qwen2 half-split (:func:`half_split_rows`).
 
-
-def _tokenizer_metadata(tokenizer, vocab_size) -> dict:
-    """``tokenizer.ggml.*`` keys (each (value type, value)) for ``tokenizer``, or a
-    ValueError naming a tokenizer GGUF cannot carry.
-
-    - BPETokenizer (byte-level): model ``gpt2``, every token's bytes in GPT-2's byte-to-
-      character mapping, the merges in rank order, special tokens as control tokens, and
-      ``pre`` naming its split pattern (``gpt-2``, ``llama-bpe``, ``qwen2``); ``<|endoftext|>``,
-      when it has one, as both the BOS and the EOS token.
-    - CharTokenizer whose characters are all ASCII: model ``gpt2`` with no merges, each
-      character a one-byte token — llama.cpp's byte-level BPE then gives one token per
-      character, as npgpt does. It has no end-of-text token. Other characters, and
-      WordTokenizer, are refused.
-
-    - HFTokenizer (a ``tokenizer.json``) of byte-level BPE: its vocabulary, merges and added
-      tokens (special: control, others: user-defined); ``pre`` from its split regex
-      (Llama 3's, Qwen2's, else GPT-2's). SentencePiece-style (``▁``) BPE is refused.
-
-    ``add_bos_token`` is true, with ``bos_token_id``, when the tokenizer puts a control token
-    before every text (a ``tokenizer.json`` post-processor, as Llama 3's), else false;
-    ``<|endoftext|>``, when the vocabulary has it, is the EOS token.
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=4, num_heads=1,
+    ...                       num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                       output_bias=False)
+    >>> _as_stored("blocks.0.attn.q_proj.weight", np.arange(4.0).reshape(4, 1), cfg, "llama").ravel()
+    array([0., 2., 1., 3.])
     """
-    kind = type(tokenizer).__name__
-    tokens, types, merges, pre = None, None, [], "gpt-2"
-    if kind == "CharTokenizer":
-        if any(ord(c) > 127 for c in tokenizer.chars):
-            raise ValueError("GGUF cannot carry a CharTokenizer with non-ASCII characters "
-                             "(llama.cpp would split them into bytes); save without it")
-        tokens = [_byte_level_token(c.encode("ascii")) for c in tokenizer.chars]
-        types = [1] * len(tokens)
-    elif kind == "BPETokenizer":
-        derived = tokenizer._derive_merges()
-        if derived is None:
-            raise ValueError("GGUF needs merges, and this BPETokenizer has none that rebuild it")
-        size = tokenizer.vocab_size
-        tokens, types = [f"[PAD{i}]" for i in range(size)], [5] * size     # 5: unused
-        for i in range(size):
-            if i in tokenizer._decoder:
-                tokens[i], types[i] = _byte_level_token(tokenizer._decoder[i]), 1
-        for text, i in tokenizer.special_tokens.items():
-            tokens[i], types[i] = text, 3                                   # 3: control
-        merges = [f"{_byte_level_token(tokenizer._decoder[a])} "
-                  f"{_byte_level_token(tokenizer._decoder[b])}" for a, b in derived[0]]
-        pre = _PRE_NAMES.get(tokenizer.pattern, "default")
-    elif kind == "HFTokenizer":
-        tokens, types, merges, pre = _hf_vocabulary(tokenizer.to_dict()["tokenizer_json"])
-    else:
-        raise ValueError(f"GGUF cannot carry a {kind}; set model.tokenizer = None to save the "
-                         f"weights alone")
-    if len(tokens) > vocab_size:
-        raise ValueError(f"the tokenizer has {len(tokens)} tokens, more than vocab_size "
-                         f"{vocab_size}")
-    tokens += [f"[PAD{i}]" for i in range(len(tokens), vocab_size)]
-    types += [5] * (vocab_size - len(types))
-    out = {"tokenizer.ggml.model": (STRING, "gpt2"), "tokenizer.ggml.pre": (STRING, pre),
-           "tokenizer.ggml.tokens": (ARRAY, (STRING, tokens)),
-           "tokenizer.ggml.token_type": (ARRAY, (5, np.array(types, np.int32))),
-           "tokenizer.ggml.merges": (ARRAY, (STRING, merges))}
-    bos = _added_bos(tokenizer, types) if kind == "HFTokenizer" else None
-    out["tokenizer.ggml.add_bos_token"] = (7, bos is not None)
-    if bos is not None:
-        out["tokenizer.ggml.bos_token_id"] = (4, bos)
-    special = getattr(tokenizer, "special_tokens", None)
-    end = special.get("<|endoftext|>") if isinstance(special, dict) else (
-        tokens.index("<|endoftext|>") if "<|endoftext|>" in tokens else None)
-    if end is not None:                                        # GPT-2's one special token
-        out.setdefault("tokenizer.ggml.bos_token_id", (4, end))
-        out["tokenizer.ggml.eos_token_id"] = (4, end)
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, str):
-        out["tokenizer.chat_template"] = (STRING, template)
-    return out
-
-
-def _hf_vocabulary(spec):
-    """(tokens, token types, merges, pre) of a byte-level BPE ``tokenizer.json`` dict."""
-    from ..tokenizers.patterns import LLAMA3_PATTERN, QWEN2_PATTERN
-    model = spec.get("model") or {}
-    text = str(spec.get("pre_tokenizer")) + str(spec.get("decoder"))
-    if model.get("type") != "BPE" or "ByteLevel" not in text:
-        raise ValueError("GGUF's gpt2 vocabulary needs a byte-level BPE tokenizer.json; this "
-                         "HFTokenizer is not one (SentencePiece-style BPE is not written)")
-    vocab = dict(model["vocab"])
-    types = {i: 1 for i in vocab.values()}
-    for added in spec.get("added_tokens") or []:
-        vocab[added["content"]] = added["id"]
-        types[added["id"]] = 3 if added.get("special") else 4
-    size = max(vocab.values()) + 1
-    tokens, kinds = [f"[PAD{i}]" for i in range(size)], [5] * size
-    for token, i in vocab.items():
-        tokens[i], kinds[i] = token, types[i]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    regexes = set(_split_regexes(spec.get("pre_tokenizer")))
-    pre = ("llama-bpe" if LLAMA3_PATTERN in regexes else "qwen2" if QWEN2_PATTERN in regexes
-           else "gpt-2")
-    return tokens, kinds, merges, pre
-
-
-def _added_bos(tokenizer, types):
-    """The control token ``tokenizer`` puts before every text (encoding "" gives it), or None."""
-    try:
-        probe = tokenizer.encode("")
-    except Exception:             # a tokenizer that refuses empty text adds nothing to it
-        return None
-    return probe[0] if len(probe) and types[probe[0]] == 3 else None
-
-
-def _split_regexes(step):
-    """Every ``Split`` regex in a pre_tokenizer (inside ``Sequence``s too)."""
-    if isinstance(step, dict):
-        if step.get("type") == "Split" and isinstance(step.get("pattern"), dict):
-            yield step["pattern"].get("Regex")
-        for inner in step.get("pretokenizers") or []:
-            yield from _split_regexes(inner)
-
-
-_WRITABLE_TOKENIZERS = ("CharTokenizer", "BPETokenizer", "HFTokenizer")
-_ARRAY_TYPES = {np.dtype(t): kind for kind, t in _NUMPY.items() if kind != 7}
-
-
-def _typed(key, value):
-    """(value type, value) to write a metadata value as :func:`read_gguf` returned it."""
-    if isinstance(value, bool):
-        return 7, value
-    if isinstance(value, str):
-        return STRING, value
-    if isinstance(value, int):
-        return (4, value) if 0 <= value < 2 ** 32 else (11, value)
-    if isinstance(value, float):
-        return 6, value
-    if isinstance(value, np.ndarray) and value.dtype == bool:
-        return ARRAY, (7, value.astype(np.uint8))
-    if isinstance(value, np.ndarray) and value.dtype in _ARRAY_TYPES:
-        return ARRAY, (_ARRAY_TYPES[value.dtype], value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ARRAY, (STRING, value)
-    raise ValueError(f"metadata {key}: cannot write {short_repr(value)}")
-
-
-def _pack_string(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def _pack_value(kind, value) -> bytes:
-    if kind == STRING:
-        return _pack_string(value)
-    if kind == ARRAY:
-        item, items = value
-        head = struct.pack("<IQ", item, len(items))
-        if item == STRING:
-            return head + b"".join(_pack_string(s) for s in items)
-        return head + np.asarray(items, _NUMPY[item]).tobytes()
-    return struct.pack(_SCALARS[kind][1], value)
-
-
-def _storage(value, dtype):
-    """(ggml type, bytes) of how a float tensor is stored as ``dtype``: 1-D tensors (norms,
-    biases) as F32; Q8_0 matrices whose rows are not a multiple of 32 long as F16."""
-    if value.ndim == 1 or dtype == "f32":
-        return GGML_TYPES["F32"], value.size * 4
-    if dtype == "f16" or value.shape[-1] % 32:
-        return GGML_TYPES["F16"], value.size * 2
-    return GGML_TYPES["Q8_0"], value.size // 32 * 34
-
-
-def _encoded(value, kind) -> bytes:
-    """The bytes of ``value`` stored as ggml type ``kind`` (F32, F16 or Q8_0)."""
-    value = np.ascontiguousarray(value, np.float32)
-    if kind == GGML_TYPES["F32"]:
-        return value.tobytes()
-    if kind == GGML_TYPES["F16"]:
-        return value.astype(np.float16).tobytes()
-    return quantize_q8_0(value.reshape(-1, 32)).tobytes()
+    if arch == "llama" and config.rope_layout == "half" and name.endswith(_QK):
+        heads = config.num_heads if name.endswith(_QK[0]) else config.kv_heads
+        return interleave_rows(value, heads)
+    if arch == "qwen2" and config.rope_layout == "interleaved" and name.endswith(_QK + _QK_BIASES):
+        heads = config.num_heads if name.endswith((_QK[0], _QK_BIASES[0])) else config.kv_heads
+        return half_split_rows(value.reshape(value.shape[0], -1), heads).reshape(value.shape)
+    return value
 
 
 def save_gguf(model, path, dtype="f32", architecture=None) -> None:
@@ -860,7 +412,7 @@ def save_gguf(model, path, dtype="f32", architecture=None) -> None:
 
     Llama's q/k rows are written in llama.cpp's interleaved order (permuted from the
     half-split layout when the model has ``rope_layout="half"``); Qwen2's in the half-split
-    order. The tokenizer is written as ``tokenizer.ggml.*`` (see :func:`_tokenizer_metadata`;
+    order. The tokenizer is written as ``tokenizer.ggml.*`` (see :func:`npgpt.io.gguf_tokenizer.tokenizer_metadata`;
     a tokenizer GGUF cannot carry raises a ValueError naming it), with its
     ``chat_template`` when it has one. A model loaded from a GGUF file keeps that file's
     ``tokenizer.*`` metadata (``model.gguf_tokenizer``), written back unchanged when its
@@ -889,41 +441,13 @@ def save_gguf(model, path, dtype="f32", architecture=None) -> None:
                 "general.file_type": (4, _FILE_TYPES[dtype]), **_config_metadata(config, arch)}
     tokenizer = getattr(model, "tokenizer", None)
     stored = getattr(model, "gguf_tokenizer", None)
-    if stored and (tokenizer is None or type(tokenizer).__name__ not in _WRITABLE_TOKENIZERS):
-        metadata.update({key: _typed(key, value) for key, value in stored.items()})
+    if stored and (tokenizer is None or type(tokenizer).__name__ not in WRITABLE_TOKENIZERS):
+        metadata.update({key: typed_value(key, value) for key, value in stored.items()})
     elif tokenizer is not None:
-        metadata.update(_tokenizer_metadata(tokenizer, config.vocab_size))
-    tensors = []
-    for name, value in model.params.items():
-        value = np.asarray(value)
-        if arch == "llama" and config.rope_layout == "half" and name.endswith(
-                ("attn.q_proj.weight", "attn.k_proj.weight")):
-            heads = config.num_heads if "q_proj" in name else config.kv_heads
-            value = interleave_rows(value, heads)
-        elif arch == "qwen2" and config.rope_layout == "interleaved" and name.endswith(
-                ("attn.q_proj.weight", "attn.k_proj.weight", "attn.q_proj.bias",
-                 "attn.k_proj.bias")):
-            heads = config.num_heads if "q_proj" in name else config.kv_heads
-            value = half_split_rows(value.reshape(value.shape[0], -1), heads).reshape(value.shape)
-        tensors.append((gguf_name(name, arch), value))
-
-    def write(f):
-        f.write(MAGIC + struct.pack("<IQQ", 3, len(tensors), len(metadata)))
-        for key, (kind, value) in metadata.items():
-            f.write(_pack_string(key) + struct.pack("<I", kind) + _pack_value(kind, value))
-        kinds, offset = [], 0
-        for name, value in tensors:
-            kind, nbytes = _storage(value, dtype)
-            f.write(_pack_string(name) + struct.pack("<I", value.ndim)
-                    + struct.pack(f"<{value.ndim}Q", *reversed(value.shape))
-                    + struct.pack("<IQ", kind, offset))
-            kinds.append(kind)
-            offset += -(-nbytes // DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
-        f.write(bytes(-f.tell() % DEFAULT_ALIGNMENT))
-        for (_, value), kind in zip(tensors, kinds):     # one tensor's bytes at a time
-            raw = _encoded(value, kind)
-            f.write(raw + bytes(-len(raw) % DEFAULT_ALIGNMENT))
-    atomic_write(path, write)
+        metadata.update(tokenizer_metadata(tokenizer, config.vocab_size))
+    tensors = [(gguf_name(name, arch), _as_stored(name, np.asarray(value), config, arch))
+               for name, value in model.params.items()]
+    write_gguf(path, metadata, tensors, dtype)
 
 
 def half_split_model(model):
@@ -947,8 +471,8 @@ def half_split_model(model):
         return model
     params = {}
     for name, value in model.params.items():
-        if re.search(r"attn\.[qk]_proj\.(weight|bias)$", name):
-            heads = config.num_heads if ".q_proj." in name else config.kv_heads
+        if name.endswith(_QK + _QK_BIASES):
+            heads = config.num_heads if name.endswith((_QK[0], _QK_BIASES[0])) else config.kv_heads
             value = half_split_rows(np.asarray(value).reshape(len(value), -1), heads
                                     ).reshape(np.shape(value))
         params[name] = value

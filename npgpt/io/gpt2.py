@@ -16,32 +16,34 @@ GPT-2 is npgpt with ``residual="pre_norm"``, ``gelu="tanh"`` (``gelu_new``),
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
 import numpy as np
 
-from .errors import CheckpointError, reject_repeated_keys, short_repr
-from .files import open_regular
+from ..nn.attention import ATTENTION
+from ..nn.layers import LAYERNORM, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE
+from ..nn.mlp import MLP
+from .build import MAX_DIMENSION, cut, fitting_tokenizer
+from .errors import CheckpointError, short_repr
+from .hf_folder import (MAX_CONFIG_BYTES, model_from_hf, read_config_json,  # noqa: F401
+                        read_hf_tensors, with_npgpt_names)
 
-MAX_CONFIG_BYTES = 10 * 1024 * 1024
-#: No size of a model (vocabulary, context, width, heads, layers) is larger: a config that
-#: says otherwise is refused before anything is allocated.
-MAX_DIMENSION = 2 ** 31 - 1
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _EXACT_GELUS = ("gelu",)
-_TRANSPOSED = {"attn.c_attn.weight": "attn.in_proj_weight",
-               "attn.c_proj.weight": "attn.out_proj.weight",
-               "mlp.c_fc.weight": "ffn.0.weight",
-               "mlp.c_proj.weight": "ffn.2.weight"}
-_PLAIN = {"attn.c_attn.bias": "attn.in_proj_bias", "attn.c_proj.bias": "attn.out_proj.bias",
-          "mlp.c_fc.bias": "ffn.0.bias", "mlp.c_proj.bias": "ffn.2.bias",
-          "ln_1.weight": "ln1.weight", "ln_1.bias": "ln1.bias",
-          "ln_2.weight": "ln2.weight", "ln_2.bias": "ln2.bias"}
-_TOP = {"wte.weight": "token_embedding.weight", "wpe.weight": "position_encoding.weight",
-        "ln_f.weight": "ln_final.weight", "ln_f.bias": "ln_final.bias",
-        "lm_head.weight": "output_layer.weight"}
+_TRANSPOSED = {"attn.c_attn.weight": ATTENTION.names["in_weight"],
+               "attn.c_proj.weight": ATTENTION.names["out_weight"],
+               "mlp.c_fc.weight": MLP.names["fc_weight"],
+               "mlp.c_proj.weight": MLP.names["out_weight"]}
+_LN1, _LN2, _LN_FINAL = LAYERNORM.names
+_PLAIN = {"attn.c_attn.bias": ATTENTION.names["in_bias"],
+          "attn.c_proj.bias": ATTENTION.names["out_bias"],
+          "mlp.c_fc.bias": MLP.names["fc_bias"], "mlp.c_proj.bias": MLP.names["out_bias"],
+          "ln_1.weight": f"{_LN1}.weight", "ln_1.bias": f"{_LN1}.bias",
+          "ln_2.weight": f"{_LN2}.weight", "ln_2.bias": f"{_LN2}.bias"}
+_TOP = {"wte.weight": TOKEN_TABLE, "wpe.weight": POSITION_TABLE,
+        "ln_f.weight": f"{_LN_FINAL}.weight", "ln_f.bias": f"{_LN_FINAL}.bias",
+        "lm_head.weight": OUTPUT_WEIGHT}
 _BLOCK_RE = re.compile(r"^h\.([^.]*)\.(.+)$")
 #: Buffers old GPT-2 files carry besides the weights (the causal mask and its fill value):
 #: constants npgpt rebuilds, dropped on load.
@@ -100,31 +102,6 @@ def renamed(tensors: dict, rename) -> dict:
         raise CheckpointError(f"unknown tensor name(s) {short_repr(unknown[:5], 300)}"
                               f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}")
     return out
-
-
-def read_config_json(path) -> dict:
-    """Parse a GPT-2 ``config.json`` (at most 10 MB) into a dict, or raise CheckpointError.
-
-    Examples
-    --------
-    >>> with open("config.json", "w") as f:
-    ...     _ = f.write('{"model_type": "gpt2", "n_embd": 768, "n_head": 12}')
-    >>> read_config_json("config.json")
-    {'model_type': 'gpt2', 'n_embd': 768, 'n_head': 12}
-    """
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_CONFIG_BYTES:
-            raise CheckpointError(f"{os.fspath(path)}: {size} bytes is too large for a "
-                                  f"config.json")
-        raw = f.read(MAX_CONFIG_BYTES + 1)
-    try:
-        config = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_repeated_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{os.fspath(path)}: must hold a JSON object")
-    return config
 
 
 def config_fields_from_hf(hf: dict) -> dict:
@@ -191,6 +168,39 @@ def config_fields_from_hf(hf: dict) -> dict:
     fields.update(residual="pre_norm", tie_embeddings=tie, output_bias=False,
                   layer_norm_eps=float(eps), dropout=0.0)
     return fields
+
+
+def load_gpt2_folder(folder, overrides: dict):
+    """The model of a Hugging Face GPT-2 folder: ``config.json``, the weights
+    (:func:`npgpt.io.hf_folder.read_hf_tensors`) renamed and transposed
+    (:func:`state_dict_from_hf`), and ``vocab.json`` + ``merges.txt`` when both are there.
+
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, gelu="tanh", tie_embeddings=True, output_bias=False)
+    >>> npgpt.GPT(cfg, seed=0).save_gpt2("tiny-gpt2")
+    >>> load_gpt2_folder("tiny-gpt2", {}).config == cfg
+    True
+    """
+    source = os.fspath(folder)
+    hf = read_config_json(os.path.join(folder, "config.json"))
+    fields = config_fields_from_hf(hf)
+    model = model_from_hf(with_npgpt_names(state_dict_from_hf, read_hf_tensors(folder, source),
+                                           source), fields, overrides, source)
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    if os.path.exists(vocab) and os.path.exists(merges):
+        try:
+            from ..tokenizers import BPETokenizer
+            from_gpt2 = BPETokenizer.from_gpt2
+        except (ImportError, AttributeError):
+            return model                       # tokenizers not available yet: weights only
+        try:
+            tokenizer = from_gpt2(vocab, merges)
+        except Exception as exc:   # untrusted vocab/merges: any failure is a bad folder
+            raise CheckpointError(f"{source}: vocab.json/merges.txt are invalid: "
+                                  f"{type(exc).__name__}: {cut(str(exc), 400)}") from None
+        model.tokenizer = fitting_tokenizer(tokenizer, model.config, f"{source}: vocab.json")
+    return model
 
 
 def is_gpt2_state_dict(tensors) -> bool:
@@ -267,16 +277,15 @@ def hf_state_dict(params: dict, num_layers: int) -> dict:
     True
     """
     p = params
-    out = {"transformer.wte.weight": p["token_embedding.weight"],
-           "transformer.wpe.weight": p["position_encoding.weight"]}
+    out = {"transformer.wte.weight": p[TOKEN_TABLE], "transformer.wpe.weight": p[POSITION_TABLE]}
     for i in range(num_layers):
         ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
         for hf_name, name in _PLAIN.items():
             out[theirs + hf_name] = p[ours + name]
         for hf_name, name in _TRANSPOSED.items():
             out[theirs + hf_name] = np.ascontiguousarray(p[ours + name].T)
-    out["transformer.ln_f.weight"] = p["ln_final.weight"]
-    out["transformer.ln_f.bias"] = p["ln_final.bias"]
+    out["transformer.ln_f.weight"] = p[_TOP["ln_f.weight"]]
+    out["transformer.ln_f.bias"] = p[_TOP["ln_f.bias"]]
     return out
 
 

@@ -24,23 +24,32 @@ These models are npgpt with ``norm="rmsnorm"``, ``positions="rope"``, ``mlp="swi
 
 from __future__ import annotations
 
+import os
 import re
 
+from ..nn.gqa import GQA
+from ..nn.layers import OUTPUT_WEIGHT, TOKEN_TABLE
+from ..nn.rmsnorm import RMSNORM
+from ..nn.swiglu import SWIGLU
+from .build import MAX_DIMENSION, cut, fitting_tokenizer
 from .errors import CheckpointError, short_repr
-from .gpt2 import MAX_DIMENSION, layer_index, renamed
+from .gpt2 import layer_index, renamed
+from .hf_folder import model_from_hf, read_hf_tensors, with_npgpt_names
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
                  "MistralForCausalLM": "mistral"}
 _ROPE_TYPES = ("default", "linear", "llama3")
-_LAYER = {"input_layernorm.weight": "norm1.weight",
-          "post_attention_layernorm.weight": "norm2.weight",
-          "mlp.gate_proj.weight": "mlp.gate.weight", "mlp.up_proj.weight": "mlp.up.weight",
-          "mlp.down_proj.weight": "mlp.down.weight"}
-for _proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-    for _kind in ("weight", "bias"):
-        _LAYER[f"self_attn.{_proj}.{_kind}"] = f"attn.{_proj}.{_kind}"
-_TOP = {"model.embed_tokens.weight": "token_embedding.weight",
-        "model.norm.weight": "norm_final.weight", "lm_head.weight": "output_layer.weight"}
+_NORM1, _NORM2, _NORM_FINAL = RMSNORM.names
+_LAYER = {"input_layernorm.weight": f"{_NORM1}.weight",
+          "post_attention_layernorm.weight": f"{_NORM2}.weight",
+          "mlp.gate_proj.weight": SWIGLU.names["gate_weight"],
+          "mlp.up_proj.weight": SWIGLU.names["up_weight"],
+          "mlp.down_proj.weight": SWIGLU.names["out_weight"]}
+_O_BIAS = GQA.names["out_weight"].rsplit(".", 1)[0] + ".bias"   # no npgpt model has it: the
+for _name in (*GQA.names.values(), _O_BIAS):                    # state_dict check names it
+    _LAYER["self_attn." + _name.split(".", 1)[1]] = _name      # self_attn.q_proj <-> attn.q_proj
+_TOP = {"model.embed_tokens.weight": TOKEN_TABLE, "model.norm.weight": f"{_NORM_FINAL}.weight",
+        "lm_head.weight": OUTPUT_WEIGHT}
 _LAYER_RE = re.compile(r"^model\.layers\.([^.]*)\.(.+)$")
 #: Buffers old Llama files carry besides the weights: the rotary frequencies, which npgpt
 #: computes from the config; dropped on load.
@@ -134,6 +143,28 @@ def _rope_fields(hf: dict, context_length: int) -> dict:
     return {"rope_theta": theta, "rope_scaling": {"rope_type": rope_type, **scaling}}
 
 
+def _refuse_sliding_windows(hf: dict, family: str, context_length: int) -> None:
+    """A CheckpointError for a Mistral ``sliding_window`` shorter than the context, or Qwen2's
+    ``use_sliding_window`` / ``layer_types`` other than full attention: npgpt has no
+    sliding-window attention mask."""
+    window = hf.get("sliding_window")
+    if family == "mistral" and window is not None and not (
+            isinstance(window, int) and not isinstance(window, bool)
+            and window >= context_length):
+        raise CheckpointError(f"config.json: sliding_window={short_repr(window)} is shorter than "
+                              f"max_position_embeddings={context_length}; npgpt has no "
+                              f"sliding-window attention mask")
+    if family == "qwen2":
+        if hf.get("use_sliding_window", False) is not False:
+            raise CheckpointError(f"config.json: use_sliding_window="
+                                  f"{short_repr(hf['use_sliding_window'])} is not supported "
+                                  f"(npgpt has no sliding-window attention mask)")
+        layer_types = hf.get("layer_types") or []
+        if not isinstance(layer_types, list) or any(t != "full_attention" for t in layer_types):
+            raise CheckpointError(f"config.json: layer_types must all be 'full_attention', got "
+                                  f"{short_repr(layer_types)}")
+
+
 def config_fields_from_hf(hf: dict) -> dict:
     """GPTConfig fields from a Hugging Face Llama, Qwen2 or Mistral ``config.json`` dict.
 
@@ -184,22 +215,7 @@ def config_fields_from_hf(hf: dict) -> dict:
         raise CheckpointError(f"config.json: attention_bias={short_repr(hf['attention_bias'])} "
                               f"is not supported for Llama (it adds an o_proj bias); Qwen2's "
                               f"q/k/v biases are")
-    window = hf.get("sliding_window")
-    if family == "mistral" and window is not None and not (
-            isinstance(window, int) and not isinstance(window, bool)
-            and window >= fields["context_length"]):
-        raise CheckpointError(f"config.json: sliding_window={short_repr(window)} is shorter than "
-                              f"max_position_embeddings={fields['context_length']}; npgpt has no "
-                              f"sliding-window attention mask")
-    if family == "qwen2":
-        if hf.get("use_sliding_window", False) is not False:
-            raise CheckpointError(f"config.json: use_sliding_window="
-                                  f"{short_repr(hf['use_sliding_window'])} is not supported "
-                                  f"(npgpt has no sliding-window attention mask)")
-        layer_types = hf.get("layer_types") or []
-        if not isinstance(layer_types, list) or any(t != "full_attention" for t in layer_types):
-            raise CheckpointError(f"config.json: layer_types must all be 'full_attention', got "
-                                  f"{short_repr(layer_types)}")
+    _refuse_sliding_windows(hf, family, fields["context_length"])
     tie = hf.get("tie_word_embeddings", False)
     if not isinstance(tie, bool):
         raise CheckpointError(f"config.json: tie_word_embeddings must be true or false, got "
@@ -251,6 +267,38 @@ def state_dict_from_hf(tensors: dict) -> dict:
             return None, True
         return (prefix + _LAYER[rest], True) if rest in _LAYER else (name, False)
     return renamed(tensors, rename)
+
+
+def load_llama_folder(folder, hf: dict, overrides: dict):
+    """The model of a Hugging Face Llama / Qwen2 / Mistral folder whose ``config.json`` is
+    ``hf``: the weights (:func:`npgpt.io.hf_folder.read_hf_tensors`) renamed
+    (:func:`state_dict_from_hf`), and ``tokenizer.json`` (with the folder's chat template)
+    when it is there.
+
+    >>> import npgpt
+    >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=8, num_heads=2,
+    ...                       num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
+    ...                       output_bias=False)
+    >>> npgpt.GPT(cfg, seed=0).save_hf("tiny-llama")
+    >>> from npgpt.io.hf_folder import read_config_json
+    >>> hf = read_config_json("tiny-llama/config.json")
+    >>> load_llama_folder("tiny-llama", hf, {}).config == cfg
+    True
+    """
+    source = os.fspath(folder)
+    fields = config_fields_from_hf(hf)
+    model = model_from_hf(with_npgpt_names(state_dict_from_hf, read_hf_tensors(folder, source),
+                                           source), fields, overrides, source)
+    path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(path):
+        from ..tokenizers.hf import load_tokenizer_json, read_folder_extras
+        try:
+            tokenizer = read_folder_extras(load_tokenizer_json(path), folder)  # + chat template
+        except Exception as exc:   # untrusted tokenizer.json: any failure is a bad folder
+            raise CheckpointError(f"{source}: tokenizer.json is invalid: {type(exc).__name__}: "
+                                  f"{cut(str(exc), 400)}") from None
+        model.tokenizer = fitting_tokenizer(tokenizer, model.config, f"{source}: tokenizer.json")
+    return model
 
 
 def hf_state_dict(params: dict, num_layers: int) -> dict:

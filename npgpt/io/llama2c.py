@@ -47,20 +47,26 @@ import struct
 
 import numpy as np
 
+from ..nn.gqa import GQA
+from ..nn.layers import OUTPUT_WEIGHT, TOKEN_TABLE
+from ..nn.rmsnorm import RMSNORM
+from ..nn.swiglu import SWIGLU
+from .build import MAX_DIMENSION
 from .errors import CheckpointError
 from .files import open_regular
-from .gpt2 import MAX_DIMENSION
 
 MAGIC = 0x616B3432                       # "ak42", the first uint32 of versions 1 and 2
 HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
                  "seq_len")
 VERSIONED_HEADER = 256                   # bytes of a version 1 / 2 header
-_LAYER_NAMES = {"attention_norm": "norm1.weight", "ffn_norm": "norm2.weight",
-                "wq": "attn.q_proj.weight", "wk": "attn.k_proj.weight",
-                "wv": "attn.v_proj.weight", "wo": "attn.o_proj.weight",
-                "w1": "mlp.gate.weight", "w2": "mlp.down.weight", "w3": "mlp.up.weight"}
-_TOP_NAMES = {"tok_embeddings": "token_embedding.weight", "norm": "norm_final.weight",
-              "output": "output_layer.weight"}
+_NORM1, _NORM2, _NORM_FINAL = RMSNORM.names
+_LAYER_NAMES = {"attention_norm": f"{_NORM1}.weight", "ffn_norm": f"{_NORM2}.weight",
+                "wq": GQA.names["q_weight"], "wk": GQA.names["k_weight"],
+                "wv": GQA.names["v_weight"], "wo": GQA.names["out_weight"],
+                "w1": SWIGLU.names["gate_weight"], "w2": SWIGLU.names["out_weight"],
+                "w3": SWIGLU.names["up_weight"]}
+_TOP_NAMES = {"tok_embeddings": TOKEN_TABLE, "norm": f"{_NORM_FINAL}.weight",
+              "output": OUTPUT_WEIGHT}
 
 
 def read_header(head, size, source="model.bin"):

@@ -288,7 +288,12 @@ class _Renderer:
 
 
 def evaluate(tree, globals_):
-    """The text of ``tree`` (from :func:`npgpt.chat.parser.parse`) rendered with ``globals_``."""
+    """The text of ``tree`` (from :func:`npgpt.chat.parser.parse`) rendered with ``globals_``.
+
+    >>> from npgpt.chat.parser import parse
+    >>> evaluate(parse("{{ greeting | upper }}, {{ name }}"), {"greeting": "hi", "name": "Ada"})
+    'HI, Ada'
+    """
     renderer = _Renderer(globals_)
     try:
         return renderer.capture(tree)

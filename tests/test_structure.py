@@ -14,13 +14,16 @@ from npgpt import inference
 from npgpt.nn.block import block_parts
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import structure  # noqa: E402  (tests/structure.py: the measures read from the ast)
 from test_reading import counts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = dict(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1)
-# files that still spell parameter names themselves: the training checkpoint's quick check,
-# the embedding plot
-NOT_YET = {"npgpt/train.py", "npgpt/viz.py"}
+# files that still spell parameter names themselves: the training checkpoint's quick check
+NOT_YET = {"npgpt/train.py"}
+# the chat template renderer: its three stages, the values they work with, its public face
+CHAT_TEMPLATE = {"npgpt.chat.template", "npgpt.chat.lexer", "npgpt.chat.parser", "npgpt.chat.evaluate",
+                 "npgpt.chat._values"}
 STRUCTURE_FILES = ["npgpt/model.py", "npgpt/params.py", "npgpt/kv_cache.py", "npgpt/inference.py",
                    *(f"npgpt/nn/{name}" for name in sorted(os.listdir(os.path.join(REPO, "npgpt/nn")))
                      if name.endswith(".py"))]
@@ -135,3 +138,57 @@ def test_forward_and_last_logits_share_one_projection_and_agree():
                     if isinstance(n, ast.FunctionDef) and n.name == name)
         called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         assert "_project_qkv" in called, name
+
+
+def test_viz_and_the_chat_template_have_no_long_module_or_function_no_cycle_no_private_import():
+    mods = structure.modules()
+    viz = {m for m in mods if m.startswith("npgpt.viz.")}
+    assert {"npgpt.viz.report", "npgpt.viz.terminal", "npgpt.viz.figures"} <= viz
+    mine = viz | CHAT_TEMPLATE | {"npgpt.viz"}
+    assert mine <= set(mods)
+    paths = {mods[m] for m in mine}
+    assert not [m for m in structure.long_modules() if m[0] in paths]
+    assert not [f for f in structure.long_functions() if f[0] in paths]
+    edges, private = structure.import_graph()
+    assert not [p for p in private if p[0] in mine], private
+    assert not [c for c in structure.cycles(edges) if mine & set(c)]
+
+
+def test_only_the_viz_figures_import_matplotlib_and_only_inside_functions():
+    imported = {}
+    for path in (p for p in library_files() if p.startswith("npgpt/viz/")):
+        tree = ast.parse(open(os.path.join(REPO, path), encoding="utf-8").read())
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] == "matplotlib" for name in names):
+                assert id(node) not in top, f"{path} imports matplotlib at import time"
+                imported[path] = True
+    assert set(imported) == {"npgpt/viz/figures.py"}
+
+
+def test_the_chat_template_modules_import_only_each_other_and_the_standard_library():
+    edges, _ = structure.import_graph()
+    for module in sorted(CHAT_TEMPLATE):
+        assert edges[module] <= CHAT_TEMPLATE, (module, edges[module] - CHAT_TEMPLATE)
+        path = structure.modules()[module]
+        tree = ast.parse(open(os.path.join(REPO, path), encoding="utf-8").read())
+        outside = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        outside |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                    and n.level == 0}
+        assert outside <= set(getattr(sys, "stdlib_module_names", outside)), (module, outside)
+
+
+def test_the_split_viz_and_chat_template_keep_their_old_import_paths():
+    from npgpt import viz
+    from npgpt.chat import _values, evaluate, lexer, parser
+    from npgpt.chat.template import MAX_OUTPUT, Template, TemplateError, lex, parse, render
+    assert (lex, parse, TemplateError, MAX_OUTPUT) == (lexer.lex, parser.parse, _values.TemplateError,
+                                                       _values.MAX_OUTPUT)
+    assert render("{{ x }}", x=1) == Template("{{ x }}").render(x=1) == "1"
+    assert evaluate.evaluate(parse("{{ 2 * 3 }}"), {}) == "6"
+    assert viz.__all__ == ["STRATEGIES", "strategy_report", "bar_chart", "strategy_table", "inspect_text",
+                           "plot_heatmap", "plot_strategies", "plot_embeddings", "plot_attention",
+                           "token_label"]
+    assert all(callable(getattr(viz, name)) for name in viz.__all__[1:])

@@ -96,8 +96,8 @@ def test_walkthrough_figures_say_what_they_draw(tmp_path, monkeypatch):
     saved = {}
     monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.__setitem__(
         os.path.basename(str(path)), fig))
-    import npgpt.viz                              # npgpt's figures are saved atomically, by path
-    monkeypatch.setattr(npgpt.viz, "_save", lambda fig, path: saved.__setitem__(
+    import npgpt.viz.figures                      # npgpt's figures are saved atomically, by path
+    monkeypatch.setattr(npgpt.viz.figures, "_save", lambda fig, path: saved.__setitem__(
         os.path.basename(str(path)), fig) or fig)
     monkeypatch.setattr(sys, "argv", [SCRIPT, "--out", str(tmp_path)])
     with pytest.raises(SystemExit) as done:

@@ -11,6 +11,9 @@ import re
 from collections.abc import Mapping
 
 MAX_SIZE = 1 << 22          # characters or items one value may hold
+MAX_OUTPUT = 1 << 20        # characters a rendering may produce
+MAX_STEPS = 2_000_000       # nodes a rendering may evaluate (loops count every iteration)
+MAX_DEPTH = 40              # nesting of blocks, brackets and macro calls
 
 
 class TemplateError(ValueError):

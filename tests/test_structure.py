@@ -18,10 +18,9 @@ from test_reading import counts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = dict(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1)
-# files that still spell parameter names themselves: the loaders' name maps, the training
-# checkpoint's quick check, the embedding plot
+# files that still spell parameter names themselves: the loaders' name maps, the embedding plot
 NOT_YET = {"npgpt/io/__init__.py", "npgpt/io/gpt2.py", "npgpt/io/llama.py", "npgpt/io/gguf.py",
-           "npgpt/io/llama2c.py", "npgpt/train.py", "npgpt/viz.py"}
+           "npgpt/io/llama2c.py", "npgpt/viz.py"}
 STRUCTURE_FILES = ["npgpt/model.py", "npgpt/params.py", "npgpt/kv_cache.py", "npgpt/inference.py",
                    *(f"npgpt/nn/{name}" for name in sorted(os.listdir(os.path.join(REPO, "npgpt/nn")))
                      if name.endswith(".py"))]

@@ -36,7 +36,18 @@ def _atomic_savez(path: str, arrays: dict) -> None:
 
 
 def require_finite(state: "TrainState") -> None:
-    """A TrainingError unless every parameter and both AdamW moments are finite."""
+    """A TrainingError unless every parameter and both AdamW moments are finite.
+
+    Examples
+    --------
+    >>> state = TrainState.new(GPT(GPTConfig(vocab_size=4, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0), TrainConfig())
+    >>> require_finite(state)                          # a fresh state: finite
+    >>> state.optimizer.v["token_embedding.weight"][0, 0] = np.inf
+    >>> require_finite(state)
+    Traceback (most recent call last):
+        ...
+    npgpt.train.errors.TrainingError: at step 0 the AdamW moment v of 'token_embedding.weight' is not finite: the run diverged; a non-finite state is never saved
+    """
     for what, arrays in (("parameter", state.model.params), ("AdamW moment m of", state.optimizer.m),
                          ("AdamW moment v of", state.optimizer.v)):
         for name, value in arrays.items():
@@ -241,7 +252,17 @@ def _state_from_checkpoint(meta: dict, arrays: dict) -> "TrainState":
 
 def checkpoint_meta(path: str):
     """The metadata dict of the training checkpoint ``path`` (only that entry is read), or
-    None when it is not one that can be read."""
+    None when it is not one that can be read.
+
+    Examples
+    --------
+    >>> save_checkpoint("ckpt.npz", TrainState.new(GPT(GPTConfig(vocab_size=4, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0), TrainConfig(steps=400)))
+    >>> meta = checkpoint_meta("ckpt.npz")
+    >>> meta["format"], meta["step"], meta["train_config"]["steps"]
+    ('npgpt-train-1', 0, 400)
+    >>> checkpoint_meta("absent.npz") is None
+    True
+    """
     from ..io.files import open_regular
 
     try:

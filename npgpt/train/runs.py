@@ -111,7 +111,22 @@ def _continues(state: TrainState, meta: dict) -> bool:
 
 def check_out_dir(state: TrainState, out_dir: str, overwrite: bool) -> None:
     """A TrainingError unless training ``state`` into ``out_dir`` replaces no other run
-    (see :func:`train`); a run file that is a folder is refused even with ``overwrite``."""
+    (see :func:`train`); a run file that is a folder is refused even with ``overwrite``.
+
+    Examples
+    --------
+    >>> from npgpt import GPT, GPTConfig
+    >>> from npgpt.train import TrainConfig, save_checkpoint
+    >>> model = GPT(GPTConfig(vocab_size=4, context_length=8, d_model=16, num_heads=2, num_layers=1), seed=0)
+    >>> state = TrainState.new(model, TrainConfig())
+    >>> save_checkpoint("run/ckpt.npz", state)
+    >>> check_out_dir(state, "run", overwrite=False)                  # the same run goes on
+    >>> check_out_dir(TrainState.new(model, TrainConfig()), "run", overwrite=True)
+    >>> check_out_dir(TrainState.new(model, TrainConfig()), "run", overwrite=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    npgpt.train.errors.TrainingError: out_dir 'run' holds a training run (ckpt.npz at step 0 of 2000, not yet evaluated), which this state does not continue; ...
+    """
     for name in RUN_FILES:
         path = os.path.join(out_dir, name)
         if os.path.isdir(path):
@@ -139,7 +154,19 @@ def check_out_dir(state: TrainState, out_dir: str, overwrite: bool) -> None:
 class StopRequest:
     """While a run is on, the first SIGINT (Ctrl-C) only sets ``requested``: the loop stops at
     the next step boundary. A second one raises KeyboardInterrupt at once. Outside the main
-    thread, where no handler can be installed, or when SIGINT is ignored, it does nothing."""
+    thread, where no handler can be installed, or when SIGINT is ignored, it does nothing.
+
+    Examples
+    --------
+    >>> previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # Python's Ctrl-C
+    >>> with StopRequest() as stop:
+    ...     signal.raise_signal(signal.SIGINT)         # the first Ctrl-C: noted, nothing raised
+    ...     stop.requested
+    True
+    >>> signal.getsignal(signal.SIGINT) is signal.default_int_handler         # put back
+    True
+    >>> _ = signal.signal(signal.SIGINT, previous)
+    """
 
     def __init__(self):
         self.requested = False
@@ -170,7 +197,19 @@ class StopRequest:
 class FolderLock:
     """``folder/.lock`` held for a run: flock where there is fcntl, else a file created
     exclusively that holds the pid (and is taken over when that process is gone). A second
-    run on the same folder gets a TrainingError. The file is removed on release."""
+    run on the same folder gets a TrainingError. The file is removed on release.
+
+    Examples
+    --------
+    >>> with FolderLock("run"):                          # doctest: +ELLIPSIS
+    ...     with FolderLock("run"):
+    ...         pass
+    Traceback (most recent call last):
+        ...
+    npgpt.train.errors.TrainingError: another training run (process ...) is using the output folder 'run'; wait for it to end or choose another (--out)
+    >>> os.listdir("run")                                # released: the lock file is gone
+    []
+    """
 
     def __init__(self, folder: str):
         self.folder = folder

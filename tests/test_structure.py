@@ -19,8 +19,8 @@ from test_reading import counts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = dict(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1)
-# files that still spell parameter names themselves: the training checkpoint's quick check
-NOT_YET = {"npgpt/train.py"}
+# every library file spells parameter names only through the layers' parts
+NOT_YET = set()
 # the chat template renderer: its three stages, the values they work with, its public face
 CHAT_TEMPLATE = {"npgpt.chat.template", "npgpt.chat.lexer", "npgpt.chat.parser", "npgpt.chat.evaluate",
                  "npgpt.chat._values"}
@@ -192,3 +192,60 @@ def test_the_split_viz_and_chat_template_keep_their_old_import_paths():
                            "plot_heatmap", "plot_strategies", "plot_embeddings", "plot_attention",
                            "token_label"]
     assert all(callable(getattr(viz, name)) for name in viz.__all__[1:])
+
+
+# ----------------------------------------------------------------------------- training
+# npgpt/train/'s modules, each importing only those before it: the settings and errors, the
+# optimiser's math, batches, sizes, the run's state, checkpoints, run folders, the loop
+TRAIN_MODULES = ["config", "errors", "optim", "data", "sizes", "state", "checkpoint", "runs", "loop"]
+# every public name of the module npgpt/train.py was before it became a package
+OLD_TRAIN_NAMES = ["ARCHITECTURES", "AdamW", "BATCH_PARTS", "CHECKPOINT_FORMAT", "LOCK_NAME", "RUN_FILES",
+                   "TrainConfig", "TrainState", "TrainingError", "TrainingInterrupted", "architecture",
+                   "batch_loss_and_grads", "clip_grad_norm", "decayed_parameters", "estimate_loss",
+                   "evaluate", "get_batch", "learning_rate", "load_checkpoint", "matched_ffn_dim",
+                   "model_config", "num_parameters", "run_in_folder", "save_checkpoint", "split_corpus",
+                   "split_loss", "train", "train_step", "training_memory"]
+
+
+def test_every_name_of_the_old_training_module_still_imports_from_npgpt_train():
+    import npgpt.train
+    assert [name for name in OLD_TRAIN_NAMES if not hasattr(npgpt.train, name)] == []
+    assert sorted(npgpt.train.__all__) == sorted(OLD_TRAIN_NAMES)
+
+
+def test_each_training_module_imports_only_the_training_modules_before_it():
+    import structure
+    edges, _ = structure.import_graph()
+    assert {m for m in structure.modules() if m.startswith("npgpt.train.")} == {
+        f"npgpt.train.{name}" for name in TRAIN_MODULES}
+    for i, name in enumerate(TRAIN_MODULES):
+        inside = {m.split(".")[2] for m in edges[f"npgpt.train.{name}"] if m.startswith("npgpt.train.")}
+        assert inside <= set(TRAIN_MODULES[:i]), f"npgpt.train.{name} imports {sorted(inside - set(TRAIN_MODULES[:i]))}"
+
+
+def test_the_optimiser_knows_only_its_settings_and_the_layers_names():
+    import structure
+    edges, _ = structure.import_graph()
+    assert edges["npgpt.train.optim"] <= {"npgpt._threads", "npgpt.nn.block", "npgpt.nn.layers",
+                                          "npgpt.train.config"}, sorted(edges["npgpt.train.optim"])
+
+
+def test_the_training_package_has_short_modules_and_functions_and_imports_no_private_name():
+    import structure
+    edges, private = structure.import_graph()
+    assert [p for p in private if p[0].startswith("npgpt.train")] == []
+    assert [m for m in structure.long_modules() if m[0].startswith("npgpt/train/")] == []
+    assert [f for f in structure.long_functions() if f[0].startswith("npgpt/train/")] == []
+    assert [c for c in structure.cycles(edges) if any(m.startswith("npgpt.train") for m in c)] == []
+
+
+@pytest.mark.parametrize("changes", [{}, LLAMA, dict(LLAMA, attention_bias=True), dict(norm="rmsnorm"),
+                                     dict(mlp="swiglu", tie_embeddings=True)],
+                         ids=["gpt", "llama", "qwen2", "gpt-rmsnorm", "gpt-swiglu-tied"])
+def test_weight_decay_takes_exactly_the_matrices_the_layers_name(changes):
+    from npgpt.nn.layers import POSITION_TABLE, TOKEN_TABLE
+    from npgpt.train import decayed_parameters
+    shapes = npgpt.params.parameter_shapes(config(**changes))
+    matrices = [name for name, shape in shapes.items() if len(shape) == 2]
+    assert decayed_parameters(shapes) == [n for n in matrices if n not in (TOKEN_TABLE, POSITION_TABLE)]
+    assert decayed_parameters(shapes, decay_embeddings=True) == matrices

@@ -239,7 +239,7 @@ def sigint_in_adamw(monkeypatch, at_step):
 def sigint_in_evaluation(monkeypatch, at_call):
     import npgpt.train
 
-    call_first(monkeypatch, npgpt.train, "estimate_loss", Countdown(at_call))
+    call_first(monkeypatch, npgpt.train.loop, "estimate_loss", Countdown(at_call))
 
 
 @pytest.mark.parametrize("where, at", [

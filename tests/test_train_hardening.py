@@ -86,11 +86,11 @@ def raise_in_adamw(patch, at):
 
 
 def raise_in_evaluation(patch, at):
-    call_first(patch, npgpt.train, "estimate_loss", Countdown(at, raise_interrupt))
+    call_first(patch, npgpt.train.loop, "estimate_loss", Countdown(at, raise_interrupt))
 
 
 def raise_in_checkpoint_save(patch, at):
-    call_first(patch, npgpt.train, "save_checkpoint", Countdown(at, raise_interrupt))
+    call_first(patch, npgpt.train.loop, "save_checkpoint", Countdown(at, raise_interrupt))
 
 
 @pytest.mark.parametrize("where, at, saved_step", [
@@ -145,7 +145,7 @@ def test_sigint_is_served_at_the_next_step_boundary_and_the_handler_restored(dat
 
 def test_a_second_sigint_while_saving_stops_at_once_and_leaves_no_temporary(tmp_path, monkeypatch, data):
     with monkeypatch.context() as patch:
-        call_first(patch, npgpt.train, "save_checkpoint", Countdown(1))   # the save on the way out
+        call_first(patch, npgpt.train.loop, "save_checkpoint", Countdown(1))   # the save on the way out
         with pytest.raises(KeyboardInterrupt) as caught:
             train(new_state(), *data, out_dir=str(tmp_path), on_step=Countdown(2))
     assert not isinstance(caught.value, TrainingInterrupted)
@@ -300,7 +300,7 @@ def test_a_second_npgpt_train_process_is_refused_with_one_line(tmp_path, data, t
 
 
 def test_without_fcntl_the_lock_is_a_pid_file(tmp_path, monkeypatch, data):
-    monkeypatch.setattr(npgpt.train, "fcntl", None)
+    monkeypatch.setattr(npgpt.train.runs, "fcntl", None)
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").write_text(f"{dead_pid()}\n")                    # left by a run that died

@@ -82,11 +82,11 @@ class Run:
 
 #: the options holding token ids, checked against the vocabulary by :class:`Run`
 TOKEN_ID_OPTIONS = ("eos_token_id", "pad_token_id", "forced_eos_token_id", "suppress_tokens",
-                     "begin_suppress_tokens")
+                    "begin_suppress_tokens")
 
 
 def _prefix_cache(cache, model, run, config):
-    """``cache`` checked for :func:`generate`'s ``cache=``: a KVCache of this model with one
+    """``cache`` checked for ``npgpt.generate``'s ``cache=``: a KVCache of this model with one
     row, holding fewer tokens than the prompt, in a mode that feeds the prompt through it."""
     if cache is None:
         return None

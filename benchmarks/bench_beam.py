@@ -21,7 +21,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import npgpt  # noqa: E402
-from npgpt.generate import generate  # noqa: E402
+from npgpt.generation import generate  # noqa: E402
 from common import has, interleaved_medians, print_table, thread_note  # noqa: E402
 
 SHAPE = dict(vocab_size=65, context_length=256, d_model=128, num_heads=4, num_layers=4,

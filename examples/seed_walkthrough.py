@@ -39,7 +39,7 @@ except ImportError:      # running from a source checkout without installing: us
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import npgpt
 from npgpt import sampling, viz
-from npgpt.generate import generate          # npgpt.generate; also model.generate(...)
+from npgpt.generation import generate        # npgpt.generate; also model.generate(...)
 from npgpt.tokenizers import WordTokenizer   # npgpt.WordTokenizer
 
 

@@ -102,14 +102,107 @@ def _interval(name, low=None, high=None, low_open=False, high_open=False):
     return lambda value: real(value, name, low, high, low_open, high_open)
 
 
-def _config_rule(checker, *names):
-    """The rule of a token-id option, which GenerationConfig states once in
-    ``npgpt/generate.py`` (``checker(value, *names)``); the ids' range [0, V) is checked
-    where V is known (``npgpt.sampling.token_mask``)."""
-    def rule(value):
-        generate = importlib.import_module(".generate", __package__)   # it imports this module
-        return getattr(generate, checker)(value, *names)
-    return rule
+# ------------------- GenerationConfig's other rules: flags, counts, token ids, strings, seeds
+# (the ids' range [0, V) is checked where V is known: ``npgpt.processors.token_mask``)
+def boolean(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def count(value, name, low):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "a positive" if low == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {kind} integer, got {shown(value)}")
+    return at_most_int64(int(value), name)
+
+
+def token_ids(value, name, single=False):
+    """None, an int or (unless ``single``) a list of ints >= 0 -> None, int or tuple of ints."""
+    if value is None:
+        return None
+    one = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if single and not one:
+        raise ValueError(f"{name} must be an int, got {shown(value)}")
+    try:
+        items = [value] if one else list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a list of ints, got {shown(value)}") from None
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
+            raise ValueError(f"{name} must be an int or a list of ints, got {shown(value)}")
+        if not 0 <= item <= INT64_MAX:
+            raise ValueError(f"{name} {shown(int(item))} is out of range: token ids are >= 0 "
+                             f"and below 2**63")
+    if not items:
+        raise ValueError(f"{name} is an empty list")
+    return int(items[0]) if one else tuple(int(i) for i in items)
+
+
+def token_id_list(value, name):
+    """None or ids (int or list) -> None or a tuple of ints >= 0."""
+    ids = token_ids(value, name)
+    return None if ids is None else ((ids,) if isinstance(ids, int) else ids)
+
+
+def token_sequences(value, name):
+    """None or a list of non-empty lists of token ids -> None or a tuple of tuples."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a list of lists of token ids, got {shown(value)}")
+    out = []
+    for i, seq in enumerate(value):
+        if seq is None or isinstance(seq, (str, bytes)):
+            raise ValueError(f"{name}[{i}] must be a token id or a list of them, got {shown(seq)}")
+        out.append(token_id_list(list(seq) if hasattr(seq, "__iter__") else seq, name))
+    if not out:
+        raise ValueError(f"{name} is an empty list")
+    return tuple(out)
+
+
+def bias_dict(value):
+    """None or {token id: finite bias} -> None or a dict of int -> float."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"logit_bias must be a dict {{token id: bias}}, got {shown(value)}")
+    out = {}
+    for token, bias in value.items():
+        token = token_ids(token, "a logit_bias token id", single=True)
+        out[token] = _finite(bias, f"logit_bias[{token}]")
+    return out
+
+
+def _finite(value, name):
+    try:
+        return real(value, name)
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number, got {shown(value)}") from None
+
+
+def strings(value, name):
+    """None, a str or a list of non-empty str -> None or a tuple of str."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise ValueError(f"{name} must be a non-empty string or a list of them, got {shown(value)}")
+    for item in items:                   # matched as UTF-8: a lone surrogate has no bytes
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{name}: {shown(item)} contains a lone surrogate "
+                             f"U+{ord(err.object[err.start]):04X} at position {err.start}; such a "
+                             f"string has no UTF-8 form, so it cannot be matched (an undecodable "
+                             f"byte of the command line becomes one)") from None
+    return tuple(items)
+
+
+def check_seed(seed):
+    if not (seed is None or isinstance(seed, np.random.Generator) or (
+            isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0)):
+        raise ValueError(f"seed must be None, a non-negative int or a numpy Generator, got {shown(seed)}")
 
 
 #: option name -> the check of a value that is in use (returns the value as the code uses it)
@@ -129,10 +222,10 @@ RULES = {
     "min_tokens_to_keep": lambda n: at_most_int64(positive_int(n, "min_tokens_to_keep"),
                                                   "min_tokens_to_keep"),
     "length_penalty": _interval("length_penalty"),
-    "logit_bias": _config_rule("_logit_bias"),
-    "bad_words_ids": _config_rule("_sequences", "bad_words_ids"),
-    "suppress_tokens": _config_rule("_token_id_list", "suppress_tokens"),
-    "forced_eos_token_id": _config_rule("_token_ids", "forced_eos_token_id"),
+    "logit_bias": bias_dict,
+    "bad_words_ids": lambda words: token_sequences(words, "bad_words_ids"),
+    "suppress_tokens": lambda ids: token_id_list(ids, "suppress_tokens"),
+    "forced_eos_token_id": lambda ids: token_ids(ids, "forced_eos_token_id"),
 }
 #: options that may also be switched off: the values that mean "off"
 OFF = {"top_k": (None, 0), "top_p": (None,), "min_p": (None,), "typical_p": (None,),

@@ -1,5 +1,6 @@
 """Feeding tokens to the model while generating, and the check that the model's logits can be
-chosen from. Used by ``npgpt.generate`` and ``npgpt.beam_search``.
+chosen from. Used by the decoding strategies (``npgpt.greedy``, ``npgpt.beam_search``,
+``npgpt.speculative``).
 
 While a row's tokens fit in the context, each step feeds only the new token: the keys and
 values of the earlier ones wait in a KV cache. Past ``context_length`` learned absolute

@@ -20,7 +20,7 @@ tokens), except with 2 beams and no EOS.
 
 A stop string (``stop_strings``) ends a beam as EOS does: a candidate (beam, token) whose new
 text, the beam's new tokens then the token (matched as UTF-8 bytes, as
-:class:`npgpt.generate._StopStrings` does), contains one ends; among the top K it becomes a
+:class:`npgpt._run.StopStrings` does), contains one ends; among the top K it becomes a
 finished hypothesis, the beam's tokens and the token, scored as one ending in EOS, and it
 never continues (:func:`_stop_string_ends`). Unlike EOS, stop strings can end all Kc
 candidates of a step: the beams left over are then dead (:func:`_continuing`). transformers
@@ -57,7 +57,8 @@ import numpy as np
 
 from . import sampling
 from ._decoder import Decoder, check_logits, widened
-from .generate import GenerateOutput, _row_generators, _StopStrings, _to_the_end
+from ._run import StopStrings, row_generators, to_the_end
+from .decoding import GenerateOutput
 
 _DEAD = -1.0e9          # score of a beam that must not be chosen (as transformers)
 
@@ -71,15 +72,15 @@ def beam_search(run) -> GenerateOutput:
     Examples
     --------
     >>> import npgpt
-    >>> from npgpt.generate import GenerationConfig, _Run
+    >>> from npgpt._run import Run
     >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
     ...                                   num_heads=2, num_layers=1), seed=0)
-    >>> run = _Run(model, [1, 2], None, GenerationConfig(num_beams=3, max_new_tokens=4), None)
+    >>> run = Run(model, [1, 2], None, npgpt.GenerationConfig(num_beams=3, max_new_tokens=4), None)
     >>> out = beam_search(run)
     >>> out.beam_sequences.shape, bool((np.diff(out.beam_scores[0]) <= 0).all())   # best first
     ((1, 3, 6), True)
     """
-    return _to_the_end(beam_steps(run))
+    return to_the_end(beam_steps(run))
 
 
 def beam_steps(run):
@@ -98,11 +99,11 @@ def beam_steps(run):
     Examples
     --------
     >>> import npgpt
-    >>> from npgpt.generate import GenerationConfig, _Run
+    >>> from npgpt._run import Run
     >>> model = npgpt.GPT(npgpt.GPTConfig(vocab_size=10, context_length=8, d_model=16,
     ...                                   num_heads=2, num_layers=1), seed=0)
-    >>> cfg = GenerationConfig(num_beams=2, max_new_tokens=3, do_sample=True, seed=0)
-    >>> [best.shape for best in beam_steps(_Run(model, [1, 2], None, cfg, None))]
+    >>> cfg = npgpt.GenerationConfig(num_beams=2, max_new_tokens=3, do_sample=True, seed=0)
+    >>> [best.shape for best in beam_steps(Run(model, [1, 2], None, cfg, None))]
     [(1, 1), (1, 2)]
     """
     c, (B, P), V = run.config, run.prompt.shape, run.V
@@ -114,7 +115,7 @@ def beam_steps(run):
     finished = _Finished(B, K, run.pad, c.length_penalty, c.early_stopping)
     sampler = _Sampler(run, B) if c.do_sample and c.temperature != 0 else None
     stops = (None if c.stop_strings is None
-             else _StopStrings(run.model.tokenizer, c.stop_strings, B * K))   # each beam's text
+             else StopStrings(run.model.tokenizer, c.stop_strings, B * K))   # each beam's text
     select = _best_first if sampler is None else sampler.draw
     n_candidates = min(max(2, 1 + run.eos.size) * K, K * V)
     for step in range(n_steps):
@@ -177,7 +178,7 @@ def _stop_string_ends(stops, parent, token, ends, n_new, include):
     """The candidates (B, Kc) whose new text (their beam's, then their token) contains a stop
     string end too: returns the ends, and how many new tokens each ended candidate returns
     (B, Kc): ``n_new``, or without ``include`` those that end at or before the stop string's
-    first byte (:meth:`_StopStrings.kept`, maybe 0). Its score is the same either way."""
+    first byte (:meth:`npgpt._run.StopStrings.kept`, maybe 0). Its score is the same either way."""
     ends, n_kept = ends.copy(), np.full(token.shape, n_new)
     for b, j in np.ndindex(token.shape):
         start = stops.find(int(parent[b, j]), int(token[b, j]))
@@ -252,7 +253,7 @@ class _Sampler:
     def __init__(self, run, B):
         c = run.config
         self.options = c.replace(min_tokens_to_keep=max(c.min_tokens_to_keep, 2, 1 + run.eos.size))
-        self.rngs = _row_generators(c.seed, B)
+        self.rngs = row_generators(c.seed, B)
 
     def warp(self, logp):
         """The warpers of :func:`npgpt.sampling.warp` on log-probabilities (R, V)."""

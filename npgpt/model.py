@@ -170,8 +170,16 @@ def gpt_backward(dlogits, saved, config) -> dict:
 
 
 # ----------------------------------------------------------------------------- input checks
-def _as_ids(ids, vocab_size: int) -> np.ndarray:
-    """Validate token ids: integers in [0, vocab_size), non-empty, (T,) or (B, T)."""
+def as_ids(ids, vocab_size: int) -> np.ndarray:
+    """Validate token ids: integers in [0, vocab_size), non-empty, (T,) or (B, T); int64.
+
+    >>> as_ids([1, 2], 4).dtype.name
+    'int64'
+    >>> as_ids([1, 7], 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: token ids out of range [0, 4): 7
+    """
     arr = np.asarray(ids)
     if arr.dtype == bool or arr.dtype.kind not in "iu":
         if arr.dtype == object or arr.size == 0:
@@ -188,8 +196,12 @@ def _as_ids(ids, vocab_size: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _as_mask(attention_mask, shape) -> np.ndarray:
-    """Validate an attention mask of 0/1 (or bool) with the given shape; return it as bool."""
+def as_mask(attention_mask, shape) -> np.ndarray:
+    """Validate an attention mask of 0/1 (or bool) with the given shape; return it as bool.
+
+    >>> as_mask([0, 1, 1], (3,)).tolist()
+    [False, True, True]
+    """
     mask = np.asarray(attention_mask)
     if mask.shape != shape:
         raise ValueError(f"attention_mask must have the shape of ids {shape}, got {mask.shape}")
@@ -395,14 +407,14 @@ class GPT:
         """ids as (B, T) int64, the mask as (B, T) bool or None (no padding), and whether
         the input was 1-D; every problem a ValueError naming the value."""
         cfg = self.config
-        ids = _as_ids(ids, cfg.vocab_size)
+        ids = as_ids(ids, cfg.vocab_size)
         squeeze = ids.ndim == 1
         if squeeze:
             ids = ids[None, :]                                        # (T,) -> (1, T)
         real = None
         if attention_mask is not None:
             mask = np.asarray(attention_mask)
-            real = _as_mask(mask[None, :] if squeeze else mask, ids.shape)
+            real = as_mask(mask[None, :] if squeeze else mask, ids.shape)
             if real.all():
                 real = None
         if cache is None and ids.shape[1] > cfg.context_length:
@@ -416,13 +428,13 @@ class GPT:
 
     # ------------------------------------------------------- delegations
     def generate(self, ids, **kwargs):
-        """``npgpt.generate(self, ids, **kwargs)``: see :func:`npgpt.generate.generate`.
+        """``npgpt.generate(self, ids, **kwargs)``: see :func:`npgpt.generation.generate`.
 
         >>> model = GPT(GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1))
         >>> model.generate([1, 2], max_new_tokens=3).sequences.shape
         (1, 5)
         """
-        from .generate import generate
+        from .generation import generate
         return generate(self, ids, **kwargs)
 
     def save(self, path, dtype=None) -> None:
@@ -495,8 +507,8 @@ class GPT:
         (2.3, (16,))
         """
         cfg = self.config
-        arr = _as_ids(ids, cfg.vocab_size)
-        tgt = _as_ids(targets, cfg.vocab_size)
+        arr = as_ids(ids, cfg.vocab_size)
+        tgt = as_ids(targets, cfg.vocab_size)
         if tgt.shape != arr.shape:
             raise ValueError(f"targets must have the shape of ids {arr.shape}, got {tgt.shape}")
         if arr.ndim == 1:

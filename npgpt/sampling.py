@@ -9,7 +9,10 @@ float dtype. Each body states its rule; the ``@transform`` line above it checks 
 first (see :mod:`npgpt._checks`): NaN logits, ``+inf`` logits and rows that are all ``-inf``
 raise ValueError, never a silent NaN, and bad parameters raise ValueError naming the value.
 For GPT-2-sized vocabularies some rules run a faster algorithm for the same result
-(:mod:`npgpt._fast_sampling`).
+(:mod:`npgpt._fast_sampling`). The transforms that read the history or name token ids (the
+penalties, no-repeat n-gram, logit bias, bad words, suppressed and forced tokens) are in
+:mod:`npgpt.processors`, with :class:`npgpt.processors.Processors`, their chain; they are
+imported here, so ``sampling.repetition_penalty`` and the others work as before.
 
 The chain used by :func:`distribution`, :func:`sample` and ``npgpt.generate`` is
 transformers' order (``_get_logits_processor``)::
@@ -21,7 +24,9 @@ transformers' order (``_get_logits_processor``)::
 ``generate`` also applies the rules that depend on the step, at their place in that order:
 EOS banned while fewer than ``min_new_tokens`` are made and :func:`forced_eos` at the last
 step (both after ``bad_words``), and ``begin_suppress_tokens`` (:func:`suppress_tokens` at
-the first new token, after ``suppress_tokens``).
+the first new token, after ``suppress_tokens``). The processors (up to ``suppress_tokens``)
+are :class:`npgpt.processors.Processors`, the warpers (from ``temperature``) :func:`warp`:
+``process`` and every decoding strategy run those two, so the order is written once.
 
 Decided semantics (see the README's table for how other libraries differ):
 
@@ -38,7 +43,12 @@ import math
 import numpy as np
 
 from . import _fast_sampling as fast
-from ._checks import as_logits, transform
+from ._checks import as_history, as_logits, transform
+from .decoding import SAMPLING_OPTIONS, GenerationConfig
+from .processors import (Processors, bad_words, banned_ngram_mask, banned_words_mask,  # noqa: F401
+                         bias_vector, forced_eos, logit_bias, no_repeat_ngram,
+                         presence_frequency_penalty, repetition_penalty, suppress_tokens,
+                         token_counts, token_mask)
 
 __all__ = ["softmax", "log_softmax", "greedy", "temperature", "top_k", "top_p", "min_p",
            "typical", "epsilon", "eta", "repetition_penalty", "presence_frequency_penalty",
@@ -287,307 +297,7 @@ def kth_largest(x, k):
     return np.partition(x, V - k, axis=-1)[..., V - k, None]
 
 
-# --------------------------------------------------------------- history-based transforms
-@transform(penalty="repetition_penalty")
-def repetition_penalty(logits, ids, penalty):
-    """CTRL's repetition penalty, once per distinct token in the history (prompt included).
-
-    For each token id occurring in ``ids``: ``logit * penalty`` if the logit is negative,
-    ``logit / penalty`` otherwise. ``penalty > 1`` discourages repeats; 1 is a no-op.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    ids : int array (..., T) with the logits' batch shape, or (T,) shared by all rows
-    penalty : float > 0
-
-    >>> repetition_penalty(np.array([2.0, -2.0, 2.0]), [0, 1, 1], 2.0)
-    array([ 1., -4.,  2.])
-    """
-    return _penalise_seen(logits, token_counts(ids, logits.shape[-1]) > 0, penalty)
-
-
-@transform(presence="presence_penalty", frequency="frequency_penalty")
-def presence_frequency_penalty(logits, ids, presence, frequency):
-    """OpenAI-style penalties: ``logit -= frequency * count + presence * [count > 0]``,
-    where count is how often the token occurs in ``ids``.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    ids : int array (..., T) or (T,)
-    presence, frequency : finite floats (negative values encourage repeats)
-
-    >>> presence_frequency_penalty(np.zeros(3), [0, 1, 1], 0.5, 1.0)
-    array([-1.5, -2.5,  0. ])
-    """
-    counts = token_counts(ids, logits.shape[-1])
-    return _penalise_counts(logits, counts, presence, frequency)
-
-
-@transform(n="no_repeat_ngram_size")
-def no_repeat_ngram(logits, ids, n):
-    """Ban every token that would complete an n-gram already present in ``ids``.
-
-    With history ``h`` of length T, the banned tokens are ``h[i + n - 1]`` for every i
-    where ``h[i : i + n - 1] == h[T - n + 1 :]``. ``n = 1`` bans every token seen.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    ids : int array (..., T) or (T,)
-    n : int >= 1
-
-    >>> no_repeat_ngram(np.zeros(4), [1, 2, 3, 1], 2)
-    array([  0.,   0., -inf,   0.])
-    """
-    V = logits.shape[-1]
-    R = int(np.prod(ids.shape[:-1], dtype=np.int64))
-    banned = banned_ngram_mask(ids.reshape(R, ids.shape[-1]), V, n).reshape(logits.shape)
-    return np.where(banned, -np.inf, logits).astype(logits.dtype, copy=False)
-
-
-def token_counts(ids, V):
-    """How often each token occurs in each history: (..., T) ids -> (..., V) counts.
-
-    >>> token_counts(np.array([[0, 2, 2]]), 3).tolist()
-    [[1, 0, 2]]
-    """
-    R = int(np.prod(ids.shape[:-1], dtype=np.int64))
-    hist = ids.reshape(R, ids.shape[-1])                              # (R, T)
-    flat = (hist + np.arange(R, dtype=np.int64)[:, None] * V).ravel()  # row r's ids shifted by r·V
-    return np.bincount(flat, minlength=R * V).reshape(ids.shape[:-1] + (V,))
-
-
-def banned_ngram_mask(hist, V, n):
-    """(R, T) ids -> (R, V) bool: tokens that would complete an n-gram seen in the row.
-
-    >>> banned_ngram_mask(np.array([[1, 2, 3, 1]]), 4, 2).tolist()
-    [[False, False, True, False]]
-    """
-    R, T = hist.shape
-    banned = np.zeros((R, V + 1), dtype=bool)
-    if T < n:
-        return banned[:, :V]
-    windows = np.lib.stride_tricks.sliding_window_view(hist, n, axis=1)   # (R, T-n+1, n)
-    prefix = hist[:, T - n + 1:]                                          # (R, n-1)
-    match = (windows[..., :-1] == prefix[:, None, :]).all(axis=-1)        # (R, T-n+1)
-    # the window that starts at the prefix itself is never complete, so it cannot match
-    cols = np.where(match, windows[..., -1], V)
-    np.put_along_axis(banned, cols, True, axis=1)
-    return banned[:, :V]
-
-
-def _penalise_seen(x, seen, penalty):
-    """Repetition penalty where seen (same shape as x): negative × penalty, positive ÷."""
-    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        pen = x.dtype.type(penalty)                                  # checked just below
-        out = np.where(seen, np.where(x < 0, x * pen, x / pen), x).astype(x.dtype, copy=False)
-    return _still_finite(out, "repetition_penalty", penalty)
-
-
-def _penalise_counts(x, counts, presence, frequency):
-    """Presence and frequency penalties from the token counts (same shape as x)."""
-    delta = frequency * counts + presence * (counts > 0)
-    with np.errstate(over="ignore", invalid="ignore"):                # checked just below
-        out = (x - delta.astype(x.dtype)).astype(x.dtype, copy=False)
-    return _still_finite(out, "presence_penalty and frequency_penalty", (presence, frequency))
-
-
-def _biased(x, vector, bias):
-    """x + vector (V,) in x's dtype: the ``logit_bias`` rule, refusing a bias that is not
-    finite in that dtype (1e39 is +inf in float32) or that pushes a logit past its range."""
-    with np.errstate(over="ignore", invalid="ignore"):                # checked just below
-        shift = vector.astype(x.dtype)
-        if not np.isfinite(shift).all():
-            token = int(np.flatnonzero(~np.isfinite(shift))[0])
-            raise ValueError(f"logit_bias: the bias {bias[token]:g} of token {token} is beyond "
-                             f"the range of the {x.dtype} logits (up to "
-                             f"{float(np.finfo(x.dtype).max):.3g} either way); -100 all but bans "
-                             f"a token, +100 all but forces it")
-        out = x + shift
-    return _still_finite(out, "logit_bias", bias)
-
-
-def _still_finite(out, name, value):
-    """``out``, the logits after a rule, unless the rule made a logit +inf or NaN (a finite
-    logit pushed past its dtype's range): a ValueError naming the option then. (-inf stays
-    what it always is: a removed token.) A +inf logit would make softmax NaN and every draw
-    a wrong token, so it is refused where it is made."""
-    top = out.max()                                       # NaN propagates through max
-    if np.isnan(top) or top == np.inf:
-        raise ValueError(f"{name}={value!r:.80} pushes a logit past the range of {out.dtype} "
-                         f"(to {'NaN' if np.isnan(top) else 'inf'}), which no token can be drawn "
-                         f"from")
-    return out
-
-
-# ------------------------------------------------------------------- token-id transforms
-@transform(bias="logit_bias")
-def logit_bias(logits, bias):
-    """OpenAI's ``logit_bias``: add ``bias[i]`` to the logit of each token id ``i`` in the
-    dict; every other logit is unchanged.
-
-    The bias is added in the logits' dtype (as transformers' SequenceBiasLogitsProcessor
-    does for one-token sequences). On typical logits -100 all but bans a token and +100 all
-    but forces it; OpenAI accepts -100..100, npgpt any bias that is finite in the logits'
-    dtype (float32: up to about 3.4e38 either way). A bias that is not, or a sum that
-    overflows to +inf, raises ValueError naming ``logit_bias``: a +inf logit has no
-    probability (softmax would divide inf by inf), so no token could be drawn.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    bias : dict {token id < V: finite float}
-
-    >>> logit_bias(np.array([1.0, 2.0, 3.0]), {0: 5.0, 2: -100.0})
-    array([  6.,   2., -97.])
-    """
-    return _biased(logits, bias_vector(bias, logits.shape[-1]), bias)
-
-
-@transform(bad_words_ids="bad_words_ids")
-def bad_words(logits, ids, bad_words_ids):
-    """Never complete a bad word (transformers' NoBadWordsLogitsProcessor).
-
-    A one-token bad word ``(w,)`` is always ``-inf``; a longer one ``(w_1, ..., w_n)`` makes
-    ``w_n`` ``-inf`` in the rows whose history ends with ``w_1 ... w_(n-1)``. Every other
-    logit is unchanged.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    ids : int array (..., T) or (T,), the history
-    bad_words_ids : sequences of token ids < V, e.g. ``[[3], [1, 2]]``
-
-    >>> bad_words(np.zeros(4), [0, 1], [[3], [1, 2], [0, 2]])
-    array([  0.,   0., -inf, -inf])
-    """
-    V, T = logits.shape[-1], ids.shape[-1]
-    token_mask([i for word in bad_words_ids for i in word], V, "bad_words_ids")   # ids < V
-    banned = banned_words_mask(ids.reshape(logits.size // V, T), V, bad_words_ids)
-    return _remove(logits, banned.reshape(logits.shape))
-
-
-@transform(token_ids="suppress_tokens")
-def suppress_tokens(logits, token_ids):
-    """Never generate these tokens: their logits become ``-inf``, every other logit is
-    unchanged (transformers' SuppressTokensLogitsProcessor; ``begin_suppress_tokens`` is
-    this rule applied at the first new token only).
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    token_ids : int or sequence of ints < V
-
-    >>> suppress_tokens(np.array([1.0, 2.0, 3.0]), [0, 2])
-    array([-inf,   2., -inf])
-    """
-    return _remove(logits, token_mask(token_ids, logits.shape[-1], "suppress_tokens"))
-
-
-@transform(eos_ids="forced_eos_token_id")
-def forced_eos(logits, eos_ids):
-    """Force an end-of-sequence token: every logit becomes ``-inf`` except those of
-    ``eos_ids``, which become 0 (transformers' ForcedEOSTokenLogitsProcessor, which
-    ``generate`` applies at the last step, ``max_new_tokens``).
-
-    With several EOS ids they tie: sampling picks each with equal probability, greedy
-    decoding the lowest id.
-
-    Parameters
-    ----------
-    logits : float array (..., V)
-    eos_ids : int or sequence of ints < V
-
-    >>> forced_eos(np.array([1.0, 2.0, 3.0]), 1)
-    array([-inf,   0., -inf])
-    """
-    return _forced(logits, token_mask(eos_ids, logits.shape[-1], "forced_eos_token_id"))
-
-
-def token_mask(token_ids, V, name="token_ids"):
-    """(V,) bool, True at ``token_ids`` (an int or a sequence of ints); an id outside
-    ``[0, V)`` raises ValueError naming the option.
-
-    >>> token_mask([0, 2], 4).tolist()
-    [True, False, True, False]
-    >>> token_mask(7, 4, "suppress_tokens")
-    Traceback (most recent call last):
-    ...
-    ValueError: suppress_tokens 7 is out of range [0, 4)
-    """
-    if token_ids is None:
-        raise ValueError(f"{name} must be a token id or a list of them, got None")
-    try:
-        ids = np.atleast_1d(np.asarray(token_ids, dtype=np.int64))
-    except (OverflowError, TypeError, ValueError):      # beyond int64, or not numbers
-        raise ValueError(f"{name} must be token ids in [0, {V}), got {token_ids!r:.80}") from None
-    bad = ids[(ids < 0) | (ids >= V)]
-    if bad.size:
-        raise ValueError(f"{name} {int(bad[0])} is out of range [0, {V})")
-    mask = np.zeros(V, dtype=bool)
-    mask[ids] = True
-    return mask
-
-
-def bias_vector(bias, V, dtype=np.float64):
-    """The (V,) vector of a ``logit_bias`` dict: ``bias[i]`` at each id i, 0 elsewhere.
-
-    >>> bias_vector({1: 0.5}, 3).tolist()
-    [0.0, 0.5, 0.0]
-    """
-    vector = np.zeros(V, dtype=dtype)
-    ids = list(bias)
-    if ids:
-        token_mask(ids, V, "logit_bias")                  # the range check
-        vector[ids] = [bias[i] for i in ids]
-    return vector
-
-
-def banned_words_mask(hist, V, bad_words_ids, real=None):
-    """(R, T) ids -> (R, V) bool: the last tokens of the bad words whose other tokens end
-    the row's history (one-token bad words: in every row). ``real`` (R, T) bool marks the
-    real tokens (left padding): a prefix never matches padding.
-
-    >>> banned_words_mask(np.array([[5, 1], [1, 5]]), 6, [[2], [1, 4]]).tolist()
-    [[False, False, True, False, True, False], [False, False, True, False, False, False]]
-    """
-    R, T = hist.shape
-    banned = np.zeros((R, V), dtype=bool)
-    by_length = {}
-    for word in bad_words_ids:
-        by_length.setdefault(len(word), []).append(word)
-    for n, words in by_length.items():            # words with n - 1 prefix tokens at once
-        words = np.array(words, dtype=np.int64)                            # (W, n)
-        if n - 1 > T:
-            continue
-        tail = hist[:, T - n + 1:]                                          # (R, n-1)
-        match = (tail[:, None, :] == words[None, :, :-1]).all(axis=-1)      # (R, W)
-        if real is not None and n > 1:
-            match &= real[:, T - n + 1:].all(axis=1)[:, None]
-        rows, which = np.nonzero(match)
-        banned[rows, words[which, -1]] = True
-    return banned
-
-
-def _remove(x, banned):
-    """-inf where banned (broadcast against x), x elsewhere, in x's dtype."""
-    return np.where(banned, -np.inf, x).astype(x.dtype, copy=False)
-
-
-def _forced(x, forced):
-    """0 where forced (V,), -inf elsewhere, shaped and typed like x."""
-    return np.where(forced, np.zeros_like(x), -np.inf).astype(x.dtype, copy=False)
-
-
 # ----------------------------------------------------------------------------- the chain
-SAMPLING_OPTIONS = ("repetition_penalty", "presence_penalty", "frequency_penalty",
-                    "no_repeat_ngram_size", "temperature", "top_k", "top_p", "min_p",
-                    "typical_p", "epsilon_cutoff", "eta_cutoff", "min_tokens_to_keep",
-                    "logit_bias", "bad_words_ids", "suppress_tokens")
-
-
 def process(logits, ids=None, **options):
     """Apply the whole chain, in transformers' order, and return the processed logits.
 
@@ -615,18 +325,16 @@ def process(logits, ids=None, **options):
         raise ValueError("repetition/presence/frequency penalties, no_repeat_ngram_size and "
                          "bad words of several tokens need ids (the history)")
     x = as_logits(logits)[0]
-    if o.logit_bias is not None:
-        x = logit_bias(x, o.logit_bias)
-    if o.repetition_penalty != 1.0:
-        x = repetition_penalty(x, ids, o.repetition_penalty)
-    if o.presence_penalty != 0.0 or o.frequency_penalty != 0.0:
-        x = presence_frequency_penalty(x, ids, o.presence_penalty, o.frequency_penalty)
-    if o.no_repeat_ngram_size:
-        x = no_repeat_ngram(x, ids, o.no_repeat_ngram_size)
-    if o.bad_words_ids is not None:
-        x = bad_words(x, np.zeros(0, dtype=np.int64) if ids is None else ids, o.bad_words_ids)
-    if o.suppress_tokens is not None:
-        x = suppress_tokens(x, o.suppress_tokens)
+    V = x.shape[-1]
+    chain = Processors(o, V)
+    if chain.every_step:
+        rows = x.reshape(-1, V)                                         # (..., V) -> (R, V)
+        hist = None
+        if uses_history or o.bad_words_ids is not None:
+            hist = as_history(np.zeros(0, dtype=np.int64) if ids is None else ids, x.shape[:-1], V)
+            hist = hist.reshape(len(rows), hist.shape[-1])              # (..., T) -> (R, T)
+        counts = token_counts(hist, V) if chain.has_penalties else None
+        x = as_logits(chain(rows, hist, counts=counts).reshape(x.shape))[0]   # a row left empty raises
     return warp(x, o)
 
 
@@ -671,8 +379,6 @@ def warped_probs(x, o):
 
 def _options(options):
     """The sampling options as a checked GenerationConfig (names outside the chain refused)."""
-    from .generate import GenerationConfig
-
     unknown = sorted(set(options) - set(SAMPLING_OPTIONS))
     if unknown:
         raise TypeError(f"unexpected sampling option(s): {', '.join(unknown)} "
@@ -747,3 +453,4 @@ def sample(logits, rng, ids=None, **options):
         out = draw(flat, rng)
     out = out.astype(np.int64)
     return out.reshape(probs.shape[:-1]) if probs.ndim > 1 else out[0]
+

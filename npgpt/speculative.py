@@ -6,7 +6,7 @@ al. 2023, "Accelerating Large Language Model Decoding with Speculative Sampling"
 Shapes: R rows decoded together, V vocabulary, k proposals in a round (``num_draft_tokens``,
 fewer near the end). p_j is the model's (the target's) distribution of the j-th new token of
 a round, q_j the draft's; both are the processed distributions ``generate`` draws from (the
-processors of ``_Run.process``, then temperature, top-k, top-p, ...: the same options), so
+processors of ``Run.process``, then temperature, top-k, top-p, ...: the same options), so
 every option composes.
 
 A round, for all rows at once (:meth:`_Speculation.round`):
@@ -61,7 +61,7 @@ the model alone, generate's own steps: past the context the window of the last
 rounds speed up the tokens within the context of both models, and the distribution (greedy:
 the tokens) stays generate's throughout.
 
-Stop strings and EOS end a row as in generate (its ``_ended``), token by token as the kept
+Stop strings and EOS end a row as in generate (its ``ended``), token by token as the kept
 tokens are appended. Unlike generate's sampling, a row's draws depend on the other rows of
 its batch (how many tokens a round keeps does); its distribution does not.
 """
@@ -72,8 +72,9 @@ import numpy as np
 
 from . import inference, sampling
 from ._decoder import Decoder, check_logits
-from .generate import (GenerateOutput, _ended, _finish, _log_probs, _next_tokens, _processed,
-                       _row_generators, _StopStrings, _to_the_end)
+from ._run import StopStrings, ended, finish, log_probs, processed, row_generators, to_the_end
+from .decoding import GenerateOutput
+from .greedy import next_tokens
 from .kv_cache import positions_and_mask
 
 __all__ = ["speculative_generate", "speculative_steps"]
@@ -86,7 +87,7 @@ def speculative_generate(run) -> GenerateOutput:
 
     Parameters
     ----------
-    run : ``npgpt.generate._Run``, a call's checked inputs; ``run.config.draft_model`` is an
+    run : ``npgpt._run.Run``, a call's checked inputs; ``run.config.draft_model`` is an
         npgpt.GPT with the model's vocabulary.
 
     Returns
@@ -113,7 +114,7 @@ def speculative_generate(run) -> GenerateOutput:
     >>> np.array_equal(fast.sequences, plain.sequences), 0 <= fast.acceptance_rate <= 1
     (True, True)
     """
-    return _to_the_end(speculative_steps(run))
+    return to_the_end(speculative_steps(run))
 
 
 def speculative_steps(run):
@@ -124,11 +125,11 @@ def speculative_steps(run):
     Examples
     --------
     >>> import npgpt
-    >>> from npgpt.generate import GenerationConfig, _Run
+    >>> from npgpt._run import Run
     >>> cfg = npgpt.GPTConfig(vocab_size=10, context_length=16, d_model=16, num_heads=2,
     ...                       num_layers=2)
     >>> model, draft = npgpt.GPT(cfg, seed=0), npgpt.GPT(cfg.replace(num_layers=1), seed=1)
-    >>> run = _Run(model, [1, 2, 3], None, GenerationConfig(max_new_tokens=5, draft_model=draft), None)
+    >>> run = Run(model, [1, 2, 3], None, npgpt.GenerationConfig(max_new_tokens=5, draft_model=draft), None)
     >>> [tokens.shape for tokens in speculative_steps(run)]
     [(1,), (1,), (1,), (1,), (1,)]
     """
@@ -137,7 +138,7 @@ def speculative_steps(run):
     while spec.unfinished.any() and spec.target.length - spec.P < spec.n_steps:
         k = spec.round_size()
         yield from (spec.round(k) if k else spec.plain_step())
-    out = _finish(spec.state)
+    out = finish(spec.state)
     out.acceptance_rate = spec.kept / spec.proposed if spec.proposed else None
     return out
 
@@ -167,8 +168,8 @@ class _Speculation:
         (R, self.P), self.n_steps, self.k = seq.shape, c.max_new_tokens, c.num_draft_tokens
         self.confidence = c.draft_confidence
         self.run, self.rows, self.unfinished = run, np.arange(R), np.ones(R, dtype=bool)
-        self.rngs = _row_generators(c.seed, R) if c.do_sample else None
-        self.stops = None if c.stop_strings is None else _StopStrings(run.model.tokenizer, c.stop_strings, R)
+        self.rngs = row_generators(c.seed, R) if c.do_sample else None
+        self.stops = None if c.stop_strings is None else StopStrings(run.model.tokenizer, c.stop_strings, R)
         self.target = Decoder(run.model, seq, mask, self.n_steps, run.pad, "exact")
         self.draft = Decoder(c.draft_model, seq, mask, self.n_steps, run.pad, "exact")
         self.state = dict(decoder=self.target, prompt_length=self.P, scores=np.zeros(R),
@@ -208,7 +209,7 @@ class _Speculation:
             live = self.unfinished
             top = check_logits(logits[:, j], made + j)
             if p is None:
-                z = _processed(self.run, logits[:, j], self.target.seq, self.target.mask,
+                z = processed(self.run, logits[:, j], self.target.seq, self.target.mask,
                                self.counts, L + j, made + j)            # p_j sees x_1 .. x_{j-1}
             if self.rngs is None:                                       # greedy: argmax p_j
                 token = z.argmax(axis=1)
@@ -237,7 +238,7 @@ class _Speculation:
         for j in range(k):
             logits = self._feed(self.draft, L + j)                      # (R, V)
             check_logits(logits, made + j)
-            z = _processed(run, logits, self.target.seq, self.target.mask, self.counts, L + j, made + j)
+            z = processed(run, logits, self.target.seq, self.target.mask, self.counts, L + j, made + j)
             if self.rngs is None:
                 x = z.argmax(axis=1)
                 sure = self._confident(sampling.softmax(z, check=False), x) if self.confidence else True
@@ -284,7 +285,7 @@ class _Speculation:
         logits = self.target.step() if self.plain else self._to_plain()
         self.plain = True
         top = check_logits(logits, made)
-        tokens = _next_tokens(self.run, logits, self.rngs, self.target, self.counts, made)
+        tokens = next_tokens(self.run, logits, self.rngs, self.target, self.counts, made)
         yield self._emit(tokens, logits, top, made)
 
     def _to_plain(self):
@@ -328,15 +329,15 @@ class _Speculation:
     def _emit(self, tokens, logits, top, step):
         """Append one token per row as generate's loop does: pad for finished rows; log p
         under the model's raw logits (R, V) joins the score; EOS or a stop string finishes a
-        row (generate's ``_ended``). Returns the tokens appended (R,)."""
+        row (generate's ``ended``). Returns the tokens appended (R,)."""
         run, live = self.run, self.unfinished
         tokens = np.where(live, tokens, run.pad)
-        self.state["scores"] += np.where(live, _log_probs(logits, top, self.rows, tokens), 0.0)
+        self.state["scores"] += np.where(live, log_probs(logits, top, self.rows, tokens), 0.0)
         self.target.append(tokens)
         self._count(tokens, +1)
         if run.callback is not None:
             run.callback(step, tokens)
-        self.unfinished = live & ~_ended(run, self.state, tokens, live, step, self.stops)
+        self.unfinished = live & ~ended(run, self.state, tokens, live, step, self.stops)
         return tokens
 
     def _count(self, tokens, sign):

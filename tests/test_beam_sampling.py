@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 import npgpt
 from npgpt import beam_search as bs
 from npgpt import sampling
-from npgpt.generate import GenerationConfig, _Run, generate, stream
+from npgpt._run import Run
+from npgpt.generation import GenerationConfig, generate, stream
 
 from helpers import FIXTURES, skip_without
 
@@ -179,7 +180,7 @@ def exact_outcomes(counts_model):
 def first_step_scores(model, prompt, config):
     """npgpt's scores of the first step's candidates, (1, K * V): beam 0's processed
     log-probabilities, the other beams' at the dead score."""
-    run = _Run(model, prompt, None, config, None)
+    run = Run(model, prompt, None, config, None)
     decoder, logits, counts, running = bs._start(run, config.num_beams)
     return bs._candidate_scores(run, logits, running, decoder, counts, len(prompt), 0, bs._Sampler(run, 1))
 
@@ -188,7 +189,7 @@ def test_first_step_candidates_are_distinct_sorted_and_follow_the_exact_probabil
     config = GenerationConfig(do_sample=True, seed=0, **COUNTS["kwargs"])
     scores = first_step_scores(counts_model, COUNTS["prompt"], config)
     n = 20_000
-    run = _Run(counts_model, COUNTS["prompt"], None, config, None)
+    run = Run(counts_model, COUNTS["prompt"], None, config, None)
     drawn = bs._Sampler(run, n).draw(np.repeat(scores, n, axis=0), 4)    # (n, 4)
     drawn_scores = scores[0, drawn]
     assert (np.diff(drawn_scores, axis=1) <= 0).all(), "not ordered best first"

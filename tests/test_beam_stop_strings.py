@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import npgpt
 from npgpt import beam_search as bs
 from npgpt import sampling
-from npgpt.generate import generate, stream
+from npgpt.generation import generate, stream
 from npgpt.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 from helpers import skip_without

@@ -26,7 +26,8 @@ import npgpt
 from npgpt import inference, sampling
 from npgpt._decoder import Decoder
 from npgpt.beam_search import beam_search
-from npgpt.generate import GenerationConfig, _Run, generate
+from npgpt._run import Run
+from npgpt.generation import GenerationConfig, generate
 from npgpt.model import positions_and_mask
 
 from conftest import SHARED_DATA
@@ -244,7 +245,7 @@ def test_beam_search_with_one_beam_equals_greedy_past_the_context(overflow):
                                       num_layers=2), seed=1, dtype=np.float64)
     ids, mask = left_padded([[1, 2, 3, 4, 5, 6, 1], [2, 3]])
     cfg = GenerationConfig(max_new_tokens=14, context_overflow=overflow)
-    beam = beam_search(_Run(model, ids, mask, cfg, None))
+    beam = beam_search(Run(model, ids, mask, cfg, None))
     greedy = generate(model, ids, cfg, attention_mask=mask)
     assert beam.sequences.tolist() == greedy.sequences.tolist()
 

@@ -11,7 +11,7 @@ import pytest
 
 import npgpt
 from npgpt import sampling
-from npgpt.generate import GenerateOutput, generate, stream
+from npgpt.generation import GenerateOutput, generate, stream
 
 from helpers import FIXTURES, assert_greedy_up_to_rounding, skip_without, tiny_config
 

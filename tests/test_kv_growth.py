@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt import _decoder
-from npgpt.generate import generate
+from npgpt.generation import generate
 from properties.test_inference import batches, models
 
 HUGE = 2 ** 31 - 1

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import npgpt
-from npgpt.generate import generate
+from npgpt.generation import generate
 from npgpt.io import CheckpointError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "llama")

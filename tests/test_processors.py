@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt import sampling as S
-from npgpt.generate import GenerationConfig, _bad_words, _Run, _StopStrings, generate, stream
+from npgpt._run import Run, StopStrings
+from npgpt.generation import GenerationConfig, generate, stream
+from npgpt.processors import Processors
 from npgpt.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 from helpers import FIXTURES, skip_without
@@ -35,8 +37,8 @@ NPGPT_CALLS = {
     "begin_suppress_first_step": lambda x, ids: S.suppress_tokens(x, F.SUPPRESS),
     "begin_suppress_later_step": lambda x, ids: x,
     "bad_words": lambda x, ids: S.bad_words(x, ids, F.BAD_WORDS),
-    "bad_words_eos": lambda x, ids: S.bad_words(x, ids, _bad_words(F.BAD_WORDS_WITH_EOS,
-                                                                   np.array(F.EOS_IDS), x.shape[1])),
+    "bad_words_eos": lambda x, ids: S.bad_words(x, ids, Processors(
+        GenerationConfig(bad_words_ids=F.BAD_WORDS_WITH_EOS), x.shape[1], np.array(F.EOS_IDS)).bad_words),
     "sequence_bias": lambda x, ids: S.logit_bias(x, F.SEQUENCE_BIAS),
     "forced_eos_last_step": lambda x, ids: S.forced_eos(x, 4),
     "forced_eos_several": lambda x, ids: S.forced_eos(x, F.FORCED_EOS),
@@ -61,12 +63,12 @@ def assert_same(got, expected, what):
 
 
 def run_chain(options, logits, ids):
-    """npgpt's processors in generate (``_Run.process``) at the first new token, on logits
+    """npgpt's processors in generate (``Run.process``) at the first new token, on logits
     (R, V) with histories ids (R, T) as the prompts."""
     V = logits.shape[1]
     model = npgpt.GPT(npgpt.GPTConfig(vocab_size=V, context_length=16, d_model=8, num_heads=2,
                                       num_layers=1), seed=0)
-    run = _Run(model, ids, None, GenerationConfig(**options), None)
+    run = Run(model, ids, None, GenerationConfig(**options), None)
     seq, mask, counts = run.buffers(1)
     assert run.needs_processing(0)
     return run.process(logits, seq, mask, counts, ids.shape[1], 0)
@@ -537,7 +539,7 @@ def test_incremental_stop_string_search_equals_decoding_the_whole_text(kind, dat
         st.integers(0, len(text) - 1).flatmap(lambda i: st.integers(i + 1, min(i + 5, len(text))).map(
             lambda j: text[i:j]))), min_size=1, max_size=3))
     stops = [s for s in stops if "\ufffd" not in s] or ["zz"]
-    finder = _StopStrings(tok, stops, 1)
+    finder = StopStrings(tok, stops, 1)
     found = None
     for n, token in enumerate(ids, start=1):
         start = finder.add(0, token, -float(n))
@@ -576,14 +578,14 @@ def test_the_stop_string_search_costs_the_same_per_token_however_long_the_text()
     out = generate(model, [[1, 2], [3, 4]], max_new_tokens=36, stop_strings=["qqqqqqqqq", "pp"])
     steps = int(out.num_new_tokens.sum())
     assert max(Counting.calls) <= 2 and len(Counting.calls) <= 2 * steps
-    finder = _StopStrings(CharTokenizer(CHARS), ["abcd"], 1)
+    finder = StopStrings(CharTokenizer(CHARS), ["abcd"], 1)
     for token in range(200):
         finder.add(0, token % 17, 0.0)
         assert len(finder.tail[0]) <= 3
 
 
 def test_beam_search_helpers_find_without_adding_and_reorder_rows_apart():
-    finder = _StopStrings(CharTokenizer(CHARS), ["bc"], 2)
+    finder = StopStrings(CharTokenizer(CHARS), ["bc"], 2)
     finder.add(0, 1, -1.0)                                   # row 0: "b"
     finder.add(1, 0, -2.0)                                   # row 1: "a"
     assert finder.find(0, 2) == 0 and finder.find(1, 2) is None

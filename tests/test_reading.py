@@ -20,12 +20,14 @@ ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`([\w/.]+\.py):([\w.]+)`\s*\|\s*(\d+)\s*\|
 # draw's source of uniforms, an error message's shortened value): listed, but the checks
 # they call are not on the route
 CHECKERS = {"npgpt/_checks.py:transform", "npgpt/sampling.py:_uniforms", "npgpt/io/errors.py:short_repr"}
+CHECKERS.add("npgpt/_run.py:Run.__init__")          # generate's checks of a call's inputs
 # a special function, like np.exp: READING.md says where it is, a reader need not open it
 SPECIAL = {"npgpt/nn/erf.py:erf"}
 # the routes held closed over their callees, and the route each one builds on
 CLOSED = {"Route 1": None, "Route 4": "Route 1"}
 CLOSED["Route 2"] = "Route 1"                      # training runs route 1's forward pass
-CHECKS = re.compile(r"\b(as_logits|as_history|check_option|positive_int|_as_ids|_as_mask|isinstance)\b")
+CLOSED.update({"Route 3": None, "Route 5": "Route 1"})   # beam search; what generate runs
+CHECKS = re.compile(r"(as_logits|as_history|check_option|positive_int|_?as_ids|_?as_mask|isinstance)")
 
 
 def find(path, qualname):

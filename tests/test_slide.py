@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import npgpt
 from npgpt._decoder import Decoder
 from npgpt.cli import build_parser
-from npgpt.generate import GenerationConfig, generate, stream
+from npgpt.generation import GenerationConfig, generate, stream
 
 
 def rotary_model(num_layers=1, context_length=6, vocab_size=11, num_kv_heads=None, seed=0,

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import npgpt
 from npgpt import sampling, speculative
-from npgpt.generate import generate
+from npgpt.generation import generate
 
 from helpers import FIXTURES, skip_without
 

@@ -249,3 +249,80 @@ def test_weight_decay_takes_exactly_the_matrices_the_layers_name(changes):
     matrices = [name for name, shape in shapes.items() if len(shape) == 2]
     assert decayed_parameters(shapes) == [n for n in matrices if n not in (TOKEN_TABLE, POSITION_TABLE)]
     assert decayed_parameters(shapes, decay_embeddings=True) == matrices
+
+
+# ------------------------------------------------------------------- the decoding layer
+DECODING = ("npgpt.decoding", "npgpt._run", "npgpt.greedy", "npgpt.generation", "npgpt.generate",
+            "npgpt.beam_search", "npgpt.speculative", "npgpt.sampling", "npgpt.processors",
+            "npgpt._checks", "npgpt._decoder", "npgpt._fast_sampling", "npgpt.chat.session")
+
+
+def _structure():
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import structure
+    return structure
+
+
+def test_the_decoding_modules_are_in_no_import_cycle_and_share_no_private_name():
+    structure = _structure()
+    edges, private = structure.import_graph()
+    cycles = [c for c in structure.cycles(edges) if set(c) & set(DECODING)]
+    assert not cycles, cycles
+    crossing = [p for p in private if p[0] in DECODING or p[1] in DECODING]
+    assert not crossing, crossing
+
+
+def test_the_decoding_modules_and_their_functions_are_short():
+    structure = _structure()
+    paths = {structure.modules()[m] for m in DECODING}
+    assert not [m for m in structure.long_modules() if m[0] in paths]
+    assert not [f for f in structure.long_functions() if f[0] in paths]
+
+
+def test_the_strategies_build_on_the_core_and_generate_dispatches():
+    edges, _ = _structure().import_graph()
+    for strategy in ("npgpt.greedy", "npgpt.beam_search", "npgpt.speculative"):
+        assert "npgpt._run" in edges[strategy], strategy
+        assert "npgpt.generation" not in edges[strategy], strategy
+    assert {"npgpt.greedy", "npgpt.beam_search", "npgpt.speculative"} <= edges["npgpt.generation"]
+    assert not edges["npgpt.decoding"] & set(DECODING) - {"npgpt._checks", "npgpt._decoder"}
+    assert not edges["npgpt._checks"] & set(DECODING)      # the rules import no decoding module
+
+
+def test_the_token_id_rules_are_functions_of_checks_named_in_code_not_in_strings():
+    from npgpt import _checks
+    assert _checks.RULES["logit_bias"] is _checks.bias_dict
+    source = open(_checks.__file__, encoding="utf-8").read()
+    assert "importlib.import_module(\".generate\"" not in source and "\"_logit_bias\"" not in source
+    with pytest.raises(ValueError, match="suppress_tokens must be an int or a list of ints"):
+        _checks.check_option("suppress_tokens", "a")
+
+
+def test_generate_runs_the_processor_chain_of_sampling_process(monkeypatch):
+    from npgpt.processors import Processors
+    calls = []
+    chain = Processors.__call__
+
+    def recorded(self, *args, **kwargs):
+        calls.append(self.o)
+        return chain(self, *args, **kwargs)
+
+    monkeypatch.setattr(Processors, "__call__", recorded)
+    options = dict(repetition_penalty=1.3, suppress_tokens=[0])
+    npgpt.sampling.process(np.zeros(10), [1, 2], **options)
+    npgpt.generate(npgpt.GPT(config(), seed=0), [1, 2], max_new_tokens=2, num_beams=2, **options)
+    npgpt.generate(npgpt.GPT(config(), seed=0), [1, 2], max_new_tokens=2, **options)
+    assert len(calls) == 5 and all(o.repetition_penalty == 1.3 for o in calls)
+
+
+def test_generate_is_a_function_and_the_old_decoding_import_paths_still_work():
+    from npgpt import beam_search, generation, processors, sampling, speculative
+    from npgpt.generate import GenerateOutput, GenerationConfig, generate, stream
+    from npgpt.decoding import GenerationConfig as config_class
+    assert (generate, stream, GenerationConfig, GenerateOutput) == (
+        npgpt.generate, npgpt.stream, npgpt.GenerationConfig, npgpt.GenerateOutput)
+    assert generate is generation.generate and GenerationConfig is config_class
+    assert not hasattr(npgpt.generate, "stream")            # no attributes pinned on the function
+    assert callable(beam_search.beam_search) and callable(speculative.speculative_steps)
+    assert sampling.repetition_penalty is processors.repetition_penalty
+    assert "suppress_tokens" in sampling.SAMPLING_OPTIONS

@@ -16,6 +16,8 @@ keeps everything and ``dropped_turns`` says how many are out of view.
 
 import time
 
+from ..decoding import GenerationConfig
+from ..generation import stream
 from .template import Template, TemplateError
 
 __all__ = ["Chat", "apply_chat_template", "special_token_strings", "end_of_turn_ids"]
@@ -153,7 +155,6 @@ class Chat:
     """
 
     def __init__(self, model, system=None, *, chat_template=None, **generation_options):
-        from ..generate import GenerationConfig
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("Chat needs model.tokenizer (a model loaded with its tokenizer)")
@@ -177,7 +178,8 @@ class Chat:
     def reset(self):
         """Forget the conversation (the system message stays) and the cache.
 
-        >>> chat = Chat(_example_model(), system="be brief", max_new_tokens=2)
+        >>> import npgpt
+        >>> chat = Chat(_example_model(npgpt), system="be brief", max_new_tokens=2)
         >>> _ = chat.send("ab"); chat.reset(); chat.messages
         [{'role': 'system', 'content': 'be brief'}]
         """
@@ -188,7 +190,8 @@ class Chat:
     def send(self, text):
         """Answer ``text``: the whole answer as a str.
 
-        >>> chat = Chat(_example_model(), max_new_tokens=4)
+        >>> import npgpt
+        >>> chat = Chat(_example_model(npgpt), max_new_tokens=4)
         >>> len(chat.send("ab")), chat.turns[0]["new_tokens"]
         (4, 4)
         """
@@ -197,11 +200,11 @@ class Chat:
     def stream(self, text):
         """Answer ``text``, yielding the answer's text piece by piece as tokens are chosen.
 
-        >>> chat = Chat(_example_model(), max_new_tokens=3)
+        >>> import npgpt
+        >>> chat = Chat(_example_model(npgpt), max_new_tokens=3)
         >>> len(list(chat.stream("ab"))) >= 1, chat.messages[-1]["role"]
         (True, 'assistant')
         """
-        from ..generate import stream
         if not isinstance(text, str):
             raise ValueError(f"a message must be a str, got {text!r:.80}")
         started = time.perf_counter()
@@ -288,9 +291,9 @@ class Chat:
         return eos is not None and token in (eos if isinstance(eos, (list, tuple)) else (eos,))
 
 
-def _example_model():
-    """A tiny rotary model with a character tokenizer and a template, for the examples."""
-    import npgpt
+def _example_model(npgpt):
+    """A tiny rotary model with a character tokenizer and a template, for the examples, made
+    with the package they imported (this module cannot import it: the package imports this)."""
     model = npgpt.GPT(npgpt.GPTConfig(vocab_size=17, context_length=64, d_model=16, num_heads=2,
                                       num_layers=1, positions="rope", norm="rmsnorm"), seed=0)
     model.tokenizer = npgpt.CharTokenizer.from_text("<>:abusertnimfyo ")

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 import npgpt
 from npgpt import sampling
 from npgpt.beam_search import beam_search
-from npgpt.generate import GenerationConfig, _Run, generate
+from npgpt._run import Run
+from npgpt.generation import GenerationConfig, generate
 
 from helpers import assert_greedy_up_to_rounding
 
@@ -38,7 +39,7 @@ def test_beam_search_with_one_beam_equals_greedy(seed, prompt, n):
     assert generate(model, prompt, max_new_tokens=n, num_beams=1).sequences.tolist() == \
         generate(model, prompt, max_new_tokens=n).sequences.tolist()
     # and through the beam-search code itself (generate() sends num_beams=1 to greedy)
-    beam = beam_search(_Run(model, prompt, None, GenerationConfig(max_new_tokens=n), None))
+    beam = beam_search(Run(model, prompt, None, GenerationConfig(max_new_tokens=n), None))
     assert beam.sequences.tolist() == generate(model, prompt, max_new_tokens=n).sequences.tolist()
 
 

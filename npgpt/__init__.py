@@ -14,8 +14,7 @@ NumPy is the only dependency.
 from ._memory import tune_malloc
 from .chat import Chat
 from .config import GPTConfig
-from . import generate  # noqa: F401  the old module path, loaded first (see npgpt/generate.py)
-from .generation import GenerateOutput, GenerationConfig, generate, stream  # noqa: F811
+from .generation import GenerateOutput, GenerationConfig, generate, stream
 from .io import CheckpointError, load, save_gguf
 from .model import GPT, KVCache, gpt_forward
 from .threads import get_num_threads, set_num_threads

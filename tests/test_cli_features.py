@@ -23,7 +23,7 @@ from test_cli_hardening import assert_one_line_error
 
 TIMEOUT = 120
 BUNDLED = "shakespeare-char"
-generate_module = importlib.import_module("npgpt.generate")     # npgpt.generate is the function
+generate_module = importlib.import_module("npgpt.generation")   # npgpt.generate is the function
 SUMMARY = re.compile(r"^(\d[\d,]*) tokens(.*?) in (\d+\.\d\d) s \((([\d,]+\.\d) tokens/s, )?\d+ threads?\)(.*)$")
 SEED = re.compile(r"^seed: (\d+) \(pass --seed (\d+) to repeat this sample\)$")
 

@@ -19,7 +19,7 @@ from helpers import has_module
 from test_cli import model_path, run  # noqa: F401 - the tiny saved model, the in-process runner
 
 TIMEOUT = 120
-generate_module = importlib.import_module("npgpt.generate")     # npgpt.generate is the function
+generate_module = importlib.import_module("npgpt.generation")   # npgpt.generate is the function
 
 
 def assert_one_line_error(code, out, err, *needles):
@@ -268,7 +268,7 @@ def test_ctrl_c_while_generating_exits_130_quietly():
     (["inspect", "--prompt", "ROMEO:"], "npgpt.viz", "strategy_report"),
     (["plot", "embeddings", "--png", "e.png"], "npgpt.viz", "plot_embeddings"),
     (["bench", "--repeats", "1"], "npgpt.bench", "run"),
-    (["generate", "--max-new-tokens", "3", "--num-beams", "2"], "npgpt.generate", "generate"),
+    (["generate", "--max-new-tokens", "3", "--num-beams", "2"], "npgpt.generation", "generate"),
 ])
 def test_ctrl_c_in_each_command_exits_130_quietly(capsys, monkeypatch, tmp_path, model_path, argv,
                                                   module, function):

@@ -252,7 +252,7 @@ def test_weight_decay_takes_exactly_the_matrices_the_layers_name(changes):
 
 
 # ------------------------------------------------------------------- the decoding layer
-DECODING = ("npgpt.decoding", "npgpt._run", "npgpt.greedy", "npgpt.generation", "npgpt.generate",
+DECODING = ("npgpt.decoding", "npgpt._run", "npgpt.greedy", "npgpt.generation",
             "npgpt.beam_search", "npgpt.speculative", "npgpt.sampling", "npgpt.processors",
             "npgpt._checks", "npgpt._decoder", "npgpt._fast_sampling", "npgpt.chat.session")
 
@@ -315,9 +315,9 @@ def test_generate_runs_the_processor_chain_of_sampling_process(monkeypatch):
     assert len(calls) == 5 and all(o.repetition_penalty == 1.3 for o in calls)
 
 
-def test_generate_is_a_function_and_the_old_decoding_import_paths_still_work():
+def test_generate_is_a_function_and_the_decoding_import_paths_work():
     from npgpt import beam_search, generation, processors, sampling, speculative
-    from npgpt.generate import GenerateOutput, GenerationConfig, generate, stream
+    from npgpt import GenerateOutput, GenerationConfig, generate, stream
     from npgpt.decoding import GenerationConfig as config_class
     assert (generate, stream, GenerationConfig, GenerateOutput) == (
         npgpt.generate, npgpt.stream, npgpt.GenerationConfig, npgpt.GenerateOutput)
@@ -326,3 +326,4 @@ def test_generate_is_a_function_and_the_old_decoding_import_paths_still_work():
     assert callable(beam_search.beam_search) and callable(speculative.speculative_steps)
     assert sampling.repetition_penalty is processors.repetition_penalty
     assert "suppress_tokens" in sampling.SAMPLING_OPTIONS
+    assert "npgpt.generate" not in _structure().modules()     # no module named like the function

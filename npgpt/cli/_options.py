@@ -87,7 +87,7 @@ def _decoding_options(args) -> dict:
 def generation_config(args, model):
     """The run's GenerationConfig, every option checked (those that depend on the model too)
     before anything is printed."""
-    from ..generate import GenerationConfig
+    from ..decoding import GenerationConfig
 
     try:
         config = GenerationConfig(**_decoding_options(args), logit_bias=_logit_bias(args.logit_bias, model))

@@ -38,7 +38,7 @@ def _one_sequence(model, prompt, config, prompt_text: str, notes: "_Notes") -> i
     """Print the prompt, then each new token as it is chosen: ``stream()``'s tokens, or with
     --draft the tokens generate()'s callback reports (speculative decoding is generate's) and
     then the rest of the final sequence."""
-    from ..generate import generate, stream
+    from ..generation import generate, stream
 
     text = _Text(_Continuation(model.tokenizer, prompt), prompt_text)
 
@@ -63,7 +63,7 @@ def _many_sequences(model, prompt, config, prompt_text: str, seed_line) -> int:
     """Beam search's candidates, or several samples, printed once the run is over. Meanwhile:
     on a terminal, beam search shows its best running beam in place (:func:`_beams_in_place`);
     otherwise a terminal's stderr shows a token counter."""
-    from ..generate import generate
+    from ..generation import generate
 
     K, n = config.num_beams, config.num_return_sequences
     in_place = K > 1 and is_terminal(sys.stdout)
@@ -100,7 +100,7 @@ def _acceptance(result, config) -> str:
 def _beams_in_place(model, prompt, config, prompt_text: str, notes: "_Notes"):
     """The GenerateOutput of a beam search whose best running beam (``stream()``'s yields) is
     shown on stdout's line as it changes, then rubbed out."""
-    from ..generate import stream
+    from ..generation import stream
 
     line = _LiveLine(sys.stdout, f"best of {config.num_beams} beams: ")
     after_prompt = _Continuation(model.tokenizer, prompt)

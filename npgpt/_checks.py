@@ -9,12 +9,12 @@ runs) and by ``GenerationConfig``. Errors are ValueErrors naming the option and 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import numbers
 
 import numpy as np
 
+from ._repr import short_repr
 from .config import positive_int
 
 
@@ -34,8 +34,7 @@ def shown(value, limit=80) -> str:
         if bits > 256:
             return f"<int of {bits} bits>"
     if isinstance(value, (list, tuple, dict)):          # (its ints may be huge too)
-        errors = importlib.import_module(".io.errors", __package__)
-        return errors.short_repr(_plain(value), limit)
+        return short_repr(_plain(value), limit)
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import GPTConfig, positive_int
-from .kv_cache import (KVCache, _check_positions, _LayerKV, positions_and_mask,  # noqa: F401
+from .kv_cache import (KVCache, positions_and_mask,  # noqa: F401
                        positions_of_real_tokens)
 from .nn.attention import causal_bias, causal_mask  # noqa: F401
 from .nn.block import block_backward, block_forward, block_parts

@@ -50,10 +50,11 @@ One file per idea; read them in this order:
 Only the standard library is used (``re``, ``unicodedata``, ``json``, ``base64``, ``heapq``).
 """
 
-from .base import load_tokenizer, tokenizer_from_dict, tokenizer_to_dict
+from .base import tokenizer_from_dict, tokenizer_to_dict
 from .bpe import GPT2_SPECIAL_TOKENS, BPETokenizer, bytes_to_unicode
 from .gguf import tokenizer_from_gguf
 from .hf import HFTokenizer, load_tokenizer_json
+from .load import load_tokenizer
 from .sentencepiece import SentencePieceTokenizer
 from .patterns import GPT2_PATTERN, PATTERNS, gpt2_pattern, gpt2_split, register_pattern
 from .simple import CharTokenizer, WordTokenizer

@@ -55,7 +55,7 @@ import copy
 import importlib
 
 from ..io.errors import short_repr
-from .bpe import bytes_to_unicode
+from .byte_level import bytes_to_unicode
 from .hf import HFTokenizer
 from .patterns import GPT2_PATTERN, LLAMA3_PATTERN, LLAMACPP_PUNCTUATION, QWEN2_PATTERN, \
     THREE_DIGITS

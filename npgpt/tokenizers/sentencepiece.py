@@ -62,7 +62,7 @@ import struct
 
 from ..io.errors import CheckpointError, short_repr
 from ..io.files import open_regular
-from .base import _as_id_list, _check_text, _check_type, _field, _raise_bad_ids, _Tokenizer
+from .base import as_id_list, check_text, check_type, dict_field, raise_bad_ids, Tokenizer
 
 # Piece types, numbered as in sentencepiece_model.proto (and GGUF's token_type).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -468,7 +468,7 @@ def _example():
     return SentencePieceTokenizer(pieces + words, scores, types + [NORMAL] * len(words))
 
 
-class SentencePieceTokenizer(_Tokenizer):
+class SentencePieceTokenizer(Tokenizer):
     """SentencePiece BPE with byte fallback (see the module docstring for the rules).
 
     Parameters
@@ -623,7 +623,7 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> _example().normalize("hello world")
         '▁hello▁world'
         """
-        _check_text(text)
+        check_text(text)
         return normalize(text, self.add_dummy_prefix, self.remove_extra_whitespaces,
                          self.escape_whitespaces)
 
@@ -706,10 +706,10 @@ class SentencePieceTokenizer(_Tokenizer):
     # -- decode --------------------------------------------------------------------------
 
     def _checked_ids(self, ids):
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         n = len(self._pieces)
         if any(not 0 <= i < n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
+            raise_bad_ids(ids, lambda i: 0 <= i < n, n)
         return ids
 
     def decode(self, ids):
@@ -1066,13 +1066,13 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> SentencePieceTokenizer.from_dict(d).encode("aab")
         [1, 1, 0]
         """
-        _check_type(d, cls.type_name)
+        check_type(d, cls.type_name)
         known = set(_DICT_KEYS)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"a 'sentencepiece' tokenizer dict has no key(s) "
                              f"{short_repr(unknown)}")
-        lists = [_field(d, key, (list,)) for key in ("pieces", "scores", "types")]
+        lists = [dict_field(d, key, (list,)) for key in ("pieces", "scores", "types")]
         options = {key: d[key] for key in known - {"type", "pieces", "scores", "types"}
                    if key in d}
         return cls(*lists, **options)

@@ -8,7 +8,8 @@ NumPy integer array (NumPy itself is not imported: an array is recognised by its
 - :func:`tokenizer_from_dict` -- rebuild any tokenizer from its ``to_dict()`` (the
   ``"type"`` key picks the class, from :data:`TOKENIZER_TYPES`); that is how tokenizers
   travel inside npgpt checkpoints; :func:`read_tokenizer_json` reads one from the file
-  ``tok.save`` wrote (:func:`~.load.load_tokenizer` reads every tokenizer file). :func:`tokenizer_to_dict` adds the attributes every tokenizer may
+  ``tok.save`` wrote (:func:`~.load.load_tokenizer` reads every tokenizer file).
+  :func:`tokenizer_to_dict` adds the attributes every tokenizer may
   carry (:data:`EXTRAS`: ``chat_template``, ``bos_token_id``, ``eos_token_id``).
 - helpers that turn bad input into a ``ValueError`` naming it: lone surrogates (with their
   position), ids out of range (all of them), unknown words or characters (all of them).
@@ -33,7 +34,15 @@ _REQUIRED = object()
 
 
 def check_text(text, what="text"):
-    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate."""
+    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate.
+
+    >>> check_text("né")
+    b'n\\xc3\\xa9'
+    >>> check_text("a\\ud800")                 # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: text contains a lone surrogate U+D800 at position 1; such a string ...
+    """
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a str, got {type(text).__name__}")
     try:
@@ -46,7 +55,15 @@ def check_text(text, what="text"):
 
 
 def as_id_list(ids):
-    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise)."""
+    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise).
+
+    >>> as_id_list(np.array([3, 1])), as_id_list((2, np.int64(5)))
+    ([3, 1], [2, 5])
+    >>> as_id_list([1.0])
+    Traceback (most recent call last):
+        ...
+    ValueError: ids must be integers, got 1.0
+    """
     if hasattr(ids, "ndim"):                       # NumPy array (or array-like with ndim)
         if ids.ndim != 1:
             raise ValueError(f"ids must be 1-D, got an array of shape {tuple(ids.shape)}")
@@ -63,7 +80,13 @@ def as_id_list(ids):
 
 
 def raise_bad_ids(ids, is_valid, vocab_size):
-    """ValueError listing every id of ``ids`` for which ``is_valid(id)`` is false."""
+    """ValueError listing every id of ``ids`` for which ``is_valid(id)`` is false.
+
+    >>> raise_bad_ids([1, 7, 9, 7], lambda i: i < 5, vocab_size=5)
+    Traceback (most recent call last):
+        ...
+    ValueError: token ids out of range for a vocabulary of size 5: 7, 9
+    """
     bad = sorted({i for i in ids if not is_valid(i)})
     shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
     raise ValueError(f"token ids out of range for a vocabulary of size {vocab_size}: {shown}")
@@ -86,14 +109,29 @@ def _short(text, limit=40):
 
 
 def check_type(d, expected):
-    """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``)."""
+    """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``).
+
+    >>> check_type({"type": "char", "chars": "ab"}, "char")
+    >>> check_type({"type": "word"}, "char")
+    Traceback (most recent call last):
+        ...
+    ValueError: expected a tokenizer dict of type 'char', got 'word'
+    """
     if not isinstance(d, dict) or d.get("type") != expected:
         got = short_repr(d.get("type")) if isinstance(d, dict) else repr(type(d).__name__)
         raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got}")
 
 
 def checked_id(value, what):
-    """``value`` as a token id: an integer (not a bool, not a float) in [0, MAX_TOKEN_ID]."""
+    """``value`` as a token id: an integer (not a bool, not a float) in [0, MAX_TOKEN_ID].
+
+    >>> checked_id(np.int32(7), "an id")
+    7
+    >>> checked_id(True, "the id of 'a'")
+    Traceback (most recent call last):
+        ...
+    ValueError: the id of 'a' must be an integer id in [0, 2147483647], got True
+    """
     if type(value) is int and 0 <= value <= MAX_TOKEN_ID:        # the common case, fast
         return value
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
@@ -105,7 +143,16 @@ def checked_id(value, what):
 
 def dict_field(d, key, kinds, default=_REQUIRED):
     """``d[key]`` if it is one of ``kinds`` (types), else a ValueError naming the key; a
-    missing key gives ``default``, or a ValueError when there is none."""
+    missing key gives ``default``, or a ValueError when there is none.
+
+    >>> d = {"type": "word", "vocabulary": ["a"], "unk_token": 3}
+    >>> dict_field(d, "vocabulary", (list,)), dict_field(d, "lowercase", (bool,), False)
+    (['a'], False)
+    >>> dict_field(d, "unk_token", (str, type(None)))
+    Traceback (most recent call last):
+        ...
+    ValueError: the tokenizer's 'unk_token' must be str or null, got 3
+    """
     if key not in d:
         if default is _REQUIRED:
             raise ValueError(f"a {d.get('type')!r} tokenizer dict needs a {key!r} key")
@@ -135,6 +182,11 @@ class Tokenizer:
     Jinja source of a model's chat format), ``bos_token_id`` and ``eos_token_id`` -- None
     unless the file it came from says (a GGUF file, a Hugging Face folder); they travel
     with it through :func:`tokenizer_to_dict` and :func:`tokenizer_from_dict`.
+
+    >>> from npgpt.tokenizers import CharTokenizer
+    >>> tok = CharTokenizer.from_text("abc")
+    >>> isinstance(tok, Tokenizer), len(tok), TOKENIZER_TYPES["char"] is CharTokenizer
+    (True, 3, True)
     """
 
     type_name = None
@@ -153,19 +205,44 @@ class Tokenizer:
     def apply_chat_template(self, conversation, add_generation_prompt=False, tokenize=True, **kwargs):
         """``conversation`` (a list of ``{"role", "content"}`` dicts) rendered with the model's
         chat template: token ids, or the text with ``tokenize=False`` (transformers' method of
-        the same name; see :func:`~.chat_template.apply_chat_template`)."""
+        the same name; see :func:`~.chat_template.apply_chat_template`).
+
+        >>> from npgpt.tokenizers import CharTokenizer
+        >>> tok = CharTokenizer.from_text("<>:abersu")
+        >>> tok.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}{% endfor %}"
+        >>> tok.apply_chat_template([{"role": "user", "content": "ab"}], tokenize=False)
+        '<user>:ab'
+        >>> tok.decode(tok.apply_chat_template([{"role": "user", "content": "ab"}]))
+        '<user>:ab'
+        """
         from .chat_template import apply_chat_template
         return apply_chat_template(self, conversation, add_generation_prompt=add_generation_prompt,
                                    tokenize=tokenize, **kwargs)
 
     def save(self, path):
-        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically."""
+        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically.
+
+        >>> from npgpt.tokenizers import CharTokenizer
+        >>> CharTokenizer.from_text("abc").save("chars.json")
+        >>> open("chars.json", encoding="utf-8").read()
+        '{"type": "char", "chars": "abc"}'
+        """
         text = json.dumps(tokenizer_to_dict(self), ensure_ascii=False)
         atomic_write(path, text.encode("utf-8"))
 
     @classmethod
     def load(cls, path):
-        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class)."""
+        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class).
+
+        >>> from npgpt.tokenizers import CharTokenizer, WordTokenizer
+        >>> CharTokenizer.from_text("abc").save("chars.json")
+        >>> CharTokenizer.load("chars.json").encode("cab")
+        [2, 0, 1]
+        >>> WordTokenizer.load("chars.json")
+        Traceback (most recent call last):
+            ...
+        ValueError: chars.json holds a CharTokenizer, not a WordTokenizer
+        """
         tok = read_tokenizer_json(path)
         if not isinstance(tok, cls):
             raise ValueError(f"{path} holds a {type(tok).__name__}, not a {cls.__name__}")
@@ -203,7 +280,7 @@ def tokenizer_to_dict(tok):
     return d
 
 
-def pop_extras(d):
+def _pop_extras(d):
     """(``d`` without the :data:`EXTRAS`, their checked values)."""
     extras = {}
     for name, kinds in EXTRAS.items():
@@ -240,7 +317,7 @@ def tokenizer_from_dict(d):
     if not isinstance(d["type"], str) or d["type"] not in types:
         raise ValueError(f"unknown tokenizer type {short_repr(d['type'])}; expected one of "
                          f"{sorted(types)}")
-    d, extras = pop_extras(d)
+    d, extras = _pop_extras(d)
     tok = types[d["type"]].from_dict(d)
     for name, value in extras.items():
         if value is not None:
@@ -250,7 +327,13 @@ def tokenizer_from_dict(d):
 
 def read_tokenizer_json(path):
     """The tokenizer in the JSON file ``path`` (written by ``tok.save``); a ValueError naming
-    the file otherwise."""
+    the file otherwise.
+
+    >>> from npgpt.tokenizers import WordTokenizer
+    >>> WordTokenizer(["hi", "there"]).save("words.json")
+    >>> read_tokenizer_json("words.json").encode("there hi")
+    [1, 0]
+    """
     d = read_json(path)
     try:
         return tokenizer_from_dict(d)
@@ -259,7 +342,15 @@ def read_tokenizer_json(path):
 
 
 def read_json(path):
-    """The JSON value in the regular file ``path``, or a ValueError naming the file."""
+    """The JSON value in the regular file ``path``, or a ValueError naming the file.
+
+    >>> with open("x.json", "w") as f:
+    ...     _ = f.write('{"a": 1, "a": 2}')
+    >>> read_json("x.json")                       # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: x.json: not valid UTF-8 JSON: ...
+    """
     with open_regular(path) as f:
         raw = f.read()
     try:

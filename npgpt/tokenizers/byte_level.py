@@ -49,7 +49,15 @@ def bytes_to_unicode():
 
 
 def check_gpt2_vocab(vocab, path):
-    """``vocab`` (token -> id, read from ``path``) if every id is valid and used once."""
+    """``vocab`` (token -> id, read from ``path``) if every id is valid and used once.
+
+    >>> check_gpt2_vocab({"a": 0, "b": 1}, "vocab.json")
+    {'a': 0, 'b': 1}
+    >>> check_gpt2_vocab({"a": 0, "b": 0}, "vocab.json")
+    Traceback (most recent call last):
+        ...
+    ValueError: vocab.json: tokens 'a' and 'b' share the id 0
+    """
     if not isinstance(vocab, dict):
         raise ValueError(f"{path}: must hold a JSON object token -> id, got "
                          f"{short_repr(vocab)}")
@@ -65,7 +73,13 @@ def check_gpt2_vocab(vocab, path):
 
 
 def read_gpt2_merges(path, vocab, vocab_path):
-    """(merges, merge_ids) of GPT-2's ``merges.txt`` at ``path``, spelled against ``vocab``."""
+    """(merges, merge_ids) of GPT-2's ``merges.txt`` at ``path``, spelled against ``vocab``.
+
+    >>> with open("merges.txt", "w", encoding="utf-8") as f:
+    ...     _ = f.write("#version: 0.2\\na b\\nab c\\n")
+    >>> read_gpt2_merges("merges.txt", {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4}, "vocab.json")
+    ([(0, 1), (3, 2)], [3, 4])
+    """
     with open_regular(path) as f:
         data = f.read()
     try:

@@ -32,6 +32,17 @@ def read_added_tokens(entries, model, where="added_tokens"):
     Their ids must be those the library gives them on loading: the vocabulary's id for a
     token already in it, otherwise the next free id after the vocabulary (the library warns
     and renumbers when the file says otherwise; npgpt refuses).
+
+    >>> from npgpt.tokenizers.hf_model import BPEModel
+    >>> model = BPEModel({"type": "BPE", "vocab": {"a": 0}, "merges": []})
+    >>> entry = {"id": 1, "content": "<|end|>", "single_word": False, "lstrip": False,
+    ...          "rstrip": False, "normalized": False, "special": True}
+    >>> [t["content"] for t in read_added_tokens([entry], model)]
+    ['<|end|>']
+    >>> read_added_tokens([{**entry, "id": 5}], model)    # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: added_tokens[0]: '<|end|>' has id 5, but the tokenizers ...
     """
     out, seen, top = [], {}, None            # top: the largest id of the tokens so far
     for k, e in enumerate(entries):
@@ -70,7 +81,13 @@ def read_added_tokens(entries, model, where="added_tokens"):
 def added_matcher(tokens, pattern_of):
     """(:class:`~.longest_match.LongestMatcher`, pattern -> token): leftmost matches, the
     longest where several start at the same place (the library's Aho-Corasick
-    ``LeftmostLongest``)."""
+    ``LeftmostLongest``).
+
+    >>> tokens = [{"content": "<a>"}, {"content": "<ab>"}]
+    >>> automaton, by_pattern = added_matcher(tokens, lambda t: t["content"])
+    >>> list(automaton.find_iter("x<ab><a>")), sorted(by_pattern)
+    ([(1, 5, '<ab>'), (5, 8, '<a>')], ['<a>', '<ab>'])
+    """
     by_pattern = {}
     for t in tokens:
         pattern = pattern_of(t)

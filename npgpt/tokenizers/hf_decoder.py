@@ -32,12 +32,20 @@ _BYTE_TOKEN = re.compile(r"<0x\+?[0-9A-Fa-f]{1,2}>\Z")
 
 
 def read_decoder(spec, where="decoder"):
-    """The decoder of ``spec`` as a flat list of steps ``(kind, parameters...)``."""
+    """The decoder of ``spec`` as a flat list of steps ``(kind, parameters...)``.
+
+    >>> read_decoder({"type": "Sequence", "decoders": [
+    ...     {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+    ...     {"type": "ByteFallback"}, {"type": "Fuse"},
+    ...     {"type": "Strip", "content": " ", "start": 1, "stop": 0}]})
+    [('Replace', '▁', ' '), ('ByteFallback',), ('Fuse',), ('Strip', ' ', 1, 0)]
+    """
     if spec is None:
         return None
     kind = spec_kind(spec, where, _DECODERS)
     if kind == "Sequence":
-        return [s for part, at in sequence_parts(spec, "decoders", where) for s in read_decoder(part, at)]
+        return [s for part, at in sequence_parts(spec, "decoders", where)
+                for s in read_decoder(part, at)]
     if kind == "Replace":
         return [(kind, string_pattern(spec, where),
                  spec_field(spec, "content", (str,), where, required=True))]
@@ -88,6 +96,15 @@ def run_decoder(steps, tokens, inside=False):
     With ``inside=True`` the pieces are read as if inside a longer text -- ``Strip`` and
     Metaspace's first-piece rule do nothing -- and bytes stay bytes (no U+FFFD): that is
     :meth:`HFTokenizer.token_bytes`. No decoder: the pieces joined with spaces.
+
+    >>> steps = read_decoder({"type": "Sequence", "decoders": [
+    ...     {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+    ...     {"type": "ByteFallback"}, {"type": "Fuse"},
+    ...     {"type": "Strip", "content": " ", "start": 1, "stop": 0}]})
+    >>> run_decoder(steps, ["▁H", "i", "<0xC3>", "<0xA9>", "▁there"])
+    'Hié there'
+    >>> run_decoder(steps, ["▁H", "<0xC3>"], inside=True)
+    b' H\\xc3'
     """
     if steps is None:
         if inside:

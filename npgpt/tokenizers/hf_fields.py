@@ -11,7 +11,16 @@ from ..io.errors import CheckpointError, short_repr
 
 
 def spec_field(spec, key, kinds, where, default=None, required=False):
-    """``spec[key]`` if it is one of ``kinds``; a missing key gives ``default``."""
+    """``spec[key]`` if it is one of ``kinds``; a missing key gives ``default``.
+
+    >>> spec = {"type": "Digits", "individual_digits": "yes"}
+    >>> spec_field(spec, "type", (str,), "pre_tokenizer"), spec_field(spec, "x", (int,), "x", 0)
+    ('Digits', 0)
+    >>> spec_field(spec, "individual_digits", (bool,), "pre_tokenizer")
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: pre_tokenizer.individual_digits must be bool, got 'yes'
+    """
     if key not in spec:
         if required:
             raise CheckpointError(f"{where} needs a {key!r} field")
@@ -28,7 +37,15 @@ def spec_field(spec, key, kinds, where, default=None, required=False):
 
 
 def count_field(spec, key, where):
-    """A non-negative integer field (not a bool), required."""
+    """A non-negative integer field (not a bool), required.
+
+    >>> count_field({"start": 1}, "start", "decoder"), count_field({"start": 0}, "start", "decoder")
+    (1, 0)
+    >>> count_field({"start": -1}, "start", "decoder")
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: decoder.start must be >= 0, got -1
+    """
     value = spec_field(spec, key, (int,), where, required=True)
     if value < 0:
         raise CheckpointError(f"{where}.{key} must be >= 0, got {value}")
@@ -39,6 +56,13 @@ def spec_kind(spec, where, allowed_keys):
     """``spec["type"]``, after checking that ``spec`` is an object with no unknown field.
 
     An unknown field is refused rather than ignored: it might change the ids.
+
+    >>> spec_kind({"type": "NFC"}, "normalizer", {"NFC": (), "Prepend": ("prepend",)})
+    'NFC'
+    >>> spec_kind({"type": "NFC", "form": 1}, "normalizer", {"NFC": ()})
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: normalizer (NFC): unknown field(s) ['form']
     """
     if not isinstance(spec, dict):
         raise CheckpointError(f"{where} must be an object, got {short_repr(spec)}")
@@ -60,6 +84,9 @@ def sequence_parts(spec, key, where):
 
     (A null member is refused here: only a whole normalizer, pre-tokenizer, post-processor
     or decoder may be null.)
+
+    >>> sequence_parts({"normalizers": [{"type": "NFC"}]}, "normalizers", "normalizer")
+    [({'type': 'NFC'}, 'normalizer.normalizers[0]')]
     """
     out = []
     for i, part in enumerate(spec_field(spec, key, (list,), where, required=True)):
@@ -71,7 +98,15 @@ def sequence_parts(spec, key, where):
 
 
 def char_field(spec, key, where):
-    """A one-character field, required."""
+    """A one-character field, required.
+
+    >>> char_field({"replacement": "▁"}, "replacement", "decoder")
+    '▁'
+    >>> char_field({"replacement": "ab"}, "replacement", "decoder")
+    Traceback (most recent call last):
+        ...
+    npgpt.io.errors.CheckpointError: decoder.replacement must be one character, got 'ab'
+    """
     value = spec_field(spec, key, (str,), where, required=True)
     if len(value) != 1:
         raise CheckpointError(f"{where}.{key} must be one character, got {short_repr(value)}")
@@ -79,7 +114,11 @@ def char_field(spec, key, where):
 
 
 def string_pattern(spec, where):
-    """The plain string of ``{"String": s}``; a ``{"Regex": ...}`` is refused here."""
+    """The plain string of ``{"String": s}``; a ``{"Regex": ...}`` is refused here.
+
+    >>> string_pattern({"pattern": {"String": " "}}, "normalizer")
+    ' '
+    """
     pattern = spec_field(spec, "pattern", (dict,), where, required=True)
     if list(pattern) != ["String"] or not isinstance(pattern["String"], str) \
             or not pattern["String"]:

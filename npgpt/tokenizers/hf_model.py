@@ -83,6 +83,11 @@ class BPEModel:
        (consecutive ones fused into one with ``fuse_unk``), else nothing -- as in the
        library, which drops it silently;
     3. :func:`_merge_all` with ``merges`` (pair -> (rank, new id)), rank = line number.
+
+    >>> bpe = BPEModel({"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "<0x63>": 3},
+    ...                 "merges": ["a b"], "byte_fallback": True})
+    >>> bpe.tokenize("abc"), bpe.tokens[2]
+    ([2, 3], 'ab')
     """
 
     def __init__(self, spec, where="model"):

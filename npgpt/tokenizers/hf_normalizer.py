@@ -36,6 +36,14 @@ def read_normalizer(spec, where="normalizer"):
     - ``Replace(s, c)``: ``text.replace(s, c)`` (a plain string; a regex is refused);
     - ``NFC`` / ``NFD`` / ``NFKC`` / ``NFKD``: ``unicodedata.normalize``, in linear time
       (:func:`~.normalize.normalize`).
+
+    >>> steps = read_normalizer({"type": "Sequence", "normalizers": [
+    ...     {"type": "Prepend", "prepend": "▁"},
+    ...     {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]})
+    >>> [where for where, size, apply in steps]
+    ['normalizer.normalizers[0] (Prepend)', "normalizer.normalizers[1] (Replace ' ' -> '▁')"]
+    >>> run_normalizer(steps, "Hi there")
+    '▁Hi▁there'
     """
     if spec is None:
         return []

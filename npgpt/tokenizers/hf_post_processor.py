@@ -25,6 +25,10 @@ def read_post_processor(spec, known_id, where="post_processor"):
     ``special_tokens``. ``RobertaProcessing`` and ``BertProcessing`` put their ``cls``
     token before and their ``sep`` token after. ``ByteLevel`` only moves offsets. A
     ``Sequence`` applies each in turn, so a later one wraps the earlier ones.
+
+    >>> spec = {"type": "BertProcessing", "cls": ["[CLS]", 1], "sep": ["[SEP]", 2]}
+    >>> read_post_processor(spec, known_id=lambda i: i < 10)
+    ([1], [2])
     """
     if spec is None:
         return [], []

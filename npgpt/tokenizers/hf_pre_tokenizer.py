@@ -168,6 +168,13 @@ def read_pre_tokenizer(spec, where="pre_tokenizer"):
     - ``Metaspace(replacement, prepend_scheme, split)``: spaces -> ``replacement``, which
       is also put in front (``"always"``; ``"first"``: only at the start of the text);
       with ``split`` each ``replacement`` begins a new word.
+
+    >>> steps = read_pre_tokenizer({"type": "Digits", "individual_digits": True})
+    >>> pieces = [("ab12", True)]
+    >>> for step in steps:
+    ...     pieces = step(pieces)
+    >>> pieces
+    [('ab', True), ('1', False), ('2', False)]
     """
     if spec is None:
         return []
@@ -215,7 +222,13 @@ def _byte_level(add_prefix_space, use_regex):
 
 def read_metaspace(spec, where):
     """Metaspace's step (see :func:`read_pre_tokenizer`), with the library's reading of the
-    older ``add_prefix_space`` field: true means ``"always"`` unless a scheme is given."""
+    older ``add_prefix_space`` field: true means ``"always"`` unless a scheme is given.
+
+    >>> step, = read_metaspace({"replacement": "▁", "prepend_scheme": "first", "split": False},
+    ...                        "pre_tokenizer")
+    >>> step([("a b", True), ("c", False)])
+    [('▁a▁b', True), ('c', False)]
+    """
     replacement = char_field(spec, "replacement", where)
     legacy = spec_field(spec, "add_prefix_space", (bool,), where)
     scheme = spec_field(spec, "prepend_scheme", (str,), where, "always")

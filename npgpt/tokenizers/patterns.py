@@ -77,7 +77,11 @@ _COMPILED = {}      # any other regular expression -> its compiled re
 
 
 def class_string(ranges):
-    """[(lo, hi), ...] -> the body of a regex character class, with \\u/\\U escapes."""
+    """[(lo, hi), ...] -> the body of a regex character class, with \\u/\\U escapes.
+
+    >>> print(class_string([(0x41, 0x5A), (0x1F600, 0x1F600)]))
+    \\u0041-\\u005A\\U0001F600
+    """
     def esc(c):
         return f"\\u{c:04X}" if c <= 0xFFFF else f"\\U{c:08X}"
     return "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges)
@@ -266,7 +270,8 @@ def _punctuation_regex():
     [',', '...', '$+', '「', '」']
     """
     if "punctuation" not in _PATTERNS:
-        ranges = code_point_ranges(cp for cp in range(0x110000) if unicodedata.category(chr(cp))[0] == "P")
+        ranges = code_point_ranges(cp for cp in range(0x110000)
+                                   if unicodedata.category(chr(cp))[0] == "P")
         _PATTERNS["punctuation"] = re.compile(f"[{class_string(ranges)}\\$\\+<=>\\^~\\|]+")
     return _PATTERNS["punctuation"]
 
@@ -276,7 +281,15 @@ _REWRITTEN = {LLAMACPP_PUNCTUATION: _punctuation_regex}
 
 
 def compile_regex(regex):
-    """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups."""
+    """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups.
+
+    >>> compile_regex(r"\\d+|\\D+").findall("ab12")
+    ['ab', '12']
+    >>> compile_regex(r"(\\d)+")
+    Traceback (most recent call last):
+        ...
+    ValueError: pattern '(\\\\d)+' has capturing groups; use (?:...) so that findall returns whole pre-tokens
+    """
     if not isinstance(regex, str):
         raise TypeError(f"pattern must be a registered name or a regular-expression str, "
                         f"got {short_repr(regex)}")
@@ -297,7 +310,11 @@ def compile_regex(regex):
 
 def compile_pattern(pattern):
     """The pre-tokenizer of ``pattern`` (a registered name, or a regex given in code): a
-    function text -> list of pre-tokens. A name wins over a regex spelled the same."""
+    function text -> list of pre-tokens. A name wins over a regex spelled the same.
+
+    >>> compile_pattern("gpt2")("Hi there!"), compile_pattern("qwen2")("2024")
+    (['Hi', ' there', '!'], ['2', '0', '2', '4'])
+    """
     if pattern == "gpt2" or pattern == GPT2_PATTERN:
         return gpt2_split
     if not isinstance(pattern, str):

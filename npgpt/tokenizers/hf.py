@@ -1,32 +1,37 @@
 """Hugging Face ``tokenizer.json`` files (the ``tokenizers`` library's format), in pure Python.
 
-Shapes and types: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode`` returns
-a ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array. A *token string* is a
-token as the file spells it: byte-level files (GPT-2, Llama 3, Qwen2, SmolLM) spell bytes
-with :func:`~.bpe.bytes_to_unicode` (a space is ``"Ġ"``); SentencePiece-style files (Llama 2,
-TinyLlama, Mistral) write a space as ``"▁"`` and unknown bytes as ``"<0xNN>"``.
+Shapes and types: text is a ``str``; ids is a 1-D sequence of ints (T,) -- ``encode``
+returns a ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array. A *token string*
+is a token as the file spells it: byte-level files (GPT-2, Llama 3, Qwen2, SmolLM) spell
+bytes with :func:`~.byte_level.bytes_to_unicode` (a space is ``"Ġ"``); SentencePiece-style
+files (Llama 2, TinyLlama, Mistral) write a space as ``"▁"`` and unknown bytes as
+``"<0xNN>"``.
 
 A ``tokenizer.json`` describes a pipeline; :class:`HFTokenizer` runs it in the order of the
-``tokenizers`` library (``Tokenizer.encode``):
+``tokenizers`` library (``Tokenizer.encode``), each stage read and run by a module of its
+own:
 
-1. **added tokens** (``<|begin_of_text|>``, ``<s>``, ...) are cut out of the raw text, the
-   longest first where two start at the same place (those with ``"normalized": false``),
-   with an automaton (:class:`~.longest_match.LongestMatcher`), linear in the text however
-   many tokens there are;
-2. **normalizer** on each remaining piece (``"▁"`` for spaces, NFC, ...); then the added
-   tokens with ``"normalized": true`` are cut out of the normalized pieces. A normalizer
-   may make at most ``64 * len(piece) + 4096`` characters (a ValueError naming the step
-   otherwise), and Unicode normalization is linear (:func:`~.normalize.normalize`);
-3. **pre-tokenizer**: each piece -> words (a registered regex, digits, ByteLevel's byte
-   spelling, Metaspace's ``"▁"``); BPE never merges across two words;
-4. **model** (:class:`BPEModel`): each word -> ids -- its characters (unknown ones as
-   ``<0xNN>`` byte tokens or the unk token), then merges by rank, exactly as the library's
-   ``Word::merge_all``;
-5. **post-processor**: with ``add_special_tokens=True`` the template's tokens around the
-   ids (the BOS of Llama and friends).
+1. **added tokens** (:mod:`.hf_added_tokens`) (``<|begin_of_text|>``, ``<s>``, ...) are cut
+   out of the raw text, the longest first where two start at the same place (those with
+   ``"normalized": false``), with an automaton (:class:`~.longest_match.LongestMatcher`),
+   linear in the text however many tokens there are;
+2. **normalizer** (:mod:`.hf_normalizer`) on each remaining piece (``"▁"`` for spaces, NFC,
+   ...); then the added tokens with ``"normalized": true`` are cut out of the normalized
+   pieces. A normalizer may make at most ``64 * len(piece) + 4096`` characters (a ValueError
+   naming the step otherwise), and Unicode normalization is linear
+   (:func:`~.normalize.normalize`);
+3. **pre-tokenizer** (:mod:`.hf_pre_tokenizer`): each piece -> words (a registered regex,
+   digits, ByteLevel's byte spelling, Metaspace's ``"▁"``); BPE never merges across two
+   words;
+4. **model** (:class:`~.hf_model.BPEModel`): each word -> ids -- its characters (unknown
+   ones as ``<0xNN>`` byte tokens or the unk token), then merges by rank, exactly as the
+   library's ``Word::merge_all``;
+5. **post-processor** (:mod:`.hf_post_processor`): with ``add_special_tokens=True`` the
+   template's tokens around the ids (the BOS of Llama and friends).
 
 Decoding maps ids to token strings, drops special tokens when asked, and runs the
-**decoder** (ByteLevel's bytes, ``"▁"`` -> space, ``<0xNN>`` -> bytes, strip the first space).
+**decoder** (:mod:`.hf_decoder`: ByteLevel's bytes, ``"▁"`` -> space, ``<0xNN>`` -> bytes,
+strip the first space).
 
 Supported -- all that the Llama 2/3, TinyLlama, Mistral, Qwen2 and SmolLM files use:
 
@@ -44,9 +49,9 @@ Supported -- all that the Llama 2/3, TinyLlama, Mistral, Qwen2 and SmolLM files 
 
 Anything else -- WordPiece, Unigram, other normalizers or pre-tokenizers, BPE dropout,
 truncation, padding -- is a :class:`~npgpt.io.CheckpointError` (a ValueError) naming the
-field and its value. A ``Split`` regex is never compiled from the
-file: it must equal a pattern of :data:`~.patterns.PATTERNS` (GPT-2's, Llama 3's and
-Qwen2's are there; see :func:`~.patterns.register_pattern`).
+field and its value (the checked accessors of :mod:`.hf_fields`). A ``Split`` regex is never
+compiled from the file: it must equal a pattern of :data:`~.patterns.PATTERNS` (GPT-2's,
+Llama 3's and Qwen2's are there; see :func:`~.patterns.register_pattern`).
 
 Where npgpt differs from ``tokenizers``: ``decode`` refuses negative ids (the library's
 binding raises OverflowError) -- ids without a token are left out, as in the library; a

@@ -22,7 +22,6 @@ from .patterns import WHITE_SPACE
 _SPACES = frozenset(chr(c) for lo, hi in WHITE_SPACE for c in range(lo, hi + 1))
 _SPACE_RUN = re.compile("[" + "".join(sorted(_SPACES)) + "]*")
 
-
 _ADDED_KEYS = ("id", "content", "single_word", "lstrip", "rstrip", "normalized", "special")
 
 

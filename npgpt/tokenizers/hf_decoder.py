@@ -19,15 +19,12 @@ from .hf_pre_tokenizer import read_metaspace
 # GPT-2's character -> byte table, for the ByteLevel decoder.
 _CHAR_BYTES = {c: b for b, c in bytes_to_unicode().items()}
 
-
 _DECODERS = {"Sequence": ("decoders",), "ByteLevel": ("add_prefix_space", "trim_offsets",
                                                       "use_regex"),
              "Replace": ("pattern", "content"), "ByteFallback": (), "Fuse": (),
              "Strip": ("content", "start", "stop"),
              "Metaspace": ("replacement", "prepend_scheme", "split", "add_prefix_space",
                            "str_rep")}
-
-
 _BYTE_TOKEN = re.compile(r"<0x\+?[0-9A-Fa-f]{1,2}>\Z")
 
 

@@ -18,7 +18,6 @@ from .hf_fields import spec_field, spec_kind
 _MAX_CACHE = 100_000         # cached words per tokenizer before the cache is cleared
 _MAX_CACHED_WORD = 256       # longer words are not cached (as in ``tokenizers``)
 
-
 _MODELS = {"BPE": ("vocab", "merges", "dropout", "unk_token", "continuing_subword_prefix",
                    "end_of_word_suffix", "fuse_unk", "byte_fallback", "ignore_merges")}
 

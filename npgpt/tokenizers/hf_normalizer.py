@@ -12,18 +12,14 @@ from ..io.errors import short_repr
 from .hf_fields import sequence_parts, spec_field, spec_kind, string_pattern
 from .normalize import normalize as _unicode_normalize
 
-
 _NORMALIZERS = {"Sequence": ("normalizers",), "Prepend": ("prepend",),
                 "Replace": ("pattern", "content"), "NFC": (), "NFD": (), "NFKC": (),
                 "NFKD": ()}
-
 
 #: A normalizer chain may make at most ``_MAX_GROWTH * len(text) + _MAX_EXTRA`` characters out
 #: of a text: NFKC, the most any real file needs, makes at most 18 of one (U+FDFA), while 40
 #: chained ``Replace("a", "aa")`` would make 2**40 of ``"a"``.
 _MAX_GROWTH = 64
-
-
 _MAX_EXTRA = 4096
 
 

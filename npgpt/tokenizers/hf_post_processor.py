@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..io.errors import CheckpointError, short_repr
 from .hf_fields import sequence_parts, spec_field, spec_kind
 
-
 _POST_PROCESSORS = {"Sequence": ("processors",),
                     "ByteLevel": ("add_prefix_space", "trim_offsets", "use_regex"),
                     "TemplateProcessing": ("single", "pair", "special_tokens"),

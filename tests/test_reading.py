@@ -19,7 +19,7 @@ ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`([\w/.]+\.py):([\w.]+)`\s*\|\s*(\d+)\s*\|
 # functions whose job is a check (the decorator that checks a sampling transform's inputs,
 # draw's source of uniforms, an error message's shortened value): listed, but the checks
 # they call are not on the route
-CHECKERS = {"npgpt/_checks.py:transform", "npgpt/sampling.py:_uniforms", "npgpt/io/errors.py:short_repr"}
+CHECKERS = {"npgpt/_checks.py:transform", "npgpt/sampling.py:_uniforms", "npgpt/_repr.py:short_repr"}
 CHECKERS.add("npgpt/_run.py:Run.__init__")          # generate's checks of a call's inputs
 # a special function, like np.exp: READING.md says where it is, a reader need not open it
 SPECIAL = {"npgpt/nn/erf.py:erf"}

@@ -327,3 +327,93 @@ def test_generate_is_a_function_and_the_decoding_import_paths_work():
     assert sampling.repetition_penalty is processors.repetition_penalty
     assert "suppress_tokens" in sampling.SAMPLING_OPTIONS
     assert "npgpt.generate" not in _structure().modules()     # no module named like the function
+
+
+# ------------------------------------------------------------------------ the tokenizers room
+TOKENIZERS = "npgpt.tokenizers"
+# what the tokenizers may import from the rest of npgpt: low-level io pieces, the GGUF
+# metadata reader (npgpt.io.gguf, or the container module npgpt.io.gguf_file where it exists),
+# and the chat-template renderer -- none of which imports a tokenizer module back
+TOKENIZERS_MAY_IMPORT = {"npgpt.io.errors", "npgpt.io.files", "npgpt.io.gguf", "npgpt.io.gguf_file",
+                         "npgpt.chat.template"}
+
+
+def _tokenizer_graph():
+    import structure
+    edges, private = structure.import_graph()
+    return structure, edges, private
+
+
+def test_the_tokenizers_import_no_cycle_among_themselves_and_base_imports_no_tokenizer():
+    structure, edges, _ = _tokenizer_graph()
+    inside = {m: {t for t in ts if t.startswith(TOKENIZERS)} for m, ts in edges.items()
+              if m.startswith(TOKENIZERS)}
+    assert structure.cycles(inside) == []
+    # the classes import base, never back: base reaches only the chat-template glue, which
+    # imports no tokenizer module
+    assert inside["npgpt.tokenizers.base"] <= {"npgpt.tokenizers.chat_template"}
+    assert inside["npgpt.tokenizers.chat_template"] == set()
+    assert "npgpt.tokenizers.load" not in set().union(*(inside[m] for m in inside if m != TOKENIZERS))
+
+
+def test_the_tokenizers_import_only_low_level_pieces_of_the_rest_of_npgpt():
+    _, edges, _ = _tokenizer_graph()
+    outside = {(m, t) for m, ts in edges.items() if m.startswith(TOKENIZERS)
+               for t in ts if not t.startswith(TOKENIZERS)}
+    assert {t for _, t in outside} <= TOKENIZERS_MAY_IMPORT, sorted(outside)
+
+
+def test_the_tokenizers_share_no_private_name_and_stay_short():
+    structure, _, private = _tokenizer_graph()
+    assert [p for p in private if p[0].startswith(TOKENIZERS) or p[1].startswith(TOKENIZERS)] == []
+    assert [m for m in structure.long_modules() if m[0].startswith("npgpt/tokenizers/")] == []
+    assert [f for f in structure.long_functions() if f[0].startswith("npgpt/tokenizers/")] == []
+
+
+def test_the_tokenizer_import_paths_still_work():
+    from npgpt.tokenizers import load_tokenizer, tokenizer_from_dict, tokenizer_to_dict
+    from npgpt.tokenizers.base import tokenizer_from_dict as from_dict, tokenizer_to_dict as to_dict
+    from npgpt.tokenizers.bpe import bytes_to_unicode
+    from npgpt.tokenizers.hf import HFTokenizer, _example, load_tokenizer_json, read_folder_extras
+    from npgpt.tokenizers.load import load_tokenizer as load
+    from npgpt.tokenizers.sentencepiece import (BYTE, NORMAL, encode_varint, merge_pieces,
+                                                read_llama2c_tokenizer, read_model_proto)
+    assert (load, from_dict, to_dict) == (load_tokenizer, tokenizer_from_dict, tokenizer_to_dict)
+    assert bytes_to_unicode()[0x20] == "Ġ" and (NORMAL, BYTE) == (1, 6)
+    assert callable(encode_varint) and callable(merge_pieces) and callable(read_model_proto)
+    assert callable(read_llama2c_tokenizer) and callable(read_folder_extras)
+    assert isinstance(load_tokenizer_json(_example()), HFTokenizer)
+
+
+def test_each_tokenizer_class_records_its_own_type_name_and_subclasses_do_not_replace_it():
+    from npgpt.tokenizers import CharTokenizer, tokenizer_from_dict
+    from npgpt.tokenizers.base import TOKENIZER_TYPES
+    assert sorted(TOKENIZER_TYPES) == ["bpe", "char", "hf", "sentencepiece", "word"]
+
+    class Shouting(CharTokenizer):                   # inherits "char": CharTokenizer stays it
+        pass
+    assert TOKENIZER_TYPES["char"] is CharTokenizer
+    assert type(tokenizer_from_dict(Shouting.from_text("ab").to_dict())) is CharTokenizer
+
+
+# The whole package, measured from the ast by tests/structure.py (the structure issue's table).
+import structure  # noqa: E402
+
+
+def test_no_import_cycles_among_npgpt_modules():
+    edges, _ = structure.import_graph()
+    assert structure.cycles(edges) == []
+
+
+def test_at_most_six_private_names_cross_modules():
+    _, private = structure.import_graph()
+    assert len(private) <= 6, private
+
+
+def test_no_module_over_700_lines_and_no_function_over_80():
+    assert structure.long_modules() == []
+    assert structure.long_functions() == []
+
+
+def test_no_module_is_named_like_the_generate_function():
+    assert "npgpt.generate" not in structure.modules()

@@ -29,9 +29,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npgpt.io import CheckpointError
-from npgpt.tokenizers import hf
 from npgpt.tokenizers.bpe import bytes_to_unicode
 from npgpt.tokenizers.hf import HFTokenizer, load_tokenizer_json
+from npgpt.tokenizers.hf_added_tokens import find_added
 from npgpt.tokenizers.longest_match import LongestMatcher
 from npgpt.tokenizers.normalize import _LONG_RUN, normalize
 
@@ -223,7 +223,7 @@ def test_stripping_added_tokens_copy_a_linear_amount_of_text(flags):
     tok = HFTokenizer(byte_level(added=[("<x>", flags)]))
     text = CountingStr("ab  <x>  " * 20_000)
     CountingStr.copied = 0
-    found = hf._find_added(text, tok._raw)
+    found = find_added(text, tok._raw)
     assert sum(token is not None for _, _, token in found) == 20_000
     assert CountingStr.copied <= 2 * len(text)
 
@@ -235,7 +235,7 @@ def test_rstrip_over_a_whitespace_token_is_linear():
     text = CountingStr("\n" * 200_000 + "x")
     CountingStr.copied = 0
     start = time.perf_counter()
-    found = hf._find_added(text, tok._raw)
+    found = find_added(text, tok._raw)
     assert time.perf_counter() - start < GUARD
     assert CountingStr.copied <= 2 * len(text)
     assert found[0] == (0, 200_000, tok._raw[1]["\n"]) and found[-1] == (200_000, 200_001, None)

@@ -29,7 +29,7 @@ import npgpt
 from npgpt.tokenizers import (GPT2_PATTERN, GPT2_SPECIAL_TOKENS, BPETokenizer, CharTokenizer,
                               WordTokenizer, bytes_to_unicode, gpt2_pattern, load_tokenizer,
                               tokenizer_from_dict)
-from npgpt.tokenizers.bpe import _byte_pair_merge, _byte_pair_merge_heap
+from npgpt.tokenizers.byte_pair import byte_pair_merge, byte_pair_merge_heap
 
 from helpers import FIXTURES, has_module
 
@@ -208,15 +208,15 @@ def test_gpt2_pattern_splits_like_gpt2(text, pieces):
 
 def test_byte_pair_merge_takes_lowest_rank_first_and_leftmost_on_ties():
     ranks = {b"ab": 2, b"bc": 1, b"aa": 0}
-    assert _byte_pair_merge(b"abc", ranks) == [b"a", b"bc"]       # bc (1) before ab (2)
+    assert byte_pair_merge(b"abc", ranks) == [b"a", b"bc"]       # bc (1) before ab (2)
     # a token counts whichever pair makes it (tiktoken's rule): a + bc -> abc
-    assert _byte_pair_merge(b"abc", {**ranks, b"abc": 3}) == [b"abc"]
-    assert _byte_pair_merge(b"aaa", ranks) == [b"aa", b"a"]       # leftmost on ties
-    assert _byte_pair_merge(b"abcx", {b"ab": 0, b"abc": 1}) == [b"abc", b"x"]
-    assert _byte_pair_merge(b"abc", ranks, max_rank=2) == [b"a", b"bc"]
-    assert _byte_pair_merge(b"ab", ranks, max_rank=2) == [b"a", b"b"]
+    assert byte_pair_merge(b"abc", {**ranks, b"abc": 3}) == [b"abc"]
+    assert byte_pair_merge(b"aaa", ranks) == [b"aa", b"a"]       # leftmost on ties
+    assert byte_pair_merge(b"abcx", {b"ab": 0, b"abc": 1}) == [b"abc", b"x"]
+    assert byte_pair_merge(b"abc", ranks, max_rank=2) == [b"a", b"bc"]
+    assert byte_pair_merge(b"ab", ranks, max_rank=2) == [b"a", b"b"]
     long = b"ab" * 40 + b"c"
-    assert _byte_pair_merge_heap(long, ranks) == _byte_pair_merge(long, ranks)
+    assert byte_pair_merge_heap(long, ranks) == byte_pair_merge(long, ranks)
 
 
 # ---------------------------------------------------------------------------------------

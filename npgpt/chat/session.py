@@ -18,82 +18,13 @@ import time
 
 from ..decoding import GenerationConfig
 from ..generation import stream
-from .template import Template, TemplateError
+from ..tokenizers.chat_template import (apply_chat_template, encode_rendered, special_token_strings,
+                                        template_of)
+from .template import TemplateError
 
 __all__ = ["Chat", "apply_chat_template", "special_token_strings", "end_of_turn_ids"]
 
 _SENTINEL = "\x00npgpt-answer\x00"
-
-
-def special_token_strings(tokenizer):
-    """``bos_token``, ``eos_token``, ... as strings for a template, from the tokenizer's ids.
-
-    >>> from npgpt import CharTokenizer
-    >>> tok = CharTokenizer.from_text("ab$")
-    >>> tok.eos_token_id = 0
-    >>> special_token_strings(tok)
-    {'eos_token': '$'}
-    """
-    values = {}
-    for name in ("bos", "eos", "unk", "pad"):
-        token_id = getattr(tokenizer, f"{name}_token_id", None)
-        text = None
-        if isinstance(token_id, int):
-            try:
-                text = (tokenizer.id_to_token(token_id) if hasattr(tokenizer, "id_to_token")
-                        else tokenizer.decode([token_id]))
-            except (ValueError, KeyError, IndexError):
-                text = None
-        if text is None:
-            text = getattr(tokenizer, f"{name}_token", None)
-        if isinstance(text, str):
-            values[f"{name}_token"] = text
-    return values
-
-
-def _template_of(tokenizer, chat_template):
-    source = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
-    if source is None:
-        raise ValueError("this tokenizer has no chat template (tokenizer.chat_template is None): "
-                         "load an instruct model whose files carry one, or pass chat_template=")
-    return source if isinstance(source, Template) else Template(source)
-
-
-def _encode(tokenizer, text):
-    """The ids of rendered chat text: the template wrote the special tokens, so none are added."""
-    try:
-        return list(tokenizer.encode(text, add_special_tokens=False))
-    except TypeError:
-        return list(tokenizer.encode(text))
-
-
-def apply_chat_template(tokenizer, conversation, *, tools=None, documents=None, chat_template=None,
-                        add_generation_prompt=False, tokenize=True, **kwargs):
-    """The conversation rendered with the tokenizer's chat template, as transformers'
-    ``tokenizer.apply_chat_template``: token ids (``tokenize=True``) or the text.
-
-    Parameters
-    ----------
-    tokenizer : an npgpt tokenizer with ``chat_template`` (or pass ``chat_template=``)
-    conversation : list of ``{"role": ..., "content": ...}`` dicts
-    add_generation_prompt : bool, end with the header of an assistant turn
-    tokenize : bool, ids (no special tokens added: the template writes them) or the text
-    **kwargs : further values the template may read (e.g. ``date_string``)
-
-    >>> from npgpt import CharTokenizer
-    >>> tok = CharTokenizer.from_text("<>abuser:\\n")
-    >>> tok.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}\\n{% endfor %}"
-    >>> apply_chat_template(tok, [{"role": "user", "content": "ab"}], tokenize=False)
-    '<user>:ab\\n'
-    """
-    template = _template_of(tokenizer, chat_template)
-    if not isinstance(conversation, (list, tuple)) or not all(isinstance(m, dict) for m in conversation):
-        raise ValueError(f"conversation must be a list of dicts with 'role' and 'content', got "
-                         f"{conversation!r:.80}")
-    values = {**special_token_strings(tokenizer), **kwargs}
-    text = template.render(messages=list(conversation), tools=tools, documents=documents,
-                           add_generation_prompt=bool(add_generation_prompt), **values)
-    return _encode(tokenizer, text) if tokenize else text
 
 
 def end_of_turn_ids(tokenizer, chat_template=None):
@@ -161,7 +92,7 @@ class Chat:
         if system is not None and not isinstance(system, str):
             raise ValueError(f"system must be a str or None, got {system!r:.80}")
         self.model, self.tokenizer = model, tokenizer
-        self.template = _template_of(tokenizer, chat_template)
+        self.template = template_of(tokenizer, chat_template)
         options = {"max_new_tokens": 512, **generation_options}
         if options.get("eos_token_id") is None:
             options["eos_token_id"] = end_of_turn_ids(tokenizer, self.template) or None
@@ -249,7 +180,7 @@ class Chat:
         values = special_token_strings(self.tokenizer)
         text = self.template.render(messages=visible, add_generation_prompt=True, tools=None,
                                     documents=None, **values)
-        return _encode(self.tokenizer, text)
+        return encode_rendered(self.tokenizer, text)
 
     def _prompt(self):
         """The ids of the conversation, dropping the oldest turns until an answer fits."""

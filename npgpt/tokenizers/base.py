@@ -3,11 +3,13 @@
 Shapes: text is a ``str``; ids is a 1-D sequence of ints (T,) -- a ``list[int]`` or a 1-D
 NumPy integer array (NumPy itself is not imported: an array is recognised by its ``ndim``).
 
-- :class:`_Tokenizer` -- the base class: ``save(path)`` / ``load(path)`` as JSON,
+- :class:`Tokenizer` -- the base class: ``save(path)`` / ``load(path)`` as JSON,
   ``len(tok) == tok.vocab_size``, equality through ``to_dict()``.
-- :func:`tokenizer_from_dict` / :func:`load_tokenizer` -- rebuild any tokenizer from its
-  ``to_dict()`` (the ``"type"`` key picks the class); that is how tokenizers travel inside
-  npgpt checkpoints. :func:`tokenizer_to_dict` adds the attributes every tokenizer may
+- :func:`tokenizer_from_dict` -- rebuild any tokenizer from its ``to_dict()`` (the
+  ``"type"`` key picks the class, from :data:`TOKENIZER_TYPES`); that is how tokenizers
+  travel inside npgpt checkpoints; :func:`read_tokenizer_json` reads one from the file
+  ``tok.save`` wrote (:func:`~.load.load_tokenizer` reads every tokenizer file).
+  :func:`tokenizer_to_dict` adds the attributes every tokenizer may
   carry (:data:`EXTRAS`: ``chat_template``, ``bos_token_id``, ``eos_token_id``).
 - helpers that turn bad input into a ``ValueError`` naming it: lone surrogates (with their
   position), ids out of range (all of them), unknown words or characters (all of them).
@@ -31,8 +33,16 @@ MAX_TOKEN_ID = 2 ** 31 - 1
 _REQUIRED = object()
 
 
-def _check_text(text, what="text"):
-    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate."""
+def check_text(text, what="text"):
+    """Return ``text.encode("utf-8")``; ValueError for non-str input or a lone surrogate.
+
+    >>> check_text("né")
+    b'n\\xc3\\xa9'
+    >>> check_text("a\\ud800")                 # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: text contains a lone surrogate U+D800 at position 1; such a string ...
+    """
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a str, got {type(text).__name__}")
     try:
@@ -44,8 +54,16 @@ def _check_text(text, what="text"):
             "'surrogateescape' handling before tokenizing)") from None
 
 
-def _as_id_list(ids):
-    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise)."""
+def as_id_list(ids):
+    """A 1-D sequence / array of integer ids -> list of Python ints (ValueError otherwise).
+
+    >>> as_id_list(np.array([3, 1])), as_id_list((2, np.int64(5)))
+    ([3, 1], [2, 5])
+    >>> as_id_list([1.0])
+    Traceback (most recent call last):
+        ...
+    ValueError: ids must be integers, got 1.0
+    """
     if hasattr(ids, "ndim"):                       # NumPy array (or array-like with ndim)
         if ids.ndim != 1:
             raise ValueError(f"ids must be 1-D, got an array of shape {tuple(ids.shape)}")
@@ -61,18 +79,24 @@ def _as_id_list(ids):
     return [i.__index__() for i in out]
 
 
-def _raise_bad_ids(ids, is_valid, vocab_size):
-    """ValueError listing every id of ``ids`` for which ``is_valid(id)`` is false."""
+def raise_bad_ids(ids, is_valid, vocab_size):
+    """ValueError listing every id of ``ids`` for which ``is_valid(id)`` is false.
+
+    >>> raise_bad_ids([1, 7, 9, 7], lambda i: i < 5, vocab_size=5)
+    Traceback (most recent call last):
+        ...
+    ValueError: token ids out of range for a vocabulary of size 5: 7, 9
+    """
     bad = sorted({i for i in ids if not is_valid(i)})
     shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
     raise ValueError(f"token ids out of range for a vocabulary of size {vocab_size}: {shown}")
 
 
-def _list_unknown(items, what):
+def list_unknown(items, what):
     """The message for unknown ``items`` (words, characters): how many, then each once, each
     cut to 40 characters and at most 50 of them, so the message stays short whatever the text.
 
-    >>> _list_unknown(["x" * 10_000, "y"], "words")
+    >>> list_unknown(["x" * 10_000, "y"], "words")
     "2 unknown words: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (10,000 characters), 'y'"
     """
     unique = list(dict.fromkeys(items))
@@ -84,15 +108,30 @@ def _short(text, limit=40):
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
-def _check_type(d, expected):
-    """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``)."""
+def check_type(d, expected):
+    """ValueError unless ``d`` is a dict whose ``"type"`` is ``expected`` (for ``from_dict``).
+
+    >>> check_type({"type": "char", "chars": "ab"}, "char")
+    >>> check_type({"type": "word"}, "char")
+    Traceback (most recent call last):
+        ...
+    ValueError: expected a tokenizer dict of type 'char', got 'word'
+    """
     if not isinstance(d, dict) or d.get("type") != expected:
         got = short_repr(d.get("type")) if isinstance(d, dict) else repr(type(d).__name__)
         raise ValueError(f"expected a tokenizer dict of type {expected!r}, got {got}")
 
 
-def _token_id(value, what):
-    """``value`` as a token id: an integer (not a bool, not a float) in [0, MAX_TOKEN_ID]."""
+def checked_id(value, what):
+    """``value`` as a token id: an integer (not a bool, not a float) in [0, MAX_TOKEN_ID].
+
+    >>> checked_id(np.int32(7), "an id")
+    7
+    >>> checked_id(True, "the id of 'a'")
+    Traceback (most recent call last):
+        ...
+    ValueError: the id of 'a' must be an integer id in [0, 2147483647], got True
+    """
     if type(value) is int and 0 <= value <= MAX_TOKEN_ID:        # the common case, fast
         return value
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
@@ -102,9 +141,18 @@ def _token_id(value, what):
     return int(value)
 
 
-def _field(d, key, kinds, default=_REQUIRED):
+def dict_field(d, key, kinds, default=_REQUIRED):
     """``d[key]`` if it is one of ``kinds`` (types), else a ValueError naming the key; a
-    missing key gives ``default``, or a ValueError when there is none."""
+    missing key gives ``default``, or a ValueError when there is none.
+
+    >>> d = {"type": "word", "vocabulary": ["a"], "unk_token": 3}
+    >>> dict_field(d, "vocabulary", (list,)), dict_field(d, "lowercase", (bool,), False)
+    (['a'], False)
+    >>> dict_field(d, "unk_token", (str, type(None)))
+    Traceback (most recent call last):
+        ...
+    ValueError: the tokenizer's 'unk_token' must be str or null, got 3
+    """
     if key not in d:
         if default is _REQUIRED:
             raise ValueError(f"a {d.get('type')!r} tokenizer dict needs a {key!r} key")
@@ -116,16 +164,29 @@ def _field(d, key, kinds, default=_REQUIRED):
     return value
 
 
-class _Tokenizer:
+#: ``type_name`` -> class, for every tokenizer class (filled as each class is defined;
+#: importing :mod:`npgpt.tokenizers` defines the five).
+TOKENIZER_TYPES = {}
+
+
+class Tokenizer:
     """Shared behaviour: ``save``/``load`` as JSON, ``len(tok) == tok.vocab_size``.
 
     Subclasses set ``type_name`` (the ``"type"`` of their ``to_dict()``) and define
     ``vocab_size``, ``encode``, ``decode``, ``to_dict`` and ``from_dict``.
 
+    A subclass that sets its own ``type_name`` is recorded in :data:`TOKENIZER_TYPES`, so that
+    :func:`tokenizer_from_dict` rebuilds it from its dict without this module importing it.
+
     Every tokenizer also has the attributes of :data:`EXTRAS` -- ``chat_template`` (the
     Jinja source of a model's chat format), ``bos_token_id`` and ``eos_token_id`` -- None
     unless the file it came from says (a GGUF file, a Hugging Face folder); they travel
     with it through :func:`tokenizer_to_dict` and :func:`tokenizer_from_dict`.
+
+    >>> from npgpt.tokenizers import CharTokenizer
+    >>> tok = CharTokenizer.from_text("abc")
+    >>> isinstance(tok, Tokenizer), len(tok), TOKENIZER_TYPES["char"] is CharTokenizer
+    (True, 3, True)
     """
 
     type_name = None
@@ -133,26 +194,56 @@ class _Tokenizer:
     bos_token_id = None
     eos_token_id = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("type_name") is not None:
+            TOKENIZER_TYPES[cls.type_name] = cls
+
     def __len__(self):
         return self.vocab_size
 
     def apply_chat_template(self, conversation, add_generation_prompt=False, tokenize=True, **kwargs):
         """``conversation`` (a list of ``{"role", "content"}`` dicts) rendered with the model's
         chat template: token ids, or the text with ``tokenize=False`` (transformers' method of
-        the same name; see :func:`npgpt.chat.apply_chat_template`)."""
-        from ..chat.session import apply_chat_template
+        the same name; see :func:`~.chat_template.apply_chat_template`).
+
+        >>> from npgpt.tokenizers import CharTokenizer
+        >>> tok = CharTokenizer.from_text("<>:abersu")
+        >>> tok.chat_template = "{% for m in messages %}<{{ m.role }}>:{{ m.content }}{% endfor %}"
+        >>> tok.apply_chat_template([{"role": "user", "content": "ab"}], tokenize=False)
+        '<user>:ab'
+        >>> tok.decode(tok.apply_chat_template([{"role": "user", "content": "ab"}]))
+        '<user>:ab'
+        """
+        from .chat_template import apply_chat_template
         return apply_chat_template(self, conversation, add_generation_prompt=add_generation_prompt,
                                    tokenize=tokenize, **kwargs)
 
     def save(self, path):
-        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically."""
+        """Write ``self.to_dict()`` as JSON to ``path`` (UTF-8), atomically.
+
+        >>> from npgpt.tokenizers import CharTokenizer
+        >>> CharTokenizer.from_text("abc").save("chars.json")
+        >>> open("chars.json", encoding="utf-8").read()
+        '{"type": "char", "chars": "abc"}'
+        """
         text = json.dumps(tokenizer_to_dict(self), ensure_ascii=False)
         atomic_write(path, text.encode("utf-8"))
 
     @classmethod
     def load(cls, path):
-        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class)."""
-        tok = load_tokenizer(path)
+        """Read a tokenizer written by ``save`` (the ``"type"`` key must match this class).
+
+        >>> from npgpt.tokenizers import CharTokenizer, WordTokenizer
+        >>> CharTokenizer.from_text("abc").save("chars.json")
+        >>> CharTokenizer.load("chars.json").encode("cab")
+        [2, 0, 1]
+        >>> WordTokenizer.load("chars.json")
+        Traceback (most recent call last):
+            ...
+        ValueError: chars.json holds a CharTokenizer, not a WordTokenizer
+        """
+        tok = read_tokenizer_json(path)
         if not isinstance(tok, cls):
             raise ValueError(f"{path} holds a {type(tok).__name__}, not a {cls.__name__}")
         return tok
@@ -161,19 +252,6 @@ class _Tokenizer:
         return type(self) is type(other) and tokenizer_to_dict(self) == tokenizer_to_dict(other)
 
     __hash__ = None
-
-
-def _tokenizer_types():
-    """``type_name`` -> class, for the five tokenizers.
-
-    Imported here rather than at the top: their modules import this one.
-    """
-    from .bpe import BPETokenizer
-    from .hf import HFTokenizer
-    from .sentencepiece import SentencePieceTokenizer
-    from .simple import CharTokenizer, WordTokenizer
-    return {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer,
-            "sentencepiece": SentencePieceTokenizer}
 
 
 #: Attributes every tokenizer has (None by default) and that travel in its dict:
@@ -209,7 +287,7 @@ def _pop_extras(d):
         value = d.get(name)
         if value is not None:
             if kinds == (int,):
-                value = _token_id(value, f"the tokenizer's {name!r}")
+                value = checked_id(value, f"the tokenizer's {name!r}")
             elif not isinstance(value, kinds):
                 raise ValueError(f"the tokenizer's {name!r} must be a str or null, got "
                                  f"{short_repr(value)}")
@@ -235,7 +313,7 @@ def tokenizer_from_dict(d):
     """
     if not isinstance(d, dict) or "type" not in d:
         raise ValueError(f"a tokenizer dict needs a 'type' key, got {short_repr(d)}")
-    types = _tokenizer_types()
+    types = TOKENIZER_TYPES
     if not isinstance(d["type"], str) or d["type"] not in types:
         raise ValueError(f"unknown tokenizer type {short_repr(d['type'])}; expected one of "
                          f"{sorted(types)}")
@@ -247,72 +325,32 @@ def tokenizer_from_dict(d):
     return tok
 
 
-def load_tokenizer(path):
-    """Read any tokenizer written by ``tok.save(path)``, a SentencePiece ``tokenizer.model``,
-    llama2.c's ``tokenizer.bin`` (see :class:`~.sentencepiece.SentencePieceTokenizer`) or the
-    vocabulary of a GGUF file, a vocab-only one included (:func:`~.gguf.tokenizer_from_gguf`),
-    recognised by their first bytes.
+def read_tokenizer_json(path):
+    """The tokenizer in the JSON file ``path`` (written by ``tok.save``); a ValueError naming
+    the file otherwise.
 
-    Examples
-    --------
     >>> from npgpt.tokenizers import WordTokenizer
-    >>> WordTokenizer(["hello", "world"]).save("words.json")
-    >>> tok = load_tokenizer("words.json")
-    >>> tok
-    WordTokenizer(vocab_size=2, unk_token=None)
-    >>> tok.encode("world hello")
+    >>> WordTokenizer(["hi", "there"]).save("words.json")
+    >>> read_tokenizer_json("words.json").encode("there hi")
     [1, 0]
-
-    Anything else is a ValueError naming the file and the problem:
-
-    >>> with open("broken.json", "w") as f:
-    ...     _ = f.write('{"type": "char", "chars": 42}')
-    >>> load_tokenizer("broken.json")
-    Traceback (most recent call last):
-    ...
-    ValueError: broken.json: the tokenizer's 'chars' must be str or list, got 42
     """
-    kind = _file_kind(path)
-    if kind == "gguf":                  # a GGUF file's vocabulary (a vocab-only file is enough)
-        from ..io.gguf import read_gguf_metadata
-        from .gguf import tokenizer_from_gguf
-        return tokenizer_from_gguf(read_gguf_metadata(path))
-    if kind != "json":
-        from .sentencepiece import SentencePieceTokenizer
-        if kind == "sentencepiece":
-            return SentencePieceTokenizer.from_model_file(path)
-        return SentencePieceTokenizer.from_llama2c(path)
-    d = _read_json(path)
+    d = read_json(path)
     try:
         return tokenizer_from_dict(d)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
 
-def _file_kind(path):
-    """"json", "gguf" (starts ``GGUF``), "sentencepiece" (a ``tokenizer.model`` protobuf) or
-    "llama2c" (llama2.c's ``tokenizer.bin``), from the first bytes.
+def read_json(path):
+    """The JSON value in the regular file ``path``, or a ValueError naming the file.
 
-    A JSON file starts with ``{`` (after blanks). A ``.model`` starts with its first piece:
-    field 1 as a message (byte 0x0A), then that piece's non-zero length. llama2.c's file
-    starts with a little-endian int32 below 256 (the longest token's length), so its bytes
-    1 to 3 are zero.
+    >>> with open("x.json", "w") as f:
+    ...     _ = f.write('{"a": 1, "a": 2}')
+    >>> read_json("x.json")                       # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: x.json: not valid UTF-8 JSON: ...
     """
-    with open_regular(path) as f:
-        head = f.read(64)
-    if head.lstrip()[:1] == b"{":
-        return "json"
-    if head[:4] == b"GGUF":
-        return "gguf"
-    if head[:1] == b"\x0a" and head[1:2] not in (b"", b"\x00"):
-        return "sentencepiece"
-    if len(head) >= 4 and head[1:4] == b"\0\0\0" and head[0] > 0:
-        return "llama2c"
-    return "json"                       # let the JSON reader say what is wrong
-
-
-def _read_json(path):
-    """The JSON value in the regular file ``path``, or a ValueError naming the file."""
     with open_regular(path) as f:
         raw = f.read()
     try:

@@ -6,11 +6,10 @@ returns a ``list[int]``, ``decode`` also accepts a 1-D NumPy integer array; a to
 
 Read in this order:
 
-- :func:`bytes_to_unicode` -- how GPT-2's ``vocab.json``/``merges.txt`` spell bytes as
-  printable characters;
-- ``_byte_pair_merge`` -- the merge rule that encodes one pre-token: merge the adjacent pair
-  of lowest rank until none is a token (the plain quadratic scan), and beside it
-  ``_byte_pair_merge_heap``, the same rule with a heap, which it uses for long pieces;
+- :func:`~.byte_level.bytes_to_unicode` -- how GPT-2's ``vocab.json``/``merges.txt`` spell
+  bytes as printable characters (:mod:`.byte_level`, with the readers of those files);
+- :func:`~.byte_pair.byte_pair_merge` -- the merge rule that encodes one pre-token: merge
+  the adjacent pair of lowest rank until none is a token (:mod:`.byte_pair`);
 - :class:`BPETokenizer` -- text -> special tokens -> pre-tokens (:mod:`.patterns`) -> UTF-8
   bytes -> merges by rank, with a cache per pre-token; built from merges, a tiktoken rank
   file, GPT-2's files, or trained (:mod:`.bpe_train`).
@@ -20,17 +19,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
-import io
 import json
 import re
 
 from ..io.errors import short_repr
 from ..io.files import atomic_write, open_regular
-from .base import (MAX_TOKEN_ID, _as_id_list, _check_text, _check_type, _field, _raise_bad_ids,
-                   _read_json, _token_id, _Tokenizer)
+from .base import (MAX_TOKEN_ID, Tokenizer, as_id_list, check_text, check_type, checked_id,
+                   dict_field, raise_bad_ids, read_json)
 from .bpe_train import train_bpe
-from .patterns import _compile_pattern, pattern_from_file
+from .byte_level import bytes_to_unicode, check_gpt2_vocab, read_gpt2_merges
+from .byte_pair import byte_pair_merge
+from .patterns import compile_pattern, pattern_from_file
 
 #: GPT-2's only special token and its id.
 GPT2_SPECIAL_TOKENS = {"<|endoftext|>": 50256}
@@ -40,161 +39,9 @@ MAX_VOCAB_BYTES = 64 * 1024 * 1024
 _MAX_CACHE = 100_000     # cached pre-tokens per BPETokenizer before the cache is cleared
 
 
-def bytes_to_unicode():
-    """GPT-2's table byte -> printable character (how ``vocab.json``/``merges.txt`` spell bytes).
-
-    The 188 bytes that are printable Latin-1 characters (``!``..``~``, ``¡``..``¬``,
-    ``®``..``ÿ``) map to themselves; the other 68 map, in byte order, to ``chr(256)``,
-    ``chr(257)``, ... So the space byte 0x20 is ``"Ġ"`` (U+0120) and newline 0x0A is ``"Ċ"``.
-
-    Returns
-    -------
-    dict[int, str]
-        256 entries.
-
-    Examples
-    --------
-    >>> t = bytes_to_unicode()
-    >>> t[ord("A")], t[0x20], t[0x0A]
-    ('A', 'Ġ', 'Ċ')
-    """
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    table = {b: chr(b) for b in printable}
-    n = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + n)
-            n += 1
-    return dict(sorted(table.items()))
-
-
 # ----------------------------------------------------------------------------------------
-# The merge rule: one pre-token's bytes -> tokens
+# Checks of a tokenizer dict's merges and ranks
 # ----------------------------------------------------------------------------------------
-
-def _byte_pair_merge(piece, ranks, max_rank=None):
-    """Split ``piece`` (bytes) into tokens by merging adjacent parts in rank order.
-
-    Start from single bytes; repeatedly merge the adjacent pair whose concatenation has the
-    lowest rank in ``ranks`` (bytes -> rank; the leftmost pair on ties, which can only be two
-    copies of the same bytes), until no adjacent pair is a token. This is tiktoken's rule.
-    With ``max_rank`` only ranks < max_rank are used.
-
-    Short pieces use the plain quadratic scan; long ones a heap (O(n log n)), same result.
-
-    Examples
-    --------
-    >>> _byte_pair_merge(b"aaab", {b"aa": 0, b"ab": 1, b"aab": 2})
-    [b'aa', b'ab']
-    """
-    n = len(piece)
-    if n > 48:
-        return _byte_pair_merge_heap(piece, ranks, max_rank)
-    parts = [piece[i:i + 1] for i in range(n)]
-    get = ranks.get
-    while len(parts) > 1:
-        best, where = max_rank, -1
-        for i in range(len(parts) - 1):
-            r = get(parts[i] + parts[i + 1])
-            if r is not None and (best is None or r < best):
-                best, where = r, i
-        if where < 0:
-            break
-        parts[where:where + 2] = [parts[where] + parts[where + 1]]
-    return parts
-
-
-def _byte_pair_merge_heap(piece, ranks, max_rank=None):
-    """The faster form of :func:`_byte_pair_merge` for long pieces: the same merges, O(n log n).
-
-    The quadratic scan looks at every adjacent pair again after each merge; here the
-    candidate pairs wait in a heap and only the two pairs next to a merge are looked up anew.
-    Parts are spans ``piece[s:end[s]]``; a heap entry ``(rank, s, e)`` says "the part at s
-    and the part after it together span s..e and have this rank". An entry is stale unless s
-    is still a part start whose next part ends exactly at e (the rank depends only on the
-    bytes piece[s:e], so a live entry is always current). Popping the smallest (rank, s) is
-    "lowest rank, leftmost on ties".
-
-    Examples
-    --------
-    >>> _byte_pair_merge_heap(b"aaab", {b"aa": 0, b"ab": 1, b"aab": 2})
-    [b'aa', b'ab']
-    """
-    n = len(piece)
-    get = ranks.get
-    end = list(range(1, n + 1))          # end[s]: end of the part starting at s; -1 if merged away
-    prev = list(range(-1, n - 1))        # prev[s]: start of the part before the one at s
-    heap = []
-    for s in range(n - 1):
-        r = get(piece[s:s + 2])
-        if r is not None and (max_rank is None or r < max_rank):
-            heap.append((r, s, s + 2))
-    heapq.heapify(heap)
-    while heap:
-        r, s, e = heapq.heappop(heap)
-        m = end[s]
-        if m == -1 or m >= e or end[m] != e:
-            continue                     # stale
-        end[s], end[m] = e, -1           # merge [s, m) + [m, e) -> [s, e)
-        if e < n:
-            prev[e] = s
-            r2 = get(piece[s:end[e]])
-            if r2 is not None and (max_rank is None or r2 < max_rank):
-                heapq.heappush(heap, (r2, s, end[e]))
-        p = prev[s]
-        if p >= 0:
-            r2 = get(piece[p:e])
-            if r2 is not None and (max_rank is None or r2 < max_rank):
-                heapq.heappush(heap, (r2, p, e))
-    parts, s = [], 0
-    while s < n:
-        parts.append(piece[s:end[s]])
-        s = end[s]
-    return parts
-
-
-def _gpt2_vocab(vocab, path):
-    """``vocab`` (token -> id, read from ``path``) if every id is valid and used once."""
-    if not isinstance(vocab, dict):
-        raise ValueError(f"{path}: must hold a JSON object token -> id, got "
-                         f"{short_repr(vocab)}")
-    owner = {}
-    for token, i in vocab.items():
-        if type(i) is not int or not 0 <= i <= MAX_TOKEN_ID:
-            i = _token_id(i, f"{path}: the id of {short_repr(token)}")
-        if i in owner:
-            raise ValueError(f"{path}: tokens {short_repr(owner[i])} and {short_repr(token)} "
-                             f"share the id {i}")
-        owner[i] = token
-    return vocab
-
-
-def _gpt2_merges(path, vocab, vocab_path):
-    """(merges, merge_ids) of GPT-2's ``merges.txt`` at ``path``, spelled against ``vocab``."""
-    with open_regular(path) as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 ({e.reason})") from None
-    merges, merge_ids = [], []
-    for n, line in enumerate(io.StringIO(text, newline=None), 1):    # universal newlines
-        line = line.rstrip("\r\n")
-        if not line or (n == 1 and line.startswith("#version")):
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2:
-            raise ValueError(f"{path}, line {n}: expected 'a b', got {short_repr(line)}")
-        a, b = parts
-        for t in (a, b, a + b):
-            if t not in vocab:
-                raise ValueError(f"{path}, line {n}: {short_repr(t)} is not in {vocab_path}")
-        merges.append((vocab[a], vocab[b]))
-        merge_ids.append(vocab[a + b])
-    return merges, merge_ids
-
 
 def _ranks_of(tokens):
     """token bytes -> id from a dict's ``tokens``: ``[[base64 bytes, id], ...]``."""
@@ -208,7 +55,7 @@ def _ranks_of(tokens):
             raise ValueError(f"tokens[{k}]: {short_repr(entry[0])} is not base64") from None
         if token in ranks:
             raise ValueError(f"tokens[{k}]: token {short_repr(token)} appears twice")
-        ranks[token] = _token_id(entry[1], f"tokens[{k}]: the id")
+        ranks[token] = checked_id(entry[1], f"tokens[{k}]: the id")
     return ranks
 
 
@@ -221,14 +68,14 @@ def _merge_pair(merge, rank):
     a, b = merge
     if type(a) is int and type(b) is int and 0 <= a <= MAX_TOKEN_ID and 0 <= b <= MAX_TOKEN_ID:
         return a, b                                          # the common case, fast
-    return _token_id(a, f"merge {rank}: an id"), _token_id(b, f"merge {rank}: an id")
+    return checked_id(a, f"merge {rank}: an id"), checked_id(b, f"merge {rank}: an id")
 
 
 # ----------------------------------------------------------------------------------------
 # BPETokenizer
 # ----------------------------------------------------------------------------------------
 
-class BPETokenizer(_Tokenizer):
+class BPETokenizer(Tokenizer):
     """Byte-level byte-pair encoding, as GPT-2 and tiktoken do it.
 
     Encoding ``text``:
@@ -285,12 +132,12 @@ class BPETokenizer(_Tokenizer):
     def __init__(self, merges, special_tokens=None, pattern="gpt2", byte_ids=None,
                  merge_ids=None):
         byte_ids = (list(range(256)) if byte_ids is None
-                    else [_token_id(i, "a byte id") for i in byte_ids])
+                    else [checked_id(i, "a byte id") for i in byte_ids])
         if len(byte_ids) != 256:
             raise ValueError(f"byte_ids must have 256 entries, got {len(byte_ids)}")
         merges = [_merge_pair(m, rank) for rank, m in enumerate(merges)]
         merge_ids = (list(range(256, 256 + len(merges))) if merge_ids is None
-                     else [_token_id(i, "a merge id") for i in merge_ids])
+                     else [checked_id(i, "a merge id") for i in merge_ids])
         if len(merge_ids) != len(merges):
             raise ValueError(f"merge_ids has {len(merge_ids)} entries for {len(merges)} merges")
         decoder = {}
@@ -331,15 +178,15 @@ class BPETokenizer(_Tokenizer):
         self._ranks = ranks              # token bytes -> merge priority (lower merges first)
         self._decoder = decoder          # id -> token bytes
         self.pattern = pattern
-        self._split = _compile_pattern(pattern)
+        self._split = compile_pattern(pattern)
         self._cache = {}
         special = dict(special_tokens or {})
         owner = {}                           # id -> the special token that has it
         for text, i in special.items():
             if not isinstance(text, str) or not text:
                 raise ValueError(f"special tokens must be non-empty str, got {short_repr(text)}")
-            _check_text(text, "a special token")
-            i = _token_id(i, f"the id of special token {short_repr(text)}")
+            check_text(text, "a special token")
+            i = checked_id(i, f"the id of special token {short_repr(text)}")
             if i in decoder:
                 raise ValueError(f"special token {short_repr(text)} has id {i}, already the id "
                                  f"of {short_repr(decoder[i])}")
@@ -374,7 +221,7 @@ class BPETokenizer(_Tokenizer):
                     raise ValueError(f"a token must be bytes, got {short_repr(t)}")
                 t = bytes(t)
             if type(r) is not int or not 0 <= r <= MAX_TOKEN_ID:
-                r = _token_id(r, f"the rank of {short_repr(t)}")
+                r = checked_id(r, f"the rank of {short_repr(t)}")
             checked[t] = r
         ranks = checked
         missing = [b for b in range(256) if bytes([b]) not in ranks]
@@ -472,13 +319,13 @@ class BPETokenizer(_Tokenizer):
         >>> tok.encode(" the")
         [257, 101]
         """
-        vocab = _gpt2_vocab(_read_json(vocab_json), vocab_json)
+        vocab = check_gpt2_vocab(read_json(vocab_json), vocab_json)
         byte_encoder = bytes_to_unicode()
         try:
             byte_ids = [vocab[byte_encoder[b]] for b in range(256)]
         except KeyError as e:
             raise ValueError(f"{vocab_json} lacks the single-byte token {e.args[0]!r}") from None
-        merges, merge_ids = _gpt2_merges(merges_txt, vocab, vocab_json)
+        merges, merge_ids = read_gpt2_merges(merges_txt, vocab, vocab_json)
         used = set(byte_ids) | set(merge_ids)
         special = {t: i for t, i in vocab.items() if i not in used}
         try:
@@ -537,7 +384,7 @@ class BPETokenizer(_Tokenizer):
             return self._decoder[i]
         if i in self._special_decoder:
             return self._special_decoder[i]
-        _raise_bad_ids([i], lambda _: False, self._vocab_size)
+        raise_bad_ids([i], lambda _: False, self._vocab_size)
 
     def pretokenize(self, text):
         """The pre-tokens of ``text`` (no special-token handling).
@@ -547,7 +394,7 @@ class BPETokenizer(_Tokenizer):
         >>> BPETokenizer([]).pretokenize("I'm  here\\n")
         ['I', "'m", ' ', ' here', '\\n']
         """
-        _check_text(text)
+        check_text(text)
         return self._split(text)
 
     # -- encode --------------------------------------------------------------------------
@@ -559,7 +406,7 @@ class BPETokenizer(_Tokenizer):
             ids = (token,)
         else:
             encoder = self._encoder
-            ids = tuple([encoder[p] for p in _byte_pair_merge(data, self._ranks)])
+            ids = tuple([encoder[p] for p in byte_pair_merge(data, self._ranks)])
         cache = self._cache
         if len(cache) >= _MAX_CACHE:
             cache.clear()
@@ -587,7 +434,7 @@ class BPETokenizer(_Tokenizer):
         >>> tok.encode_ordinary("<|endoftext|>") == list(b"<|endoftext|>")
         True
         """
-        _check_text(text)
+        check_text(text)
         return self._encode_ordinary(text)
 
     def _resolve_special(self, value, name):
@@ -637,7 +484,7 @@ class BPETokenizer(_Tokenizer):
         >>> tok.encode("<|endoftext|>", disallowed_special="none")[:3]
         [60, 124, 101]
         """
-        _check_text(text)
+        check_text(text)
         allowed = self._resolve_special(allowed_special, "allowed_special")
         if disallowed_special == "all":
             disallowed = set(self.special_tokens) - allowed
@@ -674,7 +521,7 @@ class BPETokenizer(_Tokenizer):
         >>> tok.decode_bytes([104, 105, 195, 256])
         b'hi\\xc3<|end|>'
         """
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         decoder = self._decoder
         try:
             return b"".join([decoder[i] for i in ids])
@@ -682,7 +529,7 @@ class BPETokenizer(_Tokenizer):
             special = self._special_decoder
             valid = lambda i: i in decoder or i in special      # noqa: E731
             if not all(valid(i) for i in ids):
-                _raise_bad_ids(ids, valid, self._vocab_size)
+                raise_bad_ids(ids, valid, self._vocab_size)
             return b"".join([decoder[i] if i in decoder else special[i] for i in ids])
 
     def decode(self, ids, errors="replace"):
@@ -721,7 +568,7 @@ class BPETokenizer(_Tokenizer):
         tokens = sorted((t for t in encoder if len(t) > 1), key=lambda t: ranks[t])
         merges, merge_ids = [], []
         for t in tokens:
-            parts = _byte_pair_merge(t, ranks, max_rank=ranks[t])
+            parts = byte_pair_merge(t, ranks, max_rank=ranks[t])
             if len(parts) != 2:
                 return None
             merges.append((encoder[parts[0]], encoder[parts[1]]))
@@ -775,14 +622,14 @@ class BPETokenizer(_Tokenizer):
         >>> tok.encode("aaa"), tok.vocab_size
         ([256, 97], 257)
         """
-        _check_type(d, cls.type_name)
+        check_type(d, cls.type_name)
         pattern = pattern_from_file(d.get("pattern", "gpt2"))
-        special = _field(d, "special_tokens", (dict, type(None)), None) or {}
+        special = dict_field(d, "special_tokens", (dict, type(None)), None) or {}
         if "tokens" in d:
-            return cls.from_ranks(_ranks_of(_field(d, "tokens", (list,))), special, pattern)
-        return cls(_field(d, "merges", (list,)), special_tokens=special, pattern=pattern,
-                   byte_ids=_field(d, "byte_ids", (list, type(None)), None),
-                   merge_ids=_field(d, "merge_ids", (list, type(None)), None))
+            return cls.from_ranks(_ranks_of(dict_field(d, "tokens", (list,))), special, pattern)
+        return cls(dict_field(d, "merges", (list,)), special_tokens=special, pattern=pattern,
+                   byte_ids=dict_field(d, "byte_ids", (list, type(None)), None),
+                   merge_ids=dict_field(d, "merge_ids", (list, type(None)), None))
 
     def save_gpt2(self, vocab_json, merges_txt):
         """Write GPT-2-style ``vocab.json`` and ``merges.txt`` (read back by :meth:`from_gpt2`).

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .base import _check_text
-from .patterns import _compile_pattern
+from .base import check_text
+from .patterns import compile_pattern
 
 
 def train_bpe(text, vocab_size, pattern="gpt2", special_tokens=()):
@@ -86,7 +86,7 @@ def train_bpe(text, vocab_size, pattern="gpt2", special_tokens=()):
 
 def _check_train_args(text, vocab_size, special_tokens):
     """Check the arguments of :func:`train_bpe`; return ``special_tokens`` as a list."""
-    _check_text(text)
+    check_text(text)
     special_tokens = list(special_tokens)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
@@ -100,7 +100,7 @@ def _check_train_args(text, vocab_size, special_tokens):
 
 def _count_words(text, pattern):
     """(words, freq): each distinct pre-token of ``text`` as byte ids, and its count."""
-    counts = Counter(_compile_pattern(pattern)(text))
+    counts = Counter(compile_pattern(pattern)(text))
     words = [list(w.encode("utf-8")) for w in counts]
     return words, list(counts.values())
 

@@ -55,12 +55,11 @@ import copy
 import importlib
 
 from ..io.errors import short_repr
-from .bpe import bytes_to_unicode
+from .byte_level import bytes_to_unicode
 from .hf import HFTokenizer
 from .patterns import GPT2_PATTERN, LLAMA3_PATTERN, LLAMACPP_PUNCTUATION, QWEN2_PATTERN, \
     THREE_DIGITS
-
-_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
+from .pieces import CONTROL, NORMAL, USER_DEFINED
 
 
 def _split(regex):
@@ -181,7 +180,7 @@ def gguf_to_tokenizer_json(metadata):
     pre_tokenizer, ignore_merges, bos_default = copy.deepcopy(PRE_TOKENIZERS[pre])
     tokens = _strings(metadata, "tokenizer.ggml.tokens")
     merges = _strings(metadata, "tokenizer.ggml.merges", required=False) or []
-    types = _ints(metadata, "tokenizer.ggml.token_type", len(tokens)) or [_NORMAL] * len(tokens)
+    types = _ints(metadata, "tokenizer.ggml.token_type", len(tokens)) or [NORMAL] * len(tokens)
 
     spelling = bytes_to_unicode()
     alphabet = set(spelling.values())
@@ -192,11 +191,11 @@ def gguf_to_tokenizer_json(metadata):
     for token, kind in zip(tokens, types):
         if token in seen:
             continue
-        if kind == _CONTROL and set(token) <= alphabet or kind == _USER_DEFINED and token in vocab:
+        if kind == CONTROL and set(token) <= alphabet or kind == USER_DEFINED and token in vocab:
             seen.add(token)
             added.append({"id": vocab[token], "content": token, "single_word": False,
                           "lstrip": False, "rstrip": False, "normalized": False,
-                          "special": kind == _CONTROL})
+                          "special": kind == CONTROL})
 
     n = len(tokens)
     around = []

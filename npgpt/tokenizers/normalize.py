@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .patterns import _ASTRAL, _class_string, _ranges
+from .patterns import ASTRAL, class_string, code_point_ranges
 
 #: A run of this many unsafe characters is normalized by :func:`_ordered_decomposition`.
 _LONG_RUN = 64
@@ -76,8 +76,8 @@ def _unsafe_tables():
                     if combining(first) or first in seconds:
                         unsafe.append(cp)
                         break
-        bmp = _ranges(cp for cp in unsafe if cp <= 0xFFFF)
-        _UNSAFE = _class_string(bmp), frozenset(chr(cp) for cp in unsafe if cp > 0xFFFF)
+        bmp = code_point_ranges(cp for cp in unsafe if cp <= 0xFFFF)
+        _UNSAFE = class_string(bmp), frozenset(chr(cp) for cp in unsafe if cp > 0xFFFF)
     return _UNSAFE
 
 
@@ -85,9 +85,9 @@ def _long_runs(text, length):
     """The spans of runs of at least ``length`` unsafe characters in ``text``."""
     if length not in _LONG:
         _LONG[length] = re.compile(f"[{_unsafe_tables()[0]}]{{{length},}}")
-    if _ASTRAL.search(text):                     # astral stand-ins: an unsafe one, a safe one
+    if ASTRAL.search(text):                     # astral stand-ins: an unsafe one, a safe one
         astral = _unsafe_tables()[1]
-        text = _ASTRAL.sub(lambda m: "\u0301" if m.group() in astral else "a", text)
+        text = ASTRAL.sub(lambda m: "\u0301" if m.group() in astral else "a", text)
     return [m.span() for m in _LONG[length].finditer(text)]
 
 

@@ -6,7 +6,7 @@ the text. BPE never merges across two pre-tokens.
 - :data:`GPT2_PATTERN` -- GPT-2's pattern as written for the ``regex`` module and tiktoken
   (``\\p{L}``, ``\\p{N}``), which the standard-library ``re`` cannot compile;
 - :func:`gpt2_pattern` -- the same pattern for ``re``: the Unicode classes are built from
-  ``unicodedata`` (``_unicode_classes``) and White_Space is spelled out (``_WHITE_SPACE``);
+  ``unicodedata`` (``_unicode_classes``) and White_Space is spelled out (``WHITE_SPACE``);
 - :func:`gpt2_split` -- ``gpt2_pattern().findall``, about five times faster;
 - :data:`LLAMA3_PATTERN` and :data:`QWEN2_PATTERN` -- Llama 3's and Qwen2's patterns as their
   ``tokenizer.json`` files write them, with :func:`llama3_split` and :func:`qwen2_split`;
@@ -20,7 +20,7 @@ the text. BPE never merges across two pre-tokens.
   for seconds on 26 characters); :func:`pattern_from_file` enforces this, and so does the
   ``tokenizer.json`` reader (:mod:`npgpt.tokenizers.hf`), which accepts a ``Split`` regex
   only if it is, character for character, one of these;
-- ``_compile_pattern`` -- a registered name or any ``re`` pattern given in code -> a
+- ``compile_pattern`` -- a registered name or any ``re`` pattern given in code -> a
   function text -> pre-tokens.
 
 Compiled patterns are kept in ``_PATTERNS`` (GPT-2's) and ``_COMPILED`` (the others), and
@@ -54,7 +54,7 @@ QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}
 # Unicode's White_Space property (PropList.txt), the meaning of \s in tiktoken's Rust regex.
 # Python's own \s also matches U+001C..U+001F (str.isspace), which GPT-2 does not treat as
 # whitespace, so the pattern below spells whitespace out instead of using \s.
-_WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
+WHITE_SPACE = ([(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
                  (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
                  (0x3000, 0x3000)])
 
@@ -76,17 +76,21 @@ _PATTERNS = {}      # "gpt2", "gpt2_bmp", "llama3_bmp", "qwen2_bmp" -> compiled 
 _COMPILED = {}      # any other regular expression -> its compiled re
 
 
-def _class_string(ranges):
-    """[(lo, hi), ...] -> the body of a regex character class, with \\u/\\U escapes."""
+def class_string(ranges):
+    """[(lo, hi), ...] -> the body of a regex character class, with \\u/\\U escapes.
+
+    >>> print(class_string([(0x41, 0x5A), (0x1F600, 0x1F600)]))
+    \\u0041-\\u005A\\U0001F600
+    """
     def esc(c):
         return f"\\u{c:04X}" if c <= 0xFFFF else f"\\U{c:08X}"
     return "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges)
 
 
-def _ranges(code_points):
+def code_point_ranges(code_points):
     """Increasing code points -> [[lo, hi], ...], the runs of consecutive ones.
 
-    >>> _ranges([65, 66, 67, 70])
+    >>> code_point_ranges([65, 66, 67, 70])
     [[65, 67], [70, 70]]
     """
     out = []
@@ -121,9 +125,9 @@ def _unicode_classes():
                     start[key] = None
         bmp = {k: [(lo, min(hi, 0xFFFF)) for lo, hi in r if lo <= 0xFFFF]
                for k, r in ranges.items()}
-        _CLASSES = {"L": _class_string(ranges["L"]), "N": _class_string(ranges["N"]),
-                    "S": _class_string(_WHITE_SPACE),
-                    "L_bmp": _class_string(bmp["L"]), "N_bmp": _class_string(bmp["N"])}
+        _CLASSES = {"L": class_string(ranges["L"]), "N": class_string(ranges["N"]),
+                    "S": class_string(WHITE_SPACE),
+                    "L_bmp": class_string(bmp["L"]), "N_bmp": class_string(bmp["N"])}
     return _CLASSES
 
 
@@ -159,7 +163,7 @@ def gpt2_pattern():
     return _PATTERNS["gpt2"]
 
 
-_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _astral_stand_in(match):
@@ -186,9 +190,9 @@ def gpt2_split(text):
         c = _unicode_classes()
         _PATTERNS["gpt2_bmp"] = re.compile(_gpt2_source(c["L_bmp"], c["N_bmp"], c["S"]))
     regex = _PATTERNS["gpt2_bmp"]
-    if text.isascii() or not _ASTRAL.search(text):
+    if text.isascii() or not ASTRAL.search(text):
         return regex.findall(text)
-    stand_in = _ASTRAL.sub(_astral_stand_in, text)
+    stand_in = ASTRAL.sub(_astral_stand_in, text)
     return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
 
 
@@ -210,9 +214,9 @@ def _stand_in_split(name, digits, text):
         c = _unicode_classes()
         _PATTERNS[key] = re.compile(_llama3_source(c["L_bmp"], c["N_bmp"], c["S"], digits))
     regex = _PATTERNS[key]
-    if text.isascii() or not _ASTRAL.search(text):
+    if text.isascii() or not ASTRAL.search(text):
         return regex.findall(text)
-    stand_in = _ASTRAL.sub(_astral_stand_in, text)
+    stand_in = ASTRAL.sub(_astral_stand_in, text)
     return [text[m.start():m.end()] for m in regex.finditer(stand_in)]
 
 
@@ -252,7 +256,7 @@ def qwen2_split(text):
 
 
 #: Patterns written for the ``regex`` module that have a split for ``re``: regex -> split.
-_TRANSLATED = {GPT2_PATTERN: gpt2_split, LLAMA3_PATTERN: llama3_split,
+TRANSLATED = {GPT2_PATTERN: gpt2_split, LLAMA3_PATTERN: llama3_split,
                QWEN2_PATTERN: qwen2_split}
 
 
@@ -266,8 +270,9 @@ def _punctuation_regex():
     [',', '...', '$+', '「', '」']
     """
     if "punctuation" not in _PATTERNS:
-        ranges = _ranges(cp for cp in range(0x110000) if unicodedata.category(chr(cp))[0] == "P")
-        _PATTERNS["punctuation"] = re.compile(f"[{_class_string(ranges)}\\$\\+<=>\\^~\\|]+")
+        ranges = code_point_ranges(cp for cp in range(0x110000)
+                                   if unicodedata.category(chr(cp))[0] == "P")
+        _PATTERNS["punctuation"] = re.compile(f"[{class_string(ranges)}\\$\\+<=>\\^~\\|]+")
     return _PATTERNS["punctuation"]
 
 
@@ -275,8 +280,16 @@ def _punctuation_regex():
 _REWRITTEN = {LLAMACPP_PUNCTUATION: _punctuation_regex}
 
 
-def _compile_regex(regex):
-    """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups."""
+def compile_regex(regex):
+    """``re.compile(regex)``, cached; ValueError unless it compiles without capturing groups.
+
+    >>> compile_regex(r"\\d+|\\D+").findall("ab12")
+    ['ab', '12']
+    >>> compile_regex(r"(\\d)+")
+    Traceback (most recent call last):
+        ...
+    ValueError: pattern '(\\\\d)+' has capturing groups; use (?:...) so that findall returns whole pre-tokens
+    """
     if not isinstance(regex, str):
         raise TypeError(f"pattern must be a registered name or a regular-expression str, "
                         f"got {short_repr(regex)}")
@@ -295,18 +308,22 @@ def _compile_regex(regex):
     return _COMPILED[regex]
 
 
-def _compile_pattern(pattern):
+def compile_pattern(pattern):
     """The pre-tokenizer of ``pattern`` (a registered name, or a regex given in code): a
-    function text -> list of pre-tokens. A name wins over a regex spelled the same."""
+    function text -> list of pre-tokens. A name wins over a regex spelled the same.
+
+    >>> compile_pattern("gpt2")("Hi there!"), compile_pattern("qwen2")("2024")
+    (['Hi', ' there', '!'], ['2', '0', '2', '4'])
+    """
     if pattern == "gpt2" or pattern == GPT2_PATTERN:
         return gpt2_split
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a registered name or a regular-expression str, "
                         f"got {short_repr(pattern)}")
     regex = PATTERNS.get(pattern, pattern)
-    if regex in _TRANSLATED:
-        return _TRANSLATED[regex]
-    return _compile_regex(regex).findall
+    if regex in TRANSLATED:
+        return TRANSLATED[regex]
+    return compile_regex(regex).findall
 
 
 def register_pattern(name, regex):
@@ -349,8 +366,8 @@ def register_pattern(name, regex):
     if PATTERNS.get(name, regex) != regex:
         raise ValueError(f"pattern {name!r} is already registered, as "
                          f"{short_repr(PATTERNS[name], 200)}; choose another name")
-    if regex not in _TRANSLATED:
-        _compile_regex(regex)
+    if regex not in TRANSLATED:
+        compile_regex(regex)
     PATTERNS[name] = regex
 
 

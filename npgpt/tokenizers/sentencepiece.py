@@ -9,14 +9,14 @@ One tokenizer, :class:`SentencePieceTokenizer`, read from three files that hold 
 thing -- pieces, their scores and their types:
 
 - a SentencePiece ``tokenizer.model`` (:meth:`~SentencePieceTokenizer.from_model_file`), the
-  protobuf Llama 2, Mistral and llama2.c ship, read here by hand (:func:`read_model_proto`:
-  varints and length-delimited fields, nothing else);
-- llama2.c's ``tokenizer.bin`` (:meth:`~SentencePieceTokenizer.from_llama2c`): the maximum
-  token length, then score, length and bytes per token;
+  protobuf Llama 2, Mistral and llama2.c ship, and llama2.c's ``tokenizer.bin``
+  (:meth:`~SentencePieceTokenizer.from_llama2c`), both read by hand in
+  :mod:`.sentencepiece_files`;
 - a GGUF file's ``tokenizer.ggml.*`` metadata when ``tokenizer.ggml.model`` is ``"llama"``
   (:meth:`~SentencePieceTokenizer.from_gguf_metadata`).
 
-Encoding, as the ``sentencepiece`` library's BPE model (``bpe_model.cc``):
+Encoding, as the ``sentencepiece`` library's BPE model (``bpe_model.cc``; the rules as pure
+functions in :mod:`.sentencepiece_bpe`):
 
 1. **normalize** (:func:`normalize`): with ``remove_extra_whitespaces``, leading and trailing
    spaces go and runs of spaces become one; a ``"▁"`` is put in front (``add_dummy_prefix``)
@@ -53,404 +53,25 @@ a bad varint, a length past the end), with no more memory than the file's size.
 
 from __future__ import annotations
 
-import heapq
-import math
 import numbers
 import os
 import re
 import struct
 
 from ..io.errors import CheckpointError, short_repr
-from ..io.files import open_regular
-from .base import _as_id_list, _check_text, _check_type, _field, _raise_bad_ids, _Tokenizer
+from .base import Tokenizer, as_id_list, check_text, check_type, dict_field, raise_bad_ids
+from .pieces import (BYTE, CONTROL, NORMAL, TYPE_NAMES, UNKNOWN, UNUSED, USER_DEFINED,
+                     checked_vocabulary)
+from .sentencepiece_bpe import SPACE, decode_utf8, merge_pieces, normalize
+from .sentencepiece_files import (UNK_SURFACE, encode_varint, read_llama2c_tokenizer,
+                                  read_model_proto, read_tokenizer_file)
 
-# Piece types, numbered as in sentencepiece_model.proto (and GGUF's token_type).
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-TYPE_NAMES = {NORMAL: "normal", UNKNOWN: "unknown", CONTROL: "control",
-              USER_DEFINED: "user-defined", UNUSED: "unused", BYTE: "byte"}
-SPACE = "\u2581"                        # "▁", what SentencePiece writes for a space
-UNK_SURFACE = " \u2047 "                # " ⁇ ", the library's text for the unknown piece
-MAX_MODEL_BYTES = 256 * 1024 * 1024     # a tokenizer file larger than this is refused
-_MODEL_TYPES = {1: "UNIGRAM", 2: "BPE", 3: "WORD", 4: "CHAR"}
-_BYTE_PIECE = re.compile(r"<0x([0-9A-F]{2})>\Z")
 _MAX_CACHE = 100_000                    # cached chunks per tokenizer before the cache is cleared
 _MAX_CACHED_CHUNK = 256                 # longer chunks are not cached
 _DECODINGS = ("sentencepiece", "llama2c")
 _DICT_KEYS = ("type", "pieces", "scores", "types", "add_dummy_prefix", "remove_extra_whitespaces",
               "escape_whitespaces", "byte_fallback", "unk_surface", "bos_id", "eos_id",
               "add_bos", "add_eos", "decoding")
-
-
-# ----------------------------------------------------------------------------------------
-# The protobuf wire format: just enough to read a ModelProto
-# ----------------------------------------------------------------------------------------
-
-def _varint(data, pos, where):
-    """(value, next position) of the base-128 varint at ``data[pos:]`` (at most 10 bytes)."""
-    value = shift = 0
-    for i in range(pos, min(pos + 10, len(data))):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if value >= 1 << 64:
-                raise CheckpointError(f"{where}: a varint larger than 64 bits")
-            return value, i + 1
-        shift += 7
-    if len(data) - pos < 10:
-        raise CheckpointError(f"{where}: truncated varint at byte {pos}")
-    raise CheckpointError(f"{where}: a varint longer than 10 bytes at byte {pos}")
-
-
-def encode_varint(n):
-    """The base-128 varint of a non-negative integer: 7 bits a byte, low bits first, the top
-    bit set on every byte but the last.
-
-    >>> encode_varint(1), encode_varint(300)
-    (b'\\x01', b'\\xac\\x02')
-    """
-    out = bytearray()
-    while True:
-        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _fields(data, where, names):
-    """The fields of one protobuf message: ``{number: [(wire_type, value), ...]}``.
-
-    ``names`` maps field numbers to names for the messages (``where.name: ...``).
-
-    Wire types: 0 varint (value: int), 1 fixed 64 bits and 5 fixed 32 bits (value: the raw
-    bytes), 2 length-delimited (value: the bytes). Groups (3, 4) are refused. Every length is
-    checked against the bytes left before anything is sliced.
-    """
-    out, pos = {}, 0
-    while pos < len(data):
-        key, pos = _varint(data, pos, where)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise CheckpointError(f"{where}: field number 0 at byte {pos}")
-        field = f"{where}.{names.get(number, f'field {number}')}"
-        if wire == 0:
-            value, pos = _varint(data, pos, field)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            if len(data) - pos < size:
-                raise CheckpointError(f"{field}: truncated ({size} bytes needed, "
-                                      f"{len(data) - pos} left)")
-            value, pos = data[pos:pos + size], pos + size
-        elif wire == 2:
-            size, pos = _varint(data, pos, field)
-            if size > len(data) - pos:
-                raise CheckpointError(f"{field}: length {size} runs past the end "
-                                      f"({len(data) - pos} bytes left)")
-            value, pos = data[pos:pos + size], pos + size
-        else:
-            raise CheckpointError(f"{field}: wire type {wire} is not supported")
-        out.setdefault(number, []).append((wire, value))
-    return out
-
-
-def _scalar(fields, number, name, wire, default, where):
-    """The last value of a non-repeated scalar field (protobuf: the last one wins)."""
-    values = fields.get(number)
-    if not values:
-        return default
-    got, value = values[-1]
-    if got != wire:
-        raise CheckpointError(f"{where}.{name}: wire type {got}, expected {wire}")
-    return value
-
-
-def _submessage(fields, number):
-    """An embedded message given several times is their merge: its parts concatenated."""
-    return b"".join(value for wire, value in fields.get(number, ()) if wire == 2)
-
-
-def _text(raw, where):
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-
-
-def _bool(fields, number, name, default, where):
-    return bool(_scalar(fields, number, name, 0, int(default), where))
-
-
-def read_model_proto(data, source="tokenizer.model"):
-    """The fields npgpt uses from a SentencePiece ``ModelProto`` (the bytes of a ``.model``).
-
-    Field numbers from ``sentencepiece_model.proto``: ModelProto ``pieces`` 1 (``piece`` 1,
-    ``score`` 2 as a 32-bit float, ``type`` 3), ``trainer_spec`` 2 (``model_type`` 3,
-    ``treat_whitespace_as_suffix`` 24, ``byte_fallback`` 35, ``unk_piece`` 45, ``bos_piece``
-    46, ``eos_piece`` 47, ``unk_surface`` 44), ``normalizer_spec`` 3 (``name`` 1,
-    ``precompiled_charsmap`` 2, ``add_dummy_prefix`` 3, ``remove_extra_whitespaces`` 4,
-    ``escape_whitespaces`` 5), ``denormalizer_spec`` 5. Other fields are skipped, as
-    protobuf does.
-
-    Returns
-    -------
-    dict with ``pieces`` (list of str), ``scores`` (list of float), ``types`` (list of int),
-    ``model_type`` (str), and the flags above under their names.
-
-    Examples
-    --------
-    >>> piece = b"\\x0a\\x01a" + b"\\x15" + struct.pack("<f", -1.5)        # piece "a", score -1.5
-    >>> spec = read_model_proto(b"\\x0a" + bytes([len(piece)]) + piece + b"\\x12\\x02\\x18\\x02")
-    >>> spec["pieces"], spec["scores"], spec["types"], spec["model_type"]
-    (['a'], [-1.5], [1], 'BPE')
-    >>> read_model_proto(b"\\x0a\\x02\\x0a\\x09")
-    Traceback (most recent call last):
-        ...
-    npgpt.io.errors.CheckpointError: tokenizer.model: pieces[0].piece: length 9 runs past the end (0 bytes left)
-    """
-    top = _fields(data, f"{source}: ModelProto", {1: "pieces", 2: "trainer_spec",
-                                                  3: "normalizer_spec", 5: "denormalizer_spec"})
-    pieces, scores, types = [], [], []
-    for i, (wire, raw) in enumerate(top.get(1, ())):
-        where = f"{source}: pieces[{i}]"
-        if wire != 2:
-            raise CheckpointError(f"{where}: wire type {wire}, expected 2 (a message)")
-        f = _fields(raw, where, {1: "piece", 2: "score", 3: "type"})
-        piece = _text(_scalar(f, 1, "piece", 2, b"", where), f"{where}.piece")
-        score = struct.unpack("<f", _scalar(f, 2, "score", 5, b"\0\0\0\0", where))[0]
-        kind = _scalar(f, 3, "type", 0, NORMAL, where)
-        if kind not in TYPE_NAMES:
-            raise CheckpointError(f"{where}.type: {kind} is not a piece type "
-                                  f"({sorted(TYPE_NAMES)})")
-        pieces.append(piece)
-        scores.append(score)
-        types.append(kind)
-    where = f"{source}: trainer_spec"
-    trainer = _fields(_submessage(top, 2), where, {3: "model_type", 24: "treat_whitespace_as_suffix",
-                                                   35: "byte_fallback", 44: "unk_surface",
-                                                   45: "unk_piece", 46: "bos_piece",
-                                                   47: "eos_piece"})
-    model_type = _scalar(trainer, 3, "model_type", 0, 1, where)        # default: UNIGRAM
-    spec = dict(pieces=pieces, scores=scores, types=types,
-                model_type=_MODEL_TYPES.get(model_type, f"type {model_type}"),
-                byte_fallback=_bool(trainer, 35, "byte_fallback", False, where),
-                treat_whitespace_as_suffix=_bool(trainer, 24, "treat_whitespace_as_suffix",
-                                                 False, where))
-    for number, name, default in ((45, "unk_piece", "<unk>"), (46, "bos_piece", "<s>"),
-                                  (47, "eos_piece", "</s>"), (44, "unk_surface", UNK_SURFACE)):
-        spec[name] = _text(_scalar(trainer, number, name, 2, default.encode(), where),
-                           f"{where}.{name}")
-    where = f"{source}: normalizer_spec"
-    norm = _fields(_submessage(top, 3), where, {1: "name", 2: "precompiled_charsmap",
-                                                3: "add_dummy_prefix",
-                                                4: "remove_extra_whitespaces",
-                                                5: "escape_whitespaces"})
-    spec["normalizer_name"] = _text(_scalar(norm, 1, "name", 2, b"", where), f"{where}.name")
-    spec["precompiled_charsmap"] = len(_scalar(norm, 2, "precompiled_charsmap", 2, b"", where))
-    for number, name in ((3, "add_dummy_prefix"), (4, "remove_extra_whitespaces"),
-                         (5, "escape_whitespaces")):
-        spec[name] = _bool(norm, number, name, True, where)
-    where = f"{source}: denormalizer_spec"
-    denorm = _fields(_submessage(top, 5), where, {2: "precompiled_charsmap"})
-    spec["denormalizer_charsmap"] = len(_scalar(denorm, 2, "precompiled_charsmap", 2, b"", where))
-    return spec
-
-
-# ----------------------------------------------------------------------------------------
-# llama2.c's tokenizer.bin
-# ----------------------------------------------------------------------------------------
-
-def read_llama2c_tokenizer(data, source="tokenizer.bin"):
-    """(pieces, scores) of llama2.c's ``tokenizer.bin``.
-
-    Layout (little-endian): int32 ``max_token_length``, then per token float32 ``score``,
-    int32 ``length`` and ``length`` bytes of UTF-8, to the end of the file. llama2.c's
-    exporter writes the pieces with ``"▁"`` replaced by a space (kept so here: llama2.c
-    encodes and prints them so), and BOS / EOS as ``"\\n<s>\\n"`` / ``"\\n</s>\\n"``; those
-    two are read back as ``<s>`` and ``</s>``.
-
-    Examples
-    --------
-    >>> def token(score, text):
-    ...     raw = text.encode()
-    ...     return struct.pack("<fi", score, len(raw)) + raw
-    >>> data = struct.pack("<i", 5) + token(0.0, "<unk>") + token(-1.0, " the")
-    >>> read_llama2c_tokenizer(data)
-    (['<unk>', ' the'], [0.0, -1.0])
-    >>> read_llama2c_tokenizer(data[:-2])
-    Traceback (most recent call last):
-        ...
-    npgpt.io.errors.CheckpointError: tokenizer.bin: token 1: length 4 runs past the end of the file (2 bytes left)
-    """
-    if len(data) < 4:
-        raise CheckpointError(f"{source}: {len(data)} bytes, too short for llama2.c's "
-                              f"tokenizer.bin (an int32 max_token_length first)")
-    max_length = struct.unpack_from("<i", data)[0]
-    if not 0 < max_length <= len(data):
-        raise CheckpointError(f"{source}: max_token_length {max_length} is not in "
-                              f"[1, {len(data)}] (the file's size)")
-    pieces, scores, pos = [], [], 4
-    while pos < len(data):
-        where = f"{source}: token {len(pieces)}"
-        if len(data) - pos < 8:
-            raise CheckpointError(f"{where}: truncated (score and length need 8 bytes, "
-                                  f"{len(data) - pos} left)")
-        score, length = struct.unpack_from("<fi", data, pos)
-        pos += 8
-        if not 0 <= length <= max_length:
-            raise CheckpointError(f"{where}: length {length} is not in [0, max_token_length="
-                                  f"{max_length}]")
-        if length > len(data) - pos:
-            raise CheckpointError(f"{where}: length {length} runs past the end of the file "
-                                  f"({len(data) - pos} bytes left)")
-        piece = _text(data[pos:pos + length], where)
-        pos += length
-        piece = {"\n<s>\n": "<s>", "\n</s>\n": "</s>"}.get(piece, piece)
-        pieces.append(piece)
-        scores.append(score)
-    return pieces, scores
-
-
-def _read_file(path):
-    """The bytes of the regular file ``path`` (at most MAX_MODEL_BYTES)."""
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_MODEL_BYTES:
-            raise CheckpointError(f"{os.fspath(path)}: {size:,} bytes, larger than any "
-                                  f"tokenizer (at most {MAX_MODEL_BYTES:,})")
-        return f.read(MAX_MODEL_BYTES + 1)
-
-
-# ----------------------------------------------------------------------------------------
-# Encoding: normalize, split, merge
-# ----------------------------------------------------------------------------------------
-
-def normalize(text, add_dummy_prefix=True, remove_extra_whitespaces=False,
-              escape_whitespaces=True):
-    """SentencePiece's identity normalizer (``normalizer.cc``): spaces only.
-
-    With ``remove_extra_whitespaces``, leading spaces go, a run of spaces becomes one and
-    trailing spaces (``"▁"`` after escaping) go. Then ``"▁"`` in front if
-    ``add_dummy_prefix``, and every space -> ``"▁"`` if ``escape_whitespaces``. A text that
-    is empty (after removing spaces) stays empty. Only U+0020 counts as a space.
-
-    Examples
-    --------
-    >>> normalize("Hello  world "), normalize("  Hello  world ", remove_extra_whitespaces=True)
-    ('▁Hello▁▁world▁', '▁Hello▁world')
-    >>> normalize(""), normalize("   ", remove_extra_whitespaces=True)
-    ('', '')
-    """
-    if remove_extra_whitespaces:
-        text = re.sub(" {2,}", " ", text.lstrip(" "))
-    if not text:
-        return ""
-    if add_dummy_prefix:
-        text = " " + text
-    if escape_whitespaces:
-        text = text.replace(" ", SPACE)
-    if remove_extra_whitespaces:
-        text = text.rstrip(SPACE if escape_whitespaces else " ")
-    return text
-
-
-def merge_pieces(symbols, scores, frozen=(), unused=frozenset()):
-    """SentencePiece's BPE merge loop on one normalized text (``bpe_model.cc``).
-
-    Repeatedly merge the adjacent pair of symbols whose concatenation is a piece of the
-    highest score (the leftmost pair on ties) until no pair is a piece. A heap holds the
-    candidate pairs ``(-score, left, right, length)``; an entry is stale when one of its
-    symbols was merged away or grew since (the lengths no longer add up).
-
-    Parameters
-    ----------
-    symbols : list of str
-        The characters (or user-defined pieces) of the text, in order.
-    scores : dict[str, float]
-        The pieces that merges may produce (normal, user-defined, unused) and their scores.
-    frozen : sequence of bool
-        Symbols never merged (the user-defined pieces matched in the text).
-    unused : set of str
-        Pieces of type *unused*: a merge into one is undone at the end, back into the two
-        symbols it was made of (the last pair that proposed it, as the library's
-        ``rev_merge`` records them).
-
-    Returns
-    -------
-    list of str, the pieces.
-
-    Examples
-    --------
-    >>> merge_pieces(list("abab"), {"ab": -1.0, "ba": -0.5, "bab": -0.1})
-    ['a', 'bab']
-    >>> merge_pieces(list("aaa"), {"aa": 0.0})            # a tie: the leftmost pair first
-    ['aa', 'a']
-    """
-    symbols = list(symbols)
-    n = len(symbols)
-    frozen = list(frozen) or [False] * n
-    nxt = list(range(1, n)) + [-1]               # nxt[i]: the symbol after i, -1 at the end
-    prv = list(range(-1, n - 1))                 # prv[i]: the symbol before i
-    heap, halves = [], {}
-
-    def propose(left, right):
-        if left < 0 or right < 0 or frozen[left] or frozen[right]:
-            return
-        piece = symbols[left] + symbols[right]
-        score = scores.get(piece)
-        if score is not None:
-            heapq.heappush(heap, (-score, left, right, len(piece)))
-            if piece in unused:
-                halves[piece] = (symbols[left], symbols[right])
-
-    for i in range(1, n):
-        propose(i - 1, i)
-    while heap:
-        _, left, right, length = heapq.heappop(heap)
-        a, b = symbols[left], symbols[right]
-        if not a or not b or len(a) + len(b) != length:
-            continue                                      # stale: a symbol changed since
-        symbols[left], symbols[right] = a + b, ""         # merge [left] + [right] -> [left]
-        nxt[left] = nxt[right]
-        if nxt[left] >= 0:
-            prv[nxt[left]] = left
-        propose(prv[left], left)
-        propose(left, nxt[left])
-    out = []
-
-    def unmerge(piece):
-        if piece in halves:
-            unmerge(halves[piece][0])
-            unmerge(halves[piece][1])
-        else:
-            out.append(piece)
-    for s in symbols:
-        if s:
-            unmerge(s) if unused else out.append(s)
-    return out
-
-
-def _decode_utf8(data):
-    """``data`` as text, one character at a time: a byte that does not start a valid UTF-8
-    character becomes U+FFFD on its own (the library's rule; Python's ``errors="replace"``
-    replaces a broken sequence as a whole).
-
-    >>> _decode_utf8(b"\\xc3\\xa9\\xe2\\x82"), b"\\xe2\\x82".decode("utf-8", "replace")
-    ('é��', '�')
-    """
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    out, pos = [], 0
-    while pos < len(data):
-        lead = data[pos]
-        size = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        try:
-            out.append(data[pos:pos + size].decode("utf-8"))
-            pos += size
-        except UnicodeDecodeError:
-            out.append("\ufffd")
-            pos += 1
-    return "".join(out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -468,7 +89,7 @@ def _example():
     return SentencePieceTokenizer(pieces + words, scores, types + [NORMAL] * len(words))
 
 
-class SentencePieceTokenizer(_Tokenizer):
+class SentencePieceTokenizer(Tokenizer):
     """SentencePiece BPE with byte fallback (see the module docstring for the rules).
 
     Parameters
@@ -516,7 +137,7 @@ class SentencePieceTokenizer(_Tokenizer):
                  remove_extra_whitespaces=False, escape_whitespaces=True, byte_fallback=None,
                  unk_surface=UNK_SURFACE, bos_id="<s>", eos_id="</s>", add_bos=True,
                  add_eos=False, decoding="sentencepiece"):
-        self._pieces, self._scores, self._types = self._checked_vocabulary(pieces, scores, types)
+        self._pieces, self._scores, self._types = checked_vocabulary(pieces, scores, types)
         self._piece_to_id = {p: i for i, p in enumerate(self._pieces)}
         for name, value in (("add_dummy_prefix", add_dummy_prefix),
                             ("remove_extra_whitespaces", remove_extra_whitespaces),
@@ -554,35 +175,6 @@ class SentencePieceTokenizer(_Tokenizer):
         self._setup_merges()
 
     # -- construction ------------------------------------------------------------------
-
-    @staticmethod
-    def _checked_vocabulary(pieces, scores, types):
-        if not (isinstance(pieces, (list, tuple)) and isinstance(scores, (list, tuple))
-                and isinstance(types, (list, tuple))):
-            raise ValueError("pieces, scores and types must be lists")
-        if not len(pieces) == len(scores) == len(types) or not pieces:
-            raise ValueError(f"pieces, scores and types must be non-empty lists of one length, "
-                             f"got {len(pieces)}, {len(scores)} and {len(types)}")
-        seen = {}
-        for i, (p, s, t) in enumerate(zip(pieces, scores, types)):
-            if not isinstance(p, str) or not p:
-                raise ValueError(f"piece {i} must be a non-empty str, got {short_repr(p)}")
-            if p in seen:
-                raise ValueError(f"pieces {seen[p]} and {i} are both {short_repr(p)}")
-            seen[p] = i
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
-                raise ValueError(f"the score of piece {i} ({short_repr(p)}) must be a finite "
-                                 f"number, got {short_repr(s)}")
-            if type(t) is not int or t not in TYPE_NAMES:
-                raise ValueError(f"the type of piece {i} ({short_repr(p)}) must be one of "
-                                 f"{sorted(TYPE_NAMES)}, got {short_repr(t)}")
-            if t == BYTE and not _BYTE_PIECE.match(p):
-                raise ValueError(f"piece {i} has type byte but is {short_repr(p)}, not <0xNN>")
-        unknown = [i for i, t in enumerate(types) if t == UNKNOWN]
-        if len(unknown) != 1:
-            raise ValueError(f"a vocabulary has exactly one piece of type unknown, got "
-                             f"{len(unknown)} ({short_repr(unknown)})")
-        return list(pieces), [float(s) for s in scores], list(types)
 
     def _control_id(self, value, name):
         """An id given as an int, or as a piece (used when it is a control piece); None."""
@@ -623,7 +215,7 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> _example().normalize("hello world")
         '▁hello▁world'
         """
-        _check_text(text)
+        check_text(text)
         return normalize(text, self.add_dummy_prefix, self.remove_extra_whitespaces,
                          self.escape_whitespaces)
 
@@ -706,10 +298,10 @@ class SentencePieceTokenizer(_Tokenizer):
     # -- decode --------------------------------------------------------------------------
 
     def _checked_ids(self, ids):
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         n = len(self._pieces)
         if any(not 0 <= i < n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
+            raise_bad_ids(ids, lambda i: 0 <= i < n, n)
         return ids
 
     def decode(self, ids):
@@ -737,7 +329,7 @@ class SentencePieceTokenizer(_Tokenizer):
                 previous = i
                 continue
             if run:
-                out.append(_decode_utf8(bytes(run)))
+                out.append(decode_utf8(bytes(run)))
                 run, written = [], True
             expect_space = expect_space and not dropped and not written
             dropped = False
@@ -759,7 +351,7 @@ class SentencePieceTokenizer(_Tokenizer):
             written = written or bool(text)
             previous = i
         if run:
-            out.append(_decode_utf8(bytes(run)))
+            out.append(decode_utf8(bytes(run)))
         return "".join(out)
 
     def _strips_first_space(self):
@@ -860,7 +452,7 @@ class SentencePieceTokenizer(_Tokenizer):
         (True, [1, 274, 276])
         """
         source = os.fspath(path)
-        spec = read_model_proto(_read_file(path), source)
+        spec = read_model_proto(read_tokenizer_file(path), source)
         return cls._from_spec(spec, source)
 
     @classmethod
@@ -912,7 +504,7 @@ class SentencePieceTokenizer(_Tokenizer):
         (' hello world', 'hello world')
         """
         source = os.fspath(path)
-        pieces, scores = read_llama2c_tokenizer(_read_file(path), source)
+        pieces, scores = read_llama2c_tokenizer(read_tokenizer_file(path), source)
         if len(pieces) < 3:
             raise CheckpointError(f"{source}: {len(pieces)} tokens; llama2.c needs at least "
                                   f"<unk>, BOS and EOS (ids 0, 1, 2)")
@@ -1066,13 +658,13 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> SentencePieceTokenizer.from_dict(d).encode("aab")
         [1, 1, 0]
         """
-        _check_type(d, cls.type_name)
+        check_type(d, cls.type_name)
         known = set(_DICT_KEYS)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"a 'sentencepiece' tokenizer dict has no key(s) "
                              f"{short_repr(unknown)}")
-        lists = [_field(d, key, (list,)) for key in ("pieces", "scores", "types")]
+        lists = [dict_field(d, key, (list,)) for key in ("pieces", "scores", "types")]
         options = {key: d[key] for key in known - {"type", "pieces", "scores", "types"}
                    if key in d}
         return cls(*lists, **options)

@@ -14,14 +14,14 @@ range.
 from __future__ import annotations
 
 from ..io.errors import short_repr
-from .base import (_as_id_list, _check_text, _check_type, _field, _list_unknown, _raise_bad_ids,
-                   _Tokenizer)
+from .base import (as_id_list, check_text, check_type, dict_field, list_unknown, raise_bad_ids,
+                   Tokenizer)
 
 # ----------------------------------------------------------------------------------------
 # WordTokenizer: the seed's vocabulary
 # ----------------------------------------------------------------------------------------
 
-class WordTokenizer(_Tokenizer):
+class WordTokenizer(Tokenizer):
     """The seed tutorial's tokenizer: one id per whitespace-separated word.
 
     ``encode(text)`` is ``[vocabulary.index(w) for w in text.split()]`` and ``decode(ids)`` is
@@ -60,7 +60,7 @@ class WordTokenizer(_Tokenizer):
         for w in words:
             if not isinstance(w, str):
                 raise TypeError(f"vocabulary entries must be str, got {short_repr(w)}")
-            _check_text(w, "a vocabulary word")
+            check_text(w, "a vocabulary word")
             if not w or w.split() != [w]:
                 raise ValueError(f"vocabulary words must be non-empty and contain no "
                                  f"whitespace, got {short_repr(w)}")
@@ -93,7 +93,7 @@ class WordTokenizer(_Tokenizer):
         >>> tok.encode("the  cat\\nthe dog")
         [1, 2, 1, 0]
         """
-        _check_text(text)
+        check_text(text)
         words = text.split()
         index = self._index
         if self.unk_token is not None:
@@ -101,7 +101,7 @@ class WordTokenizer(_Tokenizer):
             return [index.get(w, unk) for w in words]
         unknown = [w for w in words if w not in index]
         if unknown:
-            raise ValueError(_list_unknown(unknown, "word" if len(set(unknown)) == 1 else "words"))
+            raise ValueError(list_unknown(unknown, "word" if len(set(unknown)) == 1 else "words"))
         return [index[w] for w in words]
 
     def decode(self, ids):
@@ -117,10 +117,10 @@ class WordTokenizer(_Tokenizer):
         ...
         ValueError: token ids out of range for a vocabulary of size 3: 3, 7
         """
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         n = len(self.vocabulary)
         if any(i < 0 or i >= n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
+            raise_bad_ids(ids, lambda i: 0 <= i < n, n)
         return " ".join(self.vocabulary[i] for i in ids)
 
     def to_dict(self):
@@ -143,12 +143,12 @@ class WordTokenizer(_Tokenizer):
         >>> WordTokenizer.from_dict({"type": "word", "vocabulary": ["the", "cat"]})
         WordTokenizer(vocab_size=2, unk_token=None)
         """
-        _check_type(d, cls.type_name)
-        vocabulary = _field(d, "vocabulary", (list,))
+        check_type(d, cls.type_name)
+        vocabulary = dict_field(d, "vocabulary", (list,))
         for w in vocabulary:
             if not isinstance(w, str):
                 raise ValueError(f"vocabulary entries must be str, got {short_repr(w)}")
-        return cls(vocabulary, unk_token=_field(d, "unk_token", (str, type(None)), None))
+        return cls(vocabulary, unk_token=dict_field(d, "unk_token", (str, type(None)), None))
 
     def __repr__(self):
         return f"WordTokenizer(vocab_size={self.vocab_size}, unk_token={self.unk_token!r})"
@@ -158,7 +158,7 @@ class WordTokenizer(_Tokenizer):
 # CharTokenizer
 # ----------------------------------------------------------------------------------------
 
-class CharTokenizer(_Tokenizer):
+class CharTokenizer(Tokenizer):
     """One id per character: id ``i`` is ``chars[i]``.
 
     ``CharTokenizer.from_text(text)`` uses the sorted unique characters of ``text`` (the
@@ -191,7 +191,7 @@ class CharTokenizer(_Tokenizer):
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"each entry of chars must be a single character, got "
                                  f"{short_repr(c)}")
-        _check_text("".join(chars), "chars")
+        check_text("".join(chars), "chars")
         index = {}
         for i, c in enumerate(chars):
             if c in index:
@@ -211,7 +211,7 @@ class CharTokenizer(_Tokenizer):
         >>> CharTokenizer.from_text("banana").chars
         'abn'
         """
-        _check_text(text)
+        check_text(text)
         if not text:
             raise ValueError("text is empty: no characters to build a vocabulary from")
         return cls(sorted(set(text)))
@@ -234,13 +234,13 @@ class CharTokenizer(_Tokenizer):
         ...
         ValueError: 2 unknown characters: 'd', '!'
         """
-        _check_text(text)
+        check_text(text)
         index = self._index
         try:
             return [index[c] for c in text]
         except KeyError:
             unknown = [c for c in text if c not in index]
-            raise ValueError(_list_unknown(unknown, "character" if len(set(unknown)) == 1
+            raise ValueError(list_unknown(unknown, "character" if len(set(unknown)) == 1
                                            else "characters")) from None
 
     def decode(self, ids):
@@ -251,10 +251,10 @@ class CharTokenizer(_Tokenizer):
         >>> CharTokenizer("abn").decode([1, 0, 2, 0, 2, 0])
         'banana'
         """
-        ids = _as_id_list(ids)
+        ids = as_id_list(ids)
         n = len(self.chars)
         if any(i < 0 or i >= n for i in ids):
-            _raise_bad_ids(ids, lambda i: 0 <= i < n, n)
+            raise_bad_ids(ids, lambda i: 0 <= i < n, n)
         chars = self.chars
         return "".join([chars[i] for i in ids])
 
@@ -277,8 +277,8 @@ class CharTokenizer(_Tokenizer):
         >>> CharTokenizer.from_dict({"type": "char", "chars": "abn"}).encode("nab")
         [2, 0, 1]
         """
-        _check_type(d, cls.type_name)
-        return cls(_field(d, "chars", (str, list)))
+        check_type(d, cls.type_name)
+        return cls(dict_field(d, "chars", (str, list)))
 
     def __repr__(self):
         return f"CharTokenizer(vocab_size={self.vocab_size})"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from npgpt.tokenizers import (BPETokenizer, CharTokenizer, WordTokenizer, gpt2_pattern,
                               gpt2_split, tokenizer_from_dict)
-from npgpt.tokenizers.bpe import _byte_pair_merge, _byte_pair_merge_heap
+from npgpt.tokenizers.byte_pair import byte_pair_merge, byte_pair_merge_heap
 
 from helpers import FIXTURES
 
@@ -163,9 +163,9 @@ small_bytes = st.lists(st.sampled_from(b"ab"), max_size=60).map(bytes)   # runs 
 def test_heap_merge_equals_quadratic_merge(data, repeat, ranks):
     piece = data * repeat + b"ab" * 30 + data
     # long pieces use the heap: it must agree with the plain quadratic scan
-    assert _byte_pair_merge_heap(piece, ranks) == _quadratic(piece, ranks)
-    assert _byte_pair_merge(data, ranks) == _quadratic(data, ranks)
-    assert b"".join(_byte_pair_merge_heap(piece, ranks)) == piece
+    assert byte_pair_merge_heap(piece, ranks) == _quadratic(piece, ranks)
+    assert byte_pair_merge(data, ranks) == _quadratic(data, ranks)
+    assert b"".join(byte_pair_merge_heap(piece, ranks)) == piece
 
 
 def _quadratic(piece, ranks):

@@ -64,13 +64,9 @@ def row_parts(n_rows, n_elements):
 
 
 def each(function, items, sizes):
-    """Call ``function(item)`` for every item, the items dealt into as many groups of about
-    equal total size (``sizes``) as there are threads, each group in its own thread, when
-    they add up to at least ``MIN_ELEMENTS`` elements; else all in the calling thread. The
-    calls must not share what they write.
-
-    Dealing by total size, not item by item, lets many small items (the 50 parameters of a
-    small model, none of ``MIN_ELEMENTS`` alone: its optimiser step) use every core too.
+    """Call ``function(item)`` for every item: those of at least ``MIN_ELEMENTS`` elements
+    (``sizes``) in the worker threads, the rest in the calling thread. The calls must not
+    share what they write.
 
     Examples
     --------
@@ -82,38 +78,19 @@ def each(function, items, sizes):
     [1.5, 2.0]
     """
     global _pool
-    items, sizes = list(items), list(sizes)
-    parts = min(WORKERS, threads.get_num_threads(), len(items))
-    if parts < 2 or sum(sizes) < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
+    big = [item for item, size in zip(items, sizes) if size >= MIN_ELEMENTS]
+    if min(WORKERS, threads.get_num_threads()) < 2 or len(big) < 2 or threading.current_thread().name.startswith("npgpt"):
         for item in items:
             function(item)
         return
-    groups = deal_by_size(sizes, parts)
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="npgpt")
-
-    def run(group):
-        for i in group:
-            function(items[i])
-    futures = [_pool.submit(run, group) for group in groups[1:]]
-    run(groups[0])                                  # the calling thread takes one group
+    futures = [_pool.submit(function, item) for item in big]
+    for item, size in zip(items, sizes):
+        if size < MIN_ELEMENTS:
+            function(item)
     for future in futures:
         future.result()
-
-
-def deal_by_size(sizes, parts):
-    """Indices of ``sizes`` dealt into ``parts`` groups of about equal total: largest first,
-    each to the group with the least so far; every index once, in ascending order per group.
-
-    >>> deal_by_size([5, 1, 4, 2, 3], 2)
-    [[0, 1, 3], [2, 4]]
-    """
-    totals, groups = [0] * parts, [[] for _ in range(parts)]
-    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        g = totals.index(min(totals))
-        groups[g].append(i)
-        totals[g] += sizes[i]
-    return [sorted(group) for group in groups if group]
 
 
 def together(calls):

@@ -133,17 +133,18 @@ def erf(x):
 
 
 _HALF_ALPHA32 = tuple(np.float32(0.5) * c for c in _ALPHA32)
-_INV_SQRT_2 = np.float32(0.70710678118654752440)
+_SQRT_2 = 1.4142135623730950488                 # a Python float, as GELU divides by it
 
 
 def normal_cdf(x):
     """Φ(x) = ½ (1 + erf(x / √2)), the standard normal CDF, elementwise (exact GELU's factor).
 
-    float32 takes a shortcut with the same math as ``0.5 * (1 + erf(x / np.sqrt(2)))``: the ½
-    is folded into erf's numerator coefficients and the arrays are reused in place, 11 fewer
-    passes over the array (30% faster on a training step's (B·T, 4C) activations). The
-    result differs from the plain formula by float32 rounding only (within 5e-7, tested).
-    Other dtypes compute the plain formula.
+    float32 takes a shortcut to the same numbers as ``0.5 * (1 + erf(x / √2))``: the ½ is
+    folded into erf's numerator coefficients (halving is exact in binary floating point, so
+    every rounding step sees the plain formula's numbers halved) and the arrays are reused in
+    place: 11 fewer passes over the array, 30% faster on a training step's (B·T, 4C)
+    activations, and bit-identical to the plain formula outside the subnormal range
+    (tested). Other dtypes compute the plain formula.
 
     Examples
     --------
@@ -157,6 +158,6 @@ def normal_cdf(x):
 
 
 def _normal_cdf_float32(x):
-    cdf = _erf_float32(x * _INV_SQRT_2, _HALF_ALPHA32, 0.5)          # ½ erf(x / √2)
-    cdf += np.float32(0.5)
+    cdf = _erf_float32(x / _SQRT_2, _HALF_ALPHA32, 0.5)              # ½ erf(x / √2), exactly
+    cdf += np.float32(0.5)                                           # = ½ (1 + erf), exactly
     return cdf

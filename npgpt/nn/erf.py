@@ -62,19 +62,19 @@ def _polynomial(coefficients, z):
     return acc
 
 
-def _erf_float32(x, alpha=_ALPHA32, limit=1.0):
-    """Eigen / XLA's float32 erf: x · α(x²) / β(x²) on x clamped to [-4, 4] (``alpha`` scaled
-    by s gives s · erf(x), clipped to [-limit, limit])."""
-    x = np.clip(x, np.float32(-4.0), np.float32(4.0))  # NaN stays NaN (np.clip is 3x faster than min/max)
+def _erf_float32(x):
+    """Eigen / XLA's float32 erf: x · α(x²) / β(x²) on x clamped to [-4, 4]."""
+    x = np.clip(x, np.float32(-4.0), np.float32(4.0))  # NaN stays NaN; 3x faster than np.minimum/maximum
     z = x * x
-    out = _polynomial(alpha, z)
+    out = _polynomial(_ALPHA32, z)
     out *= x
     out /= _polynomial(_BETA32, z)
-    return np.clip(out, -limit, limit, out=out)
+    return np.clip(out, -1.0, 1.0, out=out)
 
 
 def _by_rows32(function, x):
-    """function(x) for a float32 array, a large one split by rows between the cores."""
+    """function(x) for a float32 array, a large one split by rows between the cores (on one
+    thread computed directly: no copy into a shared output)."""
     flat = x.reshape(-1, x.shape[-1]) if x.ndim > 1 and x.size else x.reshape(1, -1)
     if row_parts(len(flat), flat.size) < 2:
         return function(flat).reshape(x.shape)     # one thread: no copy into a shared output
@@ -130,34 +130,3 @@ def erf(x):
         erfc = np.exp(-(yl * yl)) * (_INV_SQRT_PI - z * _polynomial(_P, z) / _polynomial(_Q, z)) / yl
         out[large] = np.copysign(1.0 - erfc, x[large])
     return out
-
-
-_HALF_ALPHA32 = tuple(np.float32(0.5) * c for c in _ALPHA32)
-_SQRT_2 = 1.4142135623730950488                 # a Python float, as GELU divides by it
-
-
-def normal_cdf(x):
-    """Φ(x) = ½ (1 + erf(x / √2)), the standard normal CDF, elementwise (exact GELU's factor).
-
-    float32 takes a shortcut to the same numbers as ``0.5 * (1 + erf(x / √2))``: the ½ is
-    folded into erf's numerator coefficients (halving is exact in binary floating point, so
-    every rounding step sees the plain formula's numbers halved) and the arrays are reused in
-    place: 11 fewer passes over the array, 30% faster on a training step's (B·T, 4C)
-    activations, and bit-identical to the plain formula outside the subnormal range
-    (tested). Other dtypes compute the plain formula.
-
-    Examples
-    --------
-    >>> [round(float(p), 4) for p in normal_cdf(np.float32([0.0, 1.0]))]
-    [0.5, 0.8413]
-    """
-    x = np.asarray(x)
-    if x.dtype != np.float32:
-        return 0.5 * (1.0 + erf(x / np.sqrt(2.0)))
-    return _by_rows32(_normal_cdf_float32, x)
-
-
-def _normal_cdf_float32(x):
-    cdf = _erf_float32(x / _SQRT_2, _HALF_ALPHA32, 0.5)              # ½ erf(x / √2), exactly
-    cdf += np.float32(0.5)                                           # = ½ (1 + erf), exactly
-    return cdf

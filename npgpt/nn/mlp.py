@@ -6,7 +6,7 @@ fc_weight (F, C), fc_bias (F,), proj_weight (C, F), proj_bias (C,).
 
 from __future__ import annotations
 
-from .layers import dropout_mask, gelu_backward, gelu_forward_fast, linear_backward, linear_forward
+from .layers import dropout_mask, gelu_backward, gelu_forward, linear_backward, linear_forward
 from .part import Part
 
 # the seed's nn.Sequential(Linear, GELU, Linear, Dropout): its layers 0 and 2
@@ -39,7 +39,7 @@ def mlp_forward(x, fc_weight, fc_bias, proj_weight, proj_bias, gelu="exact",
     [[[0.8413, -0.1587]]]
     """
     h, fc_cache = linear_forward(x, fc_weight, fc_bias)               # (B, T, C) -> (B, T, F)
-    a, gelu_cache = gelu_forward_fast(h, gelu)                        # (B, T, F)
+    a, gelu_cache = gelu_forward(h, gelu)                             # (B, T, F)
     out, proj_cache = linear_forward(a, proj_weight, proj_bias)       # (B, T, F) -> (B, T, C)
     keep = dropout_mask(out.shape, dropout, rng, out.dtype)
     if keep is not None:

@@ -87,8 +87,8 @@ def embedding_backward(dx, cache, dtoken=None):
 
 def scatter_add_rows(out, index, rows):
     """out[index[i]] += rows[i] for every i, a repeated index accumulating: ``np.add.at(out,
-    index, rows)`` computed by sorting instead (13x faster on a baby-GPT batch's 768 rows;
-    the sums differ from np.add.at's by float rounding only, in the order of addition).
+    index, rows)`` computed by sorting instead (4.5x faster on a baby-GPT batch's 768 rows of
+    128; the sums differ from np.add.at's by float rounding only, in the order of addition).
 
     Parameters
     ----------

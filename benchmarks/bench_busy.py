@@ -2,6 +2,7 @@
 transformers, with the machine quiet and then with every core kept busy by other processes.
 
     python benchmarks/bench_busy.py [--repeats 3] [--workloads greedy,smollm2,train]
+    python benchmarks/bench_busy.py --workloads train --conditions quiet --repeats 5   # the quiet training ratio only
 
 The contention is made here: one pure-Python busy loop per core (``while True: pass``), started
 before the busy runs and stopped after them, as a browser tab or a build would hold a core.
@@ -18,6 +19,13 @@ Workloads:
   transformers loads the same file.
 - ``train``: three training steps of nanoGPT's CPU baby GPT (batch 12 x 64); PyTorch runs the
   seed's GPTModel with AdamW.
+
+Each row says how many threads every process of a cell used (npgpt chooses per call, from the
+machine's load at that moment: one thread while other processes keep a core busy), and the
+quiet ``train`` row ends with the line ``train, quiet: npgpt / torch = ...``. npgpt's ratio to
+PyTorch swings with that choice -- on this 2-core machine a baby-GPT step took about 63 ms on
+one thread, 39 on two, PyTorch's about 38-50 on two -- so a "quiet" figure is only one if
+every npgpt process says 2.
 """
 
 import argparse
@@ -144,10 +152,13 @@ def _available(name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workloads", default="greedy,smollm2,train")
-    parser.add_argument("--conditions", default="quiet,busy")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), epilog="The quiet training ratio "
+                                     "alone: --workloads train --conditions quiet --repeats 5")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per cell (the median is shown)")
+    parser.add_argument("--workloads", default="greedy,smollm2,train",
+                        help="comma-separated: greedy, smollm2, train")
+    parser.add_argument("--conditions", default="quiet,busy",
+                        help="quiet, busy or both (quiet: the machine as it is; busy: a busy loop per core)")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "IMPLEMENTATION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -167,22 +178,29 @@ def main(argv=None):
                     continue
                 impls = [i for i in IMPLEMENTATIONS if i != "reference" or not note]
                 seconds = {i: [] for i in impls}
-                threads_used = {}
+                threads_used = {i: [] for i in impls}
                 for _ in range(args.repeats):
                     for impl in impls:
                         result = _measure(name, impl)
                         seconds[impl].append(result["seconds"])
-                        threads_used[impl] = result["threads"]
+                        threads_used[impl].append(result["threads"])
                 med = {i: statistics.median(s) for i, s in seconds.items()}
                 load = os.getloadavg()[0]
                 row = [condition, name, f"{load:.1f}"] + [
-                    f"{med[i] * 1000:,.0f} ({threads_used[i]})" if i in med else "-" for i in IMPLEMENTATIONS]
+                    f"{med[i] * 1000:,.0f} ({'/'.join(map(str, threads_used[i]))})" if i in med else "-"
+                    for i in IMPLEMENTATIONS]
                 row.append(f"{med['npgpt'] / med['npgpt 1 thread']:.2f}")
                 row.append(f"{med['npgpt'] / med['reference']:.2f}" if "reference" in med else "-")
                 rows.append(row)
                 print(" | ".join(row), flush=True)
                 if note:
                     print(f"  ({note})")
+                if "reference" in med:
+                    print(f"{name}, {condition}: npgpt / torch = {med['npgpt'] / med['reference']:.2f} "
+                          f"(medians of {args.repeats}; ms per process: npgpt "
+                          f"{[round(t * 1000) for t in seconds['npgpt']]} on "
+                          f"{threads_used['npgpt']} threads, torch "
+                          f"{[round(t * 1000) for t in seconds['reference']]})", flush=True)
         finally:
             for loop in loops:
                 loop.kill()

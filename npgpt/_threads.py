@@ -39,8 +39,8 @@ def by_rows(function, n_rows, n_elements):
     [0.0, 6.0, 12.0, 18.0]
     """
     global _pool
-    parts = min(WORKERS, threads.get_num_threads(), n_rows)
-    if parts < 2 or n_elements < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
+    parts = row_parts(n_rows, n_elements)
+    if parts < 2:
         function(0, n_rows)
         return
     if _pool is None:
@@ -49,6 +49,18 @@ def by_rows(function, n_rows, n_elements):
     futures = [_pool.submit(function, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     for future in futures:
         future.result()                 # re-raises an exception of a part
+
+
+def row_parts(n_rows, n_elements):
+    """How many threads :func:`by_rows` would split ``n_rows`` rows of ``n_elements`` elements
+    between (1: the calling thread alone).
+
+    >>> row_parts(1, 10**9), row_parts(4, 10)
+    (1, 1)
+    """
+    if n_elements < MIN_ELEMENTS or threading.current_thread().name.startswith("npgpt"):
+        return 1
+    return max(1, min(WORKERS, threads.get_num_threads(), n_rows))
 
 
 def each(function, items, sizes):

@@ -34,8 +34,8 @@ from .kv_cache import (KVCache, positions_and_mask,  # noqa: F401
 from .nn.attention import causal_bias, causal_mask  # noqa: F401
 from .nn.block import block_backward, block_forward, block_parts
 from .nn.crossentropy import cross_entropy_backward, cross_entropy_forward
-from .nn.layers import (OUTPUT_BIAS, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE, embedding_backward,
-                        embedding_forward, linear_backward, linear_forward)
+from .nn.layers import (OUTPUT_BIAS, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE, embedding_backward_fast,
+                        embedding_forward, linear_backward, linear_forward, scatter_add_rows)
 from .nn.rope import rope_frequencies, rope_inv_freq, rope_tables  # noqa: F401
 from .params import (FLOAT_DTYPES, block_parameter_shapes, column_major,  # noqa: F401
                      in_matmul_layout, init_parameters, output_layer, parameter_shapes)
@@ -157,10 +157,10 @@ def gpt_backward(dlogits, saved, config) -> dict:
     if config.positions == "rope":                # x = token_table[ids]: scatter-add the rows
         ids = saved["embedding"]
         dtoken = d_out_weight if config.tie_embeddings else np.zeros_like(d_out_weight)
-        np.add.at(dtoken, ids.ravel(), dx.reshape(-1, dx.shape[-1]))
+        scatter_add_rows(dtoken, ids.ravel(), dx.reshape(-1, dx.shape[-1]))   # np.add.at, sorted
         grads[TOKEN_TABLE] = dtoken
     else:                                         # tied: the table is used twice, gradients add
-        grads[TOKEN_TABLE], grads[POSITION_TABLE] = embedding_backward(
+        grads[TOKEN_TABLE], grads[POSITION_TABLE] = embedding_backward_fast(
             dx, saved["embedding"], dtoken=d_out_weight if config.tie_embeddings else None)
     if not config.tie_embeddings:
         grads[OUTPUT_WEIGHT] = d_out_weight

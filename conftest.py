@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from _pytest.doctest import DoctestItem
 
-_NEEDS_MATPLOTLIB = ("npgpt.viz.plot_",)
+_NEEDS_MATPLOTLIB = ("npgpt.viz.figures.",)   # the figures module draws with matplotlib
 
 
 def pytest_collection_modifyitems(config, items):

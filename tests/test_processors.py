@@ -281,6 +281,9 @@ def test_process_applies_the_new_steps_in_transformers_order(logits, data):
         x = S.repetition_penalty(S.logit_bias(logits, bias), ids, 1.7)
         expected = S.suppress_tokens(S.bad_words(S.no_repeat_ngram(x, ids, 2), ids, words), suppress)
     except ValueError:                               # every token removed: so in process too
+        expected = None
+    if expected is None or np.isneginf(expected).all(axis=-1).any():
+        # a row left with no possible token (by any step, the last one too) is refused by name
         with pytest.raises(ValueError, match="all -inf"):
             S.process(logits, ids, **options)
         return

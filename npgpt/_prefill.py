@@ -14,6 +14,9 @@ GELU make seven to nine such trips. Here:
   with v: softmax(s) v = (exp(s - max) v) / Σ exp(s - max), a division of n x D numbers
   instead of n x Tk; the heads' outputs are written straight into the (B, T, H, D) layout
   that the output projection reads as (N, H·D), no transpose copied;
+- matrix products (:func:`matmul_rows`): the rows of x split between npgpt's threads, each
+  product on one core, instead of the BLAS's own threads, which spin while they wait for each
+  other and, on a machine whose other processes hold a core, burn the time the work needed;
 - GELU (:func:`bias_gelu_rows`): the bias added and the tanh approximation computed on slices
   of rows that fit in a core's cache, so that its nine passes read the cache, not memory.
 
@@ -144,6 +147,25 @@ def _softmax_numerators(s, mask, first):
             np.exp(c, out=c)
             _add_reduce(c, axis=1, keepdims=True, out=sums[h, r0:r1])
     return sums.reshape(G * n, 1)
+
+
+def matmul_rows(x, W):
+    """x @ W, x (N, in), W (in, out) -> (N, out): with two threads or more, each thread
+    multiplies its own rows of x with a one-thread BLAS (each output row is the same dot
+    products as in one product; the BLAS may sum them in another order).
+
+    Examples
+    --------
+    >>> x, W = np.ones((4, 3), dtype=np.float32), np.ones((3, 2), dtype=np.float32)
+    >>> matmul_rows(x, W).tolist()
+    [[3.0, 3.0], [3.0, 3.0], [3.0, 3.0], [3.0, 3.0]]
+    """
+    out = np.empty((len(x), W.shape[1]), dtype=np.result_type(x, W))
+    if threads.get_num_threads() < 2:
+        return np.matmul(x, W, out=out)
+    with threads.blas_threads(1):
+        by_rows(lambda lo, hi: np.matmul(x[lo:hi], W, out=out[lo:hi]), len(x), x.shape[0] * W.size)
+    return out
 
 
 def bias_gelu_rows(f, bias):

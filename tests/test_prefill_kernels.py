@@ -87,6 +87,11 @@ def test_cache_sized_tanh_gelu_equals_the_plain_gelu_within_float32_ulps(N, F, s
 @settings(max_examples=6, deadline=None)
 @given(llama=st.booleans(), T=st.integers(inference.LONG_PROMPT + 1, 150), seed=st.integers(0, 999))
 def test_a_long_prompts_forward_stays_within_float32_ulps_of_gpt_forward(llama, T, seed):
+    with npgpt.threads.using(2):                                           # the threaded kernels
+        _check_long_prompt(llama, T, seed)
+
+
+def _check_long_prompt(llama, T, seed):
     switches = dict(norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1) if llama else {}
     cfg = npgpt.GPTConfig(vocab_size=37, context_length=160, d_model=32, num_heads=4, num_layers=2,
                           gelu="tanh", **switches)
@@ -97,3 +102,18 @@ def test_a_long_prompts_forward_stays_within_float32_ulps_of_gpt_forward(llama, 
     scale = _ulp32(np.abs(expected).max(axis=-1, keepdims=True))
     assert (np.abs(got - expected) <= LOGIT_ULPS * scale).all()
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 200), n_in=st.integers(1, 64), n_out=st.integers(1, 64), threads_=st.sampled_from([1, 2]),
+       seed=st.integers(0, 10**6))
+def test_row_split_product_equals_one_product_within_float32_ulps(N, n_in, n_out, threads_, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, n_in)).astype(np.float32)
+    W = rng.standard_normal((n_out, n_in)).astype(np.float32).T                # a transposed view, as weights() gives
+    with npgpt.threads.using(threads_):
+        got = _prefill.matmul_rows(x, W)
+    expected = x @ W
+    assert got.shape == expected.shape and got.dtype == np.float32
+    bound = n_in * _ulp32(np.abs(x) @ np.abs(W))                              # a dot product's worst rounding
+    assert (np.abs(got - expected) <= bound).all()

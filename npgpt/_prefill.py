@@ -114,7 +114,10 @@ def attend_blocks(q, k, v, mask):
             b, g = divmod(j, Hkv)
             heads = slice(g * G, (g + 1) * G)                         # its query heads
             masks = m[b if m.shape[0] > 1 else 0]                     # (1 or H, T, Tk)
-            masks = masks[heads] if len(masks) > 1 else masks[[0] * G]  # (G, T, Tk)
+            if len(masks) > 1:
+                masks = masks[heads]                                  # (G, T, Tk)
+            else:
+                masks = np.broadcast_to(masks, (G,) + masks.shape[1:])  # (G, T, Tk), a view
             for index, i0 in enumerate(range(0, T, mask.block)):
                 i1 = min(T, i0 + mask.block)
                 n, seen = i1 - i0, Tk - T + i1
@@ -126,7 +129,8 @@ def attend_blocks(q, k, v, mask):
                 y /= sums
                 out[b, i0:i1, heads] = y.reshape(G, n, D).transpose(1, 0, 2)  # -> (n, G, D)
 
-    with threads.blas_threads(1 if min(threads.get_num_threads(), B * Hkv) > 1 else threads.get_num_threads()):
+    split = min(threads.get_num_threads(), B * Hkv) > 1                # heads shared between threads
+    with threads.blas_threads(1 if split else threads.get_num_threads()):
         by_rows(kv_heads, B * Hkv, q.size * Tk // D)
     return out
 

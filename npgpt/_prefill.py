@@ -14,15 +14,12 @@ GELU make seven to nine such trips. Here:
   with v: softmax(s) v = (exp(s - max) v) / Σ exp(s - max), a division of n x D numbers
   instead of n x Tk; the heads' outputs are written straight into the (B, T, H, D) layout
   that the output projection reads as (N, H·D), no transpose copied;
-- matrix products (:func:`matmul_rows`): the rows of x split between npgpt's threads, each
-  product on one core, instead of the BLAS's own threads, which spin while they wait for each
-  other and, on a machine whose other processes hold a core, burn the time the work needed;
 - GELU (:func:`bias_gelu_rows`): the bias added and the tanh approximation computed on slices
   of rows that fit in a core's cache, so that its nine passes read the cache, not memory.
 
 Each differs from the plain step by rounding only (other operation orders, the same
 formulas); ``tests/test_prefill_kernels.py`` states the bounds in float32 ulps, and
-``inference.forward`` uses these kernels only for prompts longer than ``QUERY_BLOCK`` tokens,
+``inference.forward`` uses these kernels only for prompts longer than ``LONG_PROMPT`` tokens,
 so short inputs stay bit-identical to ``gpt_forward``.
 
 Shapes: q (B, H, T, D), k and v (B, Hkv, Tk, D); G = H / Hkv query heads per key/value head;
@@ -36,7 +33,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import threads
 from ._threads import by_rows
 
 #: float32 numbers per slice of rows that the softmax and GELU work on (512 KB: a core's L2)
@@ -83,11 +79,10 @@ def attend_blocks(q, k, v, mask):
     (B, Hkv, Tk, D), ``mask`` a :class:`BlockedMask` -> (B, T, H, D) (the layout the output
     projection reads as (B·T, H·D)).
 
-    The key/value heads are shared between the threads, each thread's matrix products on one
-    core (a head's products are too small to split well). Per head and block of queries
-    i0..i1 (which meets keys 0..Tk - T + i1 only): the scale folded into the block's
-    queries; s = q kᵀ for the G query heads of the kv head at once; in slices of rows of about
-    :data:`CHUNK` numbers, the mask (its diagonal part alone where
+    Per block of queries i0..i1 (which meets keys 0..Tk - T + i1 only): the scale folded into
+    the block's queries; s = q kᵀ for every head (the G query heads of a kv head stacked along
+    the rows; the BLAS's threads); per head, in npgpt's threads, and in slices of rows of
+    about :data:`CHUNK` numbers: the mask (its diagonal part alone where
     :attr:`BlockedMask.clear`), the row's max subtracted, exp, the row sums; then
     (exp(s) v) / sums.
 
@@ -107,69 +102,44 @@ def attend_blocks(q, k, v, mask):
     G = H // Hkv
     scale = q.dtype.type(1.0 / math.sqrt(D))
     out = np.empty((B, T, H, D), dtype=q.dtype)
-    m = mask.mask
+    m = mask.mask                                                     # (B or 1, 1 or H, T, Tk)
+    for index, i0 in enumerate(range(0, T, mask.block)):
+        i1 = min(T, i0 + mask.block)
+        n, seen = i1 - i0, Tk - T + i1
+        first = Tk - T + i0 if mask.clear[index] else 0               # the mask from this key on
+        qb = np.multiply(q[:, :, i0:i1], scale)                       # (B, H, n, D), a copy
+        s = qb.reshape(B, Hkv, G * n, D) @ k[:, :, :seen].swapaxes(-1, -2)  # (B, Hkv, G·n, seen)
+        heads = s.reshape(B * H, n, seen)
+        sums = np.empty((B * H, n, 1), dtype=s.dtype)
 
-    def kv_heads(lo, hi):
-        for j in range(lo, hi):
-            b, g = divmod(j, Hkv)
-            heads = slice(g * G, (g + 1) * G)                         # its query heads
-            masks = m[b if m.shape[0] > 1 else 0]                     # (1 or H, T, Tk)
-            if len(masks) > 1:
-                masks = masks[heads]                                  # (G, T, Tk)
-            else:
-                masks = np.broadcast_to(masks, (G,) + masks.shape[1:])  # (G, T, Tk), a view
-            for index, i0 in enumerate(range(0, T, mask.block)):
-                i1 = min(T, i0 + mask.block)
-                n, seen = i1 - i0, Tk - T + i1
-                first = Tk - T + i0 if mask.clear[index] else 0       # the mask from this key on
-                qb = np.multiply(q[b, heads, i0:i1], scale)           # (G, n, D), a copy
-                s = qb.reshape(G * n, D) @ k[b, g, :seen].T           # (G·n, seen)
-                sums = _softmax_numerators(s.reshape(G, n, seen), masks[:, i0:i1, :seen], first)
-                y = s @ v[b, g, :seen]                                # (G·n, D)
-                y /= sums
-                out[b, i0:i1, heads] = y.reshape(G, n, D).transpose(1, 0, 2)  # -> (n, G, D)
-
-    split = min(threads.get_num_threads(), B * Hkv) > 1                # heads shared between threads
-    with threads.blas_threads(1 if split else threads.get_num_threads()):
-        by_rows(kv_heads, B * Hkv, q.size * Tk // D)
+        def rows(lo, hi, heads=heads, sums=sums, i0=i0, i1=i1, seen=seen, first=first):
+            for h0 in range(lo, hi):                                  # runs of heads sharing a mask
+                if h0 > lo and m.shape[1] == 1 and h0 % H:
+                    continue
+                h1 = h0 + 1 if m.shape[1] > 1 else min(hi, (h0 // H + 1) * H)
+                b, head = divmod(h0, H)
+                hm = m[b if m.shape[0] > 1 else 0, head if m.shape[1] > 1 else 0]   # (T, Tk)
+                _softmax_numerators(heads[h0:h1], hm[i0:i1, :seen], first, sums[h0:h1])
+        by_rows(rows, B * H, s.size)
+        y = s @ v[:, :, :seen]                                        # (B, Hkv, G·n, D)
+        y /= sums.reshape(B, Hkv, G * n, 1)
+        out[:, i0:i1] = y.reshape(B, H, n, D).transpose(0, 2, 1, 3)   # (B, H, n, D) -> (B, n, H, D)
     return out
 
 
-def _softmax_numerators(s, mask, first):
-    """s (G, n, seen) <- exp(s + mask - rowmax) in place, ``mask`` (G, n, seen) added from
-    column ``first`` on, in slices of rows of about :data:`CHUNK` numbers (the passes stay in
-    cache); returns the row sums (G·n, 1)."""
-    G, n, seen = s.shape
-    sums = np.empty((G, n, 1), dtype=s.dtype)
-    step = max(1, CHUNK // seen)
-    for h in range(G):
-        for r0 in range(0, n, step):
-            r1 = min(n, r0 + step)
-            c = s[h, r0:r1]
-            c[:, first:] += mask[h, r0:r1, first:]
-            c -= c.max(axis=1, keepdims=True)
-            np.exp(c, out=c)
-            _add_reduce(c, axis=1, keepdims=True, out=sums[h, r0:r1])
-    return sums.reshape(G * n, 1)
-
-
-def matmul_rows(x, W):
-    """x @ W, x (N, in), W (in, out) -> (N, out): with two threads or more, each thread
-    multiplies its own rows of x with a one-thread BLAS (each output row is the same dot
-    products as in one product; the BLAS may sum them in another order).
-
-    Examples
-    --------
-    >>> x, W = np.ones((4, 3), dtype=np.float32), np.ones((3, 2), dtype=np.float32)
-    >>> matmul_rows(x, W).tolist()
-    [[3.0, 3.0], [3.0, 3.0], [3.0, 3.0], [3.0, 3.0]]
-    """
-    out = np.empty((len(x), W.shape[1]), dtype=np.result_type(x, W))
-    if threads.get_num_threads() < 2:
-        return np.matmul(x, W, out=out)
-    with threads.blas_threads(1):
-        by_rows(lambda lo, hi: np.matmul(x[lo:hi], W, out=out[lo:hi]), len(x), x.shape[0] * W.size)
-    return out
+def _softmax_numerators(s, mask, first, sums):
+    """s (h, n, seen) <- exp(s + mask - rowmax) in place, ``mask`` (n, seen) (shared by the h
+    heads) added from column ``first`` on, in slices of rows of about :data:`CHUNK` numbers (the
+    passes stay in a core's cache); the row sums into ``sums`` (h, n, 1)."""
+    h, n, seen = s.shape
+    step = max(1, CHUNK // (seen * h))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        c = s[:, r0:r1]
+        c[..., first:] += mask[r0:r1, first:]
+        c -= c.max(axis=-1, keepdims=True)
+        np.exp(c, out=c)
+        _add_reduce(c, axis=-1, keepdims=True, out=sums[:, r0:r1])
 
 
 def bias_gelu_rows(f, bias):

@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import threads
-from ._prefill import BlockedMask, attend_blocks, bias_gelu_rows, blocked_mask, matmul_rows
+from ._prefill import BlockedMask, attend_blocks, bias_gelu_rows, blocked_mask
 from ._threads import by_rows
 from .nn.attention import causal_mask
 from .nn.block import block_parts
@@ -345,15 +345,10 @@ def _feed_forward(x, h, a, layer, w):
 
 def _linear(x, W, bias):
     """x @ W + bias (bias None: none), x (n, in), W (in, out) -> (n, out)."""
-    y = _matmul(x, W)
+    y = x @ W
     if bias is not None:
         y += bias
     return y
-
-
-def _matmul(x, W):
-    """x @ W, x (n, in); more than ``LONG_PROMPT`` rows: :func:`npgpt._prefill.matmul_rows`."""
-    return matmul_rows(x, W) if len(x) > LONG_PROMPT else x @ W
 
 
 def _logits(w, x):
@@ -510,13 +505,13 @@ def _attend_dense(q, k, v, mask):
 def _mlp(x, fc_w, fc_b, proj_w, proj_b, gelu):
     """mlp_forward's math on x (N, C) -> (N, C), GELU in place (more than ``LONG_PROMPT``
     rows of the tanh GELU: :func:`npgpt._prefill.bias_gelu_rows`, equal up to rounding)."""
-    f = _matmul(x, fc_w)                                              # (N, C) @ (C, 4C)
+    f = x @ fc_w                                                      # (N, C) @ (C, 4C)
     if gelu == "tanh" and len(f) > LONG_PROMPT:
         bias_gelu_rows(f, fc_b)
     else:
         f += fc_b
         by_rows(lambda lo, hi: _gelu(f[lo:hi], gelu), len(f), f.size)
-    out = _matmul(f, proj_w)
+    out = f @ proj_w
     out += proj_b
     return out
 
@@ -546,8 +541,8 @@ def _swiglu(x, gate_w, up_w, down_w):
     e = exp(-|g|) ≤ 1 (no overflow, however large |g|); then @ W_down. The numerator, 1 or
     e, is max(e, [g ≥ 0]) (e ≤ 1), the same numbers as a select and much faster; the rows go
     64 at a time, so that the temporaries stay in the cache."""
-    g = _matmul(x, gate_w)                                            # (N, C) @ (C, F)
-    u = _matmul(x, up_w)                                              # (N, C) @ (C, F)
+    g = x @ gate_w                                                    # (N, C) @ (C, F)
+    u = x @ up_w                                                      # (N, C) @ (C, F)
 
     def rows(lo, hi):
         for start in range(lo, hi, 64):
@@ -561,4 +556,4 @@ def _swiglu(x, gate_w, up_w, down_w):
             gr *= e                                                   # silu(g)
             gr *= u[start:min(hi, start + 64)]
     by_rows(rows, len(g), g.size)
-    return _matmul(g, down_w)                                         # (N, F) @ (F, C)
+    return g @ down_w                                                 # (N, F) @ (F, C)

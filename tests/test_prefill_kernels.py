@@ -103,17 +103,3 @@ def _check_long_prompt(llama, T, seed):
     assert (np.abs(got - expected) <= LOGIT_ULPS * scale).all()
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
 
-
-@settings(max_examples=40, deadline=None)
-@given(N=st.integers(1, 200), n_in=st.integers(1, 64), n_out=st.integers(1, 64), threads_=st.sampled_from([1, 2]),
-       seed=st.integers(0, 10**6))
-def test_row_split_product_equals_one_product_within_float32_ulps(N, n_in, n_out, threads_, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, n_in)).astype(np.float32)
-    W = rng.standard_normal((n_out, n_in)).astype(np.float32).T                # a transposed view, as weights() gives
-    with npgpt.threads.using(threads_):
-        got = _prefill.matmul_rows(x, W)
-    expected = x @ W
-    assert got.shape == expected.shape and got.dtype == np.float32
-    bound = n_in * _ulp32(np.abs(x) @ np.abs(W))                              # a dot product's worst rounding
-    assert (np.abs(got - expected) <= bound).all()

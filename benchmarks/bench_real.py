@@ -116,16 +116,24 @@ def llama_cpp_runs(model, n_threads):
     llm = Llama(model_path=path, n_ctx=1024, n_threads=n_threads, n_threads_batch=n_threads,
                 n_batch=512, verbose=False, logits_all=False)
 
+    vocab = llm.n_vocab()
+
+    def last_logits():
+        # the last position's logits: llama-cpp-python copies them into ``llm.scores`` only with
+        # logits_all=True (which would compute the output layer for every prompt token)
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))
+
     def run(ids, n):
         def call():
             llm.reset()
             llm.eval(ids.tolist())                          # the prompt in one batch
             out = []
             for _ in range(n - 1):
-                token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+                token = int(np.argmax(last_logits()))
                 out.append(token)
                 llm.eval([token])
-            return out
+            out.append(int(np.argmax(last_logits())))       # the n-th token: no forward pass needed
+            return np.concatenate([ids, out])
         return call
     return run, path
 
@@ -192,6 +200,10 @@ def main(argv=None):
             if args.llama_cpp and llama_cpp_missing is None:
                 llama, gguf_path = llama_cpp_runs(model, n or threads.CORES)
                 runs["llama.cpp (F32)"] = llama
+                if setting == args.threads.split(",")[0]:
+                    agree = np.array_equal(llama(chat, args.new_tokens)(), ours(chat, args.new_tokens)())
+                    print(f"llama.cpp on npgpt.save_gguf's F32 file: the same {args.new_tokens} greedy "
+                          f"tokens as npgpt: {'yes' if agree else 'NO'}")
             load_before = load_average()
             result, bandwidth = measure(runs, chat, long, args.new_tokens, args.repeats, memory)
             used = threads.get_num_threads()

@@ -214,7 +214,6 @@ def test_every_name_of_the_old_training_module_still_imports_from_npgpt_train():
 
 
 def test_each_training_module_imports_only_the_training_modules_before_it():
-    import structure
     edges, _ = structure.import_graph()
     assert {m for m in structure.modules() if m.startswith("npgpt.train.")} == {
         f"npgpt.train.{name}" for name in TRAIN_MODULES}
@@ -224,14 +223,12 @@ def test_each_training_module_imports_only_the_training_modules_before_it():
 
 
 def test_the_optimiser_knows_only_its_settings_and_the_layers_names():
-    import structure
     edges, _ = structure.import_graph()
     assert edges["npgpt.train.optim"] <= {"npgpt._threads", "npgpt.nn.block", "npgpt.nn.layers",
                                           "npgpt.train.config"}, sorted(edges["npgpt.train.optim"])
 
 
 def test_the_training_package_has_short_modules_and_functions_and_imports_no_private_name():
-    import structure
     edges, private = structure.import_graph()
     assert [p for p in private if p[0].startswith("npgpt.train")] == []
     assert [m for m in structure.long_modules() if m[0].startswith("npgpt/train/")] == []
@@ -257,14 +254,7 @@ DECODING = ("npgpt.decoding", "npgpt._run", "npgpt.greedy", "npgpt.generation",
             "npgpt._checks", "npgpt._decoder", "npgpt._fast_sampling", "npgpt.chat.session")
 
 
-def _structure():
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import structure
-    return structure
-
-
 def test_the_decoding_modules_are_in_no_import_cycle_and_share_no_private_name():
-    structure = _structure()
     edges, private = structure.import_graph()
     cycles = [c for c in structure.cycles(edges) if set(c) & set(DECODING)]
     assert not cycles, cycles
@@ -273,14 +263,13 @@ def test_the_decoding_modules_are_in_no_import_cycle_and_share_no_private_name()
 
 
 def test_the_decoding_modules_and_their_functions_are_short():
-    structure = _structure()
     paths = {structure.modules()[m] for m in DECODING}
     assert not [m for m in structure.long_modules() if m[0] in paths]
     assert not [f for f in structure.long_functions() if f[0] in paths]
 
 
 def test_the_strategies_build_on_the_core_and_generate_dispatches():
-    edges, _ = _structure().import_graph()
+    edges, _ = structure.import_graph()
     for strategy in ("npgpt.greedy", "npgpt.beam_search", "npgpt.speculative"):
         assert "npgpt._run" in edges[strategy], strategy
         assert "npgpt.generation" not in edges[strategy], strategy
@@ -326,7 +315,7 @@ def test_generate_is_a_function_and_the_decoding_import_paths_work():
     assert callable(beam_search.beam_search) and callable(speculative.speculative_steps)
     assert sampling.repetition_penalty is processors.repetition_penalty
     assert "suppress_tokens" in sampling.SAMPLING_OPTIONS
-    assert "npgpt.generate" not in _structure().modules()     # no module named like the function
+    assert "npgpt.generate" not in structure.modules()     # no module named like the function
 
 
 # ------------------------------------------------------------------------ the tokenizers room
@@ -339,7 +328,6 @@ TOKENIZERS_MAY_IMPORT = {"npgpt.io.errors", "npgpt.io.files", "npgpt.io.gguf", "
 
 
 def _tokenizer_graph():
-    import structure
     edges, private = structure.import_graph()
     return structure, edges, private
 
@@ -397,8 +385,6 @@ def test_each_tokenizer_class_records_its_own_type_name_and_subclasses_do_not_re
 
 
 # The whole package, measured from the ast by tests/structure.py (the structure issue's table).
-import structure  # noqa: E402
-
 
 def test_no_import_cycles_among_npgpt_modules():
     edges, _ = structure.import_graph()

@@ -6,7 +6,8 @@
 The other checkout's package is imported under another name beside this one, and every
 workload (the ones the benchmark scripts time: greedy generation in the three model forms, beam
 search, top-p / top-k / min-p on GPT-2-sized logits, a training step, and, when
-``NPGPT_GPT2_TIKTOKEN`` names GPT-2's rank file, BPE encoding) runs from both, alternately,
+``NPGPT_GPT2_TIKTOKEN`` names GPT-2's rank file, BPE encoding; when SmolLM2-135M-Instruct's GGUF
+is cached (``tests/fixtures/fetch_models.py``), its greedy decoding) runs from both, alternately,
 in the same process. That matters here: two processes running the same code can differ by
 10-20% on this machine, because glibc's malloc returns freed memory to the system at
 different moments and every large temporary array then costs page faults. In one process
@@ -72,6 +73,12 @@ def workloads(pkg):
         "min_p(0.1), (32, 50257)": lambda: sampling.min_p(logits, 0.1),
         "training step, batch 12 x 64": train_step,
     }
+    from bench_busy import PROMPT_37, smollm2_path
+    if os.path.exists(smollm2_path()):
+        smollm2 = pkg.load(smollm2_path())
+        chat = smollm2.tokenizer.encode(PROMPT_37, add_special_tokens=False)
+        runs["SmolLM2-135M, 37-token prompt + 24 greedy tokens"] = (
+            lambda: pkg.generate(smollm2, chat, max_new_tokens=24))
     rank_file = os.environ.get("NPGPT_GPT2_TIKTOKEN")
     if rank_file:
         from bench_tokenize import english_text
@@ -90,12 +97,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("other", help="another checkout of the repository")
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--only", default="", help="run only the workloads whose names contain this text")
     args = parser.parse_args(argv)
     other = import_other(args.other)
     mine, theirs = workloads(npgpt), workloads(other)
     rows = []
     for name in mine:
-        if name not in theirs:
+        if name not in theirs or args.only not in name:
             continue
         times = {"this": [], "other": []}
         pair = [("this", mine[name]), ("other", theirs[name])]

@@ -12,9 +12,13 @@ a decode step of a small model spends most of its time in NumPy's per-call overh
 - activations stay 2-D, (B·T, C), and are updated in place where ``gpt_forward`` makes a new
   array (the residual sums, the norms' steps, GELU, SiLU, the rotary turn of q and k) — the
   same operations in the same order, so :func:`forward`'s logits are bit-identical to
-  ``GPT.forward``'s, for GPT's block and the Llama family's alike
-  (``tests/properties/test_inference.py`` proves it over configurations, dtypes, padding and
-  caches; ``tests/test_llama_inference.py`` checks the Llama family's mixes);
+  ``GPT.forward``'s for GPT's block (``tests/properties/test_inference.py`` proves it over
+  configurations, dtypes, padding and caches; ``tests/test_llama_inference.py`` checks the
+  Llama family's mixes);
+- the Llama family's q, k, v are one product, and gate, up another, when the model keeps each
+  group side by side in one matrix (as it does: ``npgpt.params.stack_groups``): a product of
+  another width may sum in another order, so those logits equal ``GPT.forward``'s within a few
+  ulps of each row's largest, not bit for bit;
 - rotary positions: the cos/sin tables of the tokens' positions are made once per call, for
   every block;
 - grouped-query attention never copies a key/value head: the G = H / Hkv query heads of a
@@ -51,7 +55,7 @@ from .nn.block import block_parts
 from .nn.erf import erf
 from .nn.layers import POSITION_TABLE, SQRT_2, SQRT_2_OVER_PI, TOKEN_TABLE
 from .nn.rope import rope_inv_freq, rope_tables
-from .params import output_layer
+from .params import output_layer, stacked
 
 _add_reduce = np.add.reduce
 
@@ -71,9 +75,9 @@ class Norm(NamedTuple):
 
 class Attention(NamedTuple):
     """An attention layer's weights, each matrix (in, out) for ``x @ W``: ``kind`` "stacked"
-    (GPT: ``qkv`` = [(W_qkv (C, 3C), b_qkv)]) or "separate" (the Llama family: ``qkv`` =
-    [(W_q (C, H·D), b_q), (W_k (C, Hkv·D), b_k), (W_v, b_v)], biases None without
-    ``attention_bias``); ``out`` = (W_out, b_out or None).
+    (``qkv`` = [(W_qkv (C, H·D + 2·Hkv·D), b_qkv)]: GPT's, and the Llama family's q, k, v side
+    by side) or "separate" (``qkv`` = [(W_q (C, H·D), b_q), (W_k (C, Hkv·D), b_k), (W_v, b_v)]);
+    biases None without ``attention_bias``; ``out`` = (W_out, b_out or None).
 
     Examples
     --------
@@ -90,7 +94,8 @@ class Attention(NamedTuple):
 
 class MLP(NamedTuple):
     """A feed-forward layer's weights: ``kind`` "gelu" (W_fc (C, F), b_fc, W_proj (F, C),
-    b_proj) or "swiglu" (W_gate (C, F), W_up (C, F), W_down (F, C)).
+    b_proj) or "swiglu" (W_gate (C, F), W_up (C, F), W_down (F, C), and [W_gate | W_up]
+    (C, 2F) when the two are side by side in one matrix, else None).
 
     Examples
     --------
@@ -128,9 +133,11 @@ def weights(params, config):
     the output projection and its bias. The names come from the layers (:mod:`npgpt.nn`'s
     parts), as in ``gpt_forward``.
 
-    The Llama family's q/k/v (and gate/up) stay three (two) products: stacking them into one
-    matrix would copy those weights (270 MB for SmolLM2-135M) on every ``generate()`` call,
-    and at batch 1 reading a matrix costs the same in one product or in three.
+    The Llama family's q, k, v (and gate, up) are one product each when the model keeps them
+    side by side in one matrix (``npgpt.params.stack_groups``, as every GPT does once made or
+    loaded; found here with ``npgpt.params.stacked``, nothing copied): fewer and larger
+    matrix-vector products, about 13% less time in them for SmolLM2-135M's decoding on one
+    thread. Parameters replaced one by one (no longer side by side) take three (two) products.
 
     Examples
     --------
@@ -147,8 +154,10 @@ def weights(params, config):
     ...                                   num_layers=1, norm="rmsnorm", positions="rope", mlp="swiglu",
     ...                                   num_kv_heads=2, ffn_dim=40))
     >>> block = weights(llama.params, llama.config)["blocks"][0]
-    >>> [W.shape for W, _ in block.attn.qkv], [W.shape for W in block.mlp.weights], block.norm1.kind
-    ([(16, 16), (16, 8), (16, 8)], [(16, 40), (16, 40), (40, 16)], 'rmsnorm')
+    >>> block.attn.kind, [W.shape for W, _ in block.attn.qkv], block.norm1.kind   # [W_q | W_k | W_v]
+    ('stacked', [(16, 32)], 'rmsnorm')
+    >>> [W.shape for W in block.mlp.weights]                           # gate, up, down, [gate | up]
+    [(16, 40), (16, 40), (40, 16), (16, 80)]
     """
     p = params
     norm, attention, mlp = block_parts(config)
@@ -165,13 +174,20 @@ def weights(params, config):
     for i in range(config.num_layers):
         b = f"blocks.{i}."
         a = matrices(b, attention)
+        qkv = None if attention.kind == "learned" else stacked([a[n + "_weight"].T for n in "qkv"])
         if attention.kind == "learned":
             attn = Attention("stacked", [(a["in_weight"], a["in_bias"])], (a["out_weight"], a["out_bias"]))
+        elif qkv is not None:                                         # q, k, v side by side: one product
+            biases = [a[n + "_bias"] for n in "qkv"]
+            attn = Attention("stacked", [(qkv, None if biases[0] is None else np.concatenate(biases))],
+                             (a["out_weight"], None))
         else:
             attn = Attention("separate", [(a[n + "_weight"], a[n + "_bias"]) for n in "qkv"],
                              (a["out_weight"], None))
-        blocks.append(Block(norm_weights(b + n1), attn, norm_weights(b + n2),
-                            MLP(mlp.kind, tuple(matrices(b, mlp).values()))))
+        f = tuple(matrices(b, mlp).values())
+        if mlp.kind == "swiglu":                                      # gate and up as one, if stacked
+            f += (stacked([f[0].T, f[1].T]),)
+        blocks.append(Block(norm_weights(b + n1), attn, norm_weights(b + n2), MLP(mlp.kind, f)))
     out, out_bias = output_layer(p, config)
     dtype = p[TOKEN_TABLE].dtype
     rope = config.positions == "rope"
@@ -215,8 +231,6 @@ def forward(w, ids, positions=None, mask=None, kv_cache=None, last_only=False):
     """
     threads.for_work(ids.size * w["flops_per_token"])                 # BLAS threads for this call
     x, B, T, mask, rope = _embed(w, ids, positions, mask)             # x (N, C)
-    if T > LONG_PROMPT and not isinstance(mask, float):
-        mask = blocked_mask(mask, QUERY_BLOCK)                        # a long prompt: npgpt._prefill
     for i, layer in enumerate(w["blocks"]):
         x = _block(x, layer, w, B, T, mask, None if kv_cache is None else kv_cache.layer(i), rope)
     x = x.reshape(B, T, -1)
@@ -281,9 +295,9 @@ def _project_qkv(x, attn, heads, last=None):
         if last is None:
             qkv = _linear(x, W, bias)                                 # (N, C) @ (C, 3C)
             return qkv[:, :H * D], qkv[:, H * D:(H + Hkv) * D], qkv[:, (H + Hkv) * D:]
-        kv = _linear(x, W[:, H * D:], bias[H * D:])                   # (N, 2·Hkv·D): every k and v
+        kv = _linear(x, W[:, H * D:], None if bias is None else bias[H * D:])  # (N, 2·Hkv·D)
         k, v = kv[:, :Hkv * D], kv[:, Hkv * D:]
-        q_proj = W[:, :H * D], bias[:H * D]
+        q_proj = W[:, :H * D], None if bias is None else bias[:H * D]
     else:
         if last is None:
             return tuple(_linear(x, *proj) for proj in attn.qkv)      # (N, H·D), 2 x (N, Hkv·D)
@@ -295,11 +309,14 @@ def _project_qkv(x, attn, heads, last=None):
 
 def _embed(w, ids, positions, mask):
     """The block input x (B·T, C) (token_embedding[ids], plus position_encoding[positions]
-    with learned positions), B, T, the mask (the causal one by default) and, with rotary
+    with learned positions), B, T, the mask (the causal one by default; a
+    :class:`npgpt._prefill.BlockedMask` for more than ``LONG_PROMPT`` tokens) and, with rotary
     positions, their cos and sin tables (B·T, 1, D/2), else None."""
     B, T = ids.shape
     if mask is None:
         mask = causal_mask(T, w["tokens"].dtype)
+    if T > LONG_PROMPT and not isinstance(mask, float):
+        mask = blocked_mask(mask, QUERY_BLOCK)                        # a long prompt: npgpt._prefill
     if w["positions"] is not None:
         pos = w["positions"][:T] if positions is None else w["positions"][positions]  # 0..T-1 by default
         x = w["tokens"][ids] + pos                                    # (B, T, C)
@@ -535,14 +552,20 @@ def _gelu(f, kind):
         f *= cdf
 
 
-def _swiglu(x, gate_w, up_w, down_w):
-    """swiglu_forward's math on x (N, C) -> (N, C), in place: g = x @ W_gate, u = x @ W_up,
+def _swiglu(x, gate_w, up_w, down_w, gate_up=None):
+    """swiglu_forward's math on x (N, C) -> (N, C), in place: g = x @ W_gate, u = x @ W_up
+    (one product [g | u] = x @ [W_gate | W_up] when ``gate_up`` is that (C, 2F) matrix),
     silu(g) · u = g · σ(g) · u with σ(g) = 1 / (1 + e) for g ≥ 0 and e / (1 + e) below,
     e = exp(-|g|) ≤ 1 (no overflow, however large |g|); then @ W_down. The numerator, 1 or
     e, is max(e, [g ≥ 0]) (e ≤ 1), the same numbers as a select and much faster; the rows go
     64 at a time, so that the temporaries stay in the cache."""
-    g = x @ gate_w                                                    # (N, C) @ (C, F)
-    u = x @ up_w                                                      # (N, C) @ (C, F)
+    if gate_up is not None:
+        F = gate_w.shape[1]
+        gu = x @ gate_up                                              # (N, C) @ (C, 2F)
+        g, u = gu[:, :F], gu[:, F:]
+    else:
+        g = x @ gate_w                                                # (N, C) @ (C, F)
+        u = x @ up_w                                                  # (N, C) @ (C, F)
 
     def rows(lo, hi):
         for start in range(lo, hi, 64):

@@ -38,7 +38,8 @@ from .nn.layers import (OUTPUT_BIAS, OUTPUT_WEIGHT, POSITION_TABLE, TOKEN_TABLE,
                         embedding_forward, linear_backward, linear_forward, scatter_add_rows)
 from .nn.rope import rope_frequencies, rope_inv_freq, rope_tables  # noqa: F401
 from .params import (FLOAT_DTYPES, block_parameter_shapes, column_major,  # noqa: F401
-                     in_matmul_layout, init_parameters, output_layer, parameter_shapes)
+                     in_matmul_layout, init_parameters, output_layer, parameter_shapes,
+                     stack_groups)
 
 
 def gpt_forward(params, ids, config, positions=None, mask=None, kv_cache=None,
@@ -308,7 +309,7 @@ class GPT:
                                      order="F" if column_major(name, self.config) else "C")
         if problems:
             raise ValueError("load_state_dict: " + "; ".join(problems))
-        self.params = new
+        self.params = stack_groups(new, self.config)
 
     def astype(self, dtype) -> "GPT":
         """A new GPT holding this model's parameters converted to ``dtype`` (float32 or
@@ -323,7 +324,7 @@ class GPT:
             raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
         other = object.__new__(GPT)
         other.__dict__.update(self.__dict__)
-        other.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        other.params = stack_groups({k: v.astype(dtype) for k, v in self.params.items()}, self.config)
         return other
 
     def new_cache(self, batch_size: int = 1, capacity: int | None = None,

@@ -96,11 +96,10 @@ def column_major(name: str, config: GPTConfig) -> bool:
     1.6x at batch 1, every one of them 1.3-2x at batches of 2 to 8. The feed-forward's second
     layer (4C -> C, narrowing) stays row-major, which made batch-1 decoding 18% faster. The
     values, names and shapes are PyTorch's either way; only the order of the bytes differs.
-    The Llama family's widening and square ones follow the same rule: q and o, gate and up
-    (k and v, narrowing, stay row-major): on SmolLM2-135M, greedy decoding 18% faster on one
-    thread and 5% on two, a 256-token prefill 3-4% (``benchmarks/bench_real.py``'s shapes, one
-    process, alternating). Each layer family names its column-major matrices
-    (``Part.column_major``).
+    The Llama family's follow the same rule: q and o, gate and up; k and v too, as columns of
+    the one matrix they share with q (:func:`stack_groups`); down stays row-major. Each layer
+    family names its column-major matrices (``Part.column_major``) and the ones it stacks
+    (``Part.stacked``).
 
     Examples
     --------
@@ -110,13 +109,93 @@ def column_major(name: str, config: GPTConfig) -> bool:
     """
     _, attention, mlp = block_parts(config)
     local = _in_block(name)
-    return (any(local == part.names[role] for part in (attention, mlp) for role in part.column_major)
+    roles = [(part, role) for part in (attention, mlp)
+             for role in part.column_major + tuple(r for group in part.stacked for r in group)]
+    return (any(local == part.names[role] for part, role in roles)
             or name == OUTPUT_WEIGHT or (name == TOKEN_TABLE and config.tie_embeddings))
 
 
+def stacked_groups(config: GPTConfig) -> list:
+    """The parameter names, per block, that :func:`stack_groups` keeps side by side in one
+    matrix (``Part.stacked``): the Llama family's q, k, v and gate, up.
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+    ...                 norm="rmsnorm", positions="rope", mlp="swiglu")
+    >>> stacked_groups(cfg)
+    [('blocks.0.attn.q_proj.weight', 'blocks.0.attn.k_proj.weight', 'blocks.0.attn.v_proj.weight'), ('blocks.0.mlp.gate.weight', 'blocks.0.mlp.up.weight')]
+    """
+    _, attention, mlp = block_parts(config)
+    return [tuple(f"blocks.{i}.{part.names[role]}" for role in group)
+            for i in range(config.num_layers) for part in (attention, mlp) for group in part.stacked]
+
+
+def stacked(arrays):
+    """The row-major (in, Σ out) matrix [W_a.T | W_b.T | ...] of which ``arrays`` (each
+    (out, in)) are the adjacent columns, in order, as :func:`stack_groups` makes them, or None
+    when they are separate arrays (then nothing is copied to make one).
+
+    Examples
+    --------
+    >>> a, b = np.ones((3, 2)), np.zeros((1, 2))
+    >>> stacked([a, b]) is None
+    True
+    >>> group = stack_groups({"a": a, "b": b}, None, [("a", "b")])
+    >>> stacked([group["a"], group["b"]])
+    array([[1., 1., 1., 0.],
+           [1., 1., 1., 0.]])
+    """
+    base = arrays[0].base
+    if base is None or base.ndim != 2 or not base.flags.c_contiguous:
+        return None
+    address, column = base.__array_interface__["data"][0], 0
+    for a in arrays:
+        if (a.base is not base or a.ndim != 2 or a.shape[1] != base.shape[0]
+                or a.strides != (base.itemsize, base.strides[0])
+                or a.__array_interface__["data"][0] != address + column * base.itemsize):
+            return None
+        column += a.shape[0]
+    return base if column == base.shape[1] else None
+
+
+def stack_groups(params: dict, config: GPTConfig, groups=None) -> dict:
+    """``params`` with each group of :func:`stacked_groups` moved into one row-major
+    (in, Σ out) matrix, [W_q.T | W_k.T | W_v.T], each parameter the view (out, in) of its
+    columns: the values, names and shapes are unchanged, no byte is held twice, and a decoding
+    step reads the group in one matrix-vector product instead of three (SmolLM2-135M: about
+    13% less time in its products on one thread; ``npgpt.inference.weights`` finds the matrix
+    with :func:`stacked`). Groups already stacked, or not all present, are left as they are.
+    ``params`` is changed in place (and returned), one group at a time, so that loading a
+    model never holds more than one group's matrices twice.
+
+    Examples
+    --------
+    >>> cfg = GPTConfig(vocab_size=10, context_length=8, d_model=16, num_heads=2, num_layers=1,
+    ...                 norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=1)
+    >>> p = stack_groups({k: np.ones(s) for k, s in parameter_shapes(cfg).items()}, cfg)
+    >>> stacked([p["blocks.0.attn.q_proj.weight"], p["blocks.0.attn.k_proj.weight"],
+    ...          p["blocks.0.attn.v_proj.weight"]]).shape                       # (C, H·D + 2·Hkv·D)
+    (16, 32)
+    """
+    out = params
+    for names in (stacked_groups(config) if groups is None else groups):
+        if any(n not in out for n in names) or stacked([out[n] for n in names]) is not None:
+            continue
+        arrays = [out[n] for n in names]
+        matrix = np.empty((arrays[0].shape[1], sum(len(a) for a in arrays)), dtype=arrays[0].dtype)
+        column = 0
+        for name, a in zip(names, arrays):
+            matrix[:, column:column + len(a)] = a.T
+            out[name] = matrix[:, column:column + len(a)].T                    # (out, in), a view
+            column += len(a)
+    return out
+
+
 def in_matmul_layout(params: dict, config: GPTConfig) -> dict:
-    """``params`` with every weight matrix :func:`column_major` names stored column-major (a
-    copy where it is not already; the values are unchanged).
+    """``params`` with every weight matrix :func:`column_major` names stored column-major and
+    each :func:`stacked_groups` group in one matrix (a copy where it is not already; the
+    values are unchanged).
 
     Examples
     --------
@@ -125,8 +204,10 @@ def in_matmul_layout(params: dict, config: GPTConfig) -> dict:
     >>> params["blocks.0.ffn.0.weight"].T.flags.c_contiguous
     True
     """
-    return {name: np.asfortranarray(value) if column_major(name, config) else value
-            for name, value in params.items()}
+    grouped = {name for names in stacked_groups(config) for name in names}
+    return stack_groups({name: np.asfortranarray(value)
+                         if column_major(name, config) and name not in grouped else value
+                         for name, value in params.items()}, config)
 
 
 def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gpt2",
@@ -156,7 +237,7 @@ def init_parameters(config: GPTConfig, rng: np.random.Generator, init: str = "gp
     for name, shape in shapes.items():
         value = _initial_value(name, shape, shapes, config, rng, init)
         params[name] = value.astype(dtype, order="F" if column_major(name, config) else "C")
-    return params
+    return stack_groups(params, config)
 
 
 def _initial_value(name, shape, shapes, config, rng, init):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import npgpt
+from npgpt import inference
 from npgpt.generation import generate
 from npgpt.io import CheckpointError
 
@@ -288,20 +289,48 @@ def test_save_hf_writes_the_tokenizer_json_back(name, tmp_path):
     assert not (tmp_path / "out" / "tokenizer.json").exists()
 
 
-def test_the_llama_widening_and_square_matrices_are_kept_column_major_and_the_narrowing_ones_row_major():
-    # x @ W.T runs fastest from a row-major (in, out) W.T for q, o, gate and up (decoding's
-    # matrix-vector products measured 1.4-2x), while k, v and down stay as PyTorch lays them out
+def test_the_llama_qkv_and_gate_up_are_kept_side_by_side_o_column_major_and_down_row_major():
+    # x @ W.T runs fastest from a row-major (in, out) W.T for the widening and square matrices,
+    # and one product over [W_q | W_k | W_v] (and [W_gate | W_up]) beats three (two) at batch 1;
+    # down stays as PyTorch lays it out. The layout survives astype and load_state_dict.
+    from npgpt.params import stacked
+    cfg = npgpt.GPTConfig(vocab_size=32, context_length=16, d_model=16, num_heads=4, num_layers=2,
+                          norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=2, output_bias=False)
+    qkv = [f"attn.{n}_proj.weight" for n in "qkv"]
+    gate_up = ["mlp.gate.weight", "mlp.up.weight"]
+
+    def check(model):
+        p = model.params
+        for i in range(cfg.num_layers):
+            block = lambda names: [p[f"blocks.{i}.{n}"] for n in names]
+            assert stacked(block(qkv)).shape == (16, 16 + 2 * 8)            # (C, H·D + 2·Hkv·D)
+            assert stacked(block(gate_up)).shape == (16, 2 * cfg.ffn_size)
+            assert not np.shares_memory(p[f"blocks.{i}.{qkv[0]}"], p[f"blocks.{(i + 1) % 2}.{qkv[0]}"])
+            assert p[f"blocks.{i}.attn.o_proj.weight"].T.flags.c_contiguous
+            assert p[f"blocks.{i}.mlp.down.weight"].flags.c_contiguous
+        ids = np.array([1, 2, 3, 4])
+        assert inference.weights(p, model.config)["blocks"][0].attn.kind == "stacked"
+        np.testing.assert_array_equal(inference.forward(inference.weights(p, model.config), ids[None]),
+                                      model(ids)[None])
+
+    for model in (npgpt.GPT(cfg, seed=0), npgpt.GPT(cfg, seed=0).astype(np.float64)):
+        check(model)
+        state = model.state_dict()
+        again = npgpt.GPT(cfg, seed=1, dtype=model.params["blocks.0.mlp.up.weight"].dtype)
+        again.load_state_dict({k: np.ascontiguousarray(v) for k, v in state.items()})
+        check(again)
+        np.testing.assert_array_equal(again(np.array([1, 2, 3, 4])), model(np.array([1, 2, 3, 4])))
+
+
+def test_a_llama_whose_parameters_were_replaced_one_by_one_still_decodes_the_same():
+    # replacing q alone breaks the side-by-side layout: inference takes three products then
     cfg = npgpt.GPTConfig(vocab_size=32, context_length=16, d_model=16, num_heads=4, num_layers=1,
                           norm="rmsnorm", positions="rope", mlp="swiglu", num_kv_heads=2, output_bias=False)
-    for model in (npgpt.GPT(cfg, seed=0), npgpt.GPT(cfg, seed=0).astype(np.float64)):
-        p = model.params
-        for name in ("attn.q_proj.weight", "attn.o_proj.weight", "mlp.gate.weight", "mlp.up.weight"):
-            assert p[f"blocks.0.{name}"].T.flags.c_contiguous, name
-        for name in ("attn.k_proj.weight", "attn.v_proj.weight", "mlp.down.weight"):
-            assert p[f"blocks.0.{name}"].flags.c_contiguous, name
-        state = model.state_dict()
-        again = npgpt.GPT(cfg, seed=1, dtype=p["blocks.0.mlp.up.weight"].dtype)
-        again.load_state_dict({k: np.ascontiguousarray(v) for k, v in state.items()})
-        assert again.params["blocks.0.mlp.up.weight"].T.flags.c_contiguous
-        ids = np.array([1, 2, 3, 4])
-        np.testing.assert_array_equal(again(ids), model(ids))
+    model = npgpt.GPT(cfg, seed=0)
+    before = model(np.array([1, 2, 3]))
+    for name in ("blocks.0.attn.q_proj.weight", "blocks.0.mlp.up.weight"):
+        model.params[name] = model.params[name].copy()
+    w = inference.weights(model.params, model.config)
+    assert w["blocks"][0].attn.kind == "separate" and w["blocks"][0].mlp.weights[3] is None
+    np.testing.assert_array_equal(inference.forward(w, np.array([[1, 2, 3]]))[0], before)
+    np.testing.assert_array_equal(model(np.array([1, 2, 3])), before)

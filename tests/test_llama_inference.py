@@ -142,7 +142,8 @@ def test_a_float32_llama_model_decodes_in_float32_like_gpt_forward():
     block = w["blocks"][0]
     arrays = [*block.norm1[1:], *block.norm2[1:], *block.attn.out, *block.mlp.weights]
     arrays += [a for pair in block.attn.qkv for a in pair]
-    assert all(a.dtype == np.float32 for a in arrays if a is not None) and len(arrays) == 15
+    assert all(a.dtype == np.float32 for a in arrays if a is not None) and len(arrays) == 12
+    assert block.attn.kind == "stacked" and block.mlp.weights[3].shape == (48, 192)   # [q|k|v], [gate|up]
     cache = model.new_cache(1, 20)
     logits = fast(model, prompt, None, cache, last_only=True)
     assert logits.dtype == np.float32 and cache.k.dtype == np.float32

@@ -103,3 +103,27 @@ def _check_long_prompt(llama, T, seed):
     assert (np.abs(got - expected) <= LOGIT_ULPS * scale).all()
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
 
+
+
+def test_a_long_prompt_making_one_token_takes_the_blocked_kernels_and_the_same_token():
+    # generate(max_new_tokens=1) needs no cache: it runs inference.last_logits, whose blocks
+    # must take the long-prompt attention too (they did not, before this test)
+    cfg = npgpt.GPTConfig(vocab_size=37, context_length=300, d_model=32, num_heads=4, num_layers=2, gelu="tanh")
+    model = npgpt.GPT(cfg, seed=1, init="torch")
+    ids = np.random.default_rng(1).integers(0, 37, (1, 200))
+    calls = []
+    original = inference.attend_blocks
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+    inference.attend_blocks = counted
+    try:
+        got = inference.last_logits(inference.weights(model.params, cfg), ids)
+        out = npgpt.generate(model, ids[0], max_new_tokens=1)
+    finally:
+        inference.attend_blocks = original
+    assert len(calls) == 2 * (cfg.num_layers - 1)                          # all blocks but the last, twice
+    expected = model(ids, last_only=True)
+    assert (np.abs(got - expected) <= LOGIT_ULPS * _ulp32(np.abs(expected).max())).all()
+    assert out.sequences[0, -1] == expected[0].argmax()

@@ -122,8 +122,12 @@ def test_inference_weights_say_their_architecture_by_a_field():
     llama_cfg = config(**LLAMA)
     llama = inference.weights(npgpt.GPT(llama_cfg).params, llama_cfg)["blocks"][0]
     assert (gpt.norm1.kind, gpt.attn.kind, gpt.mlp.kind) == ("layernorm", "stacked", "gelu")
-    assert (llama.norm1.kind, llama.attn.kind, llama.mlp.kind) == ("rmsnorm", "separate", "swiglu")
-    assert llama.norm1.bias is None and len(llama.attn.qkv) == 3 and len(gpt.attn.qkv) == 1
+    assert (llama.norm1.kind, llama.attn.kind, llama.mlp.kind) == ("rmsnorm", "stacked", "swiglu")
+    assert llama.norm1.bias is None and len(llama.attn.qkv) == 1 and len(gpt.attn.qkv) == 1
+    params = dict(npgpt.GPT(llama_cfg).params)
+    params["blocks.0.attn.k_proj.weight"] = params["blocks.0.attn.k_proj.weight"].copy()
+    separate = inference.weights(params, llama_cfg)["blocks"][0]
+    assert separate.attn.kind == "separate" and len(separate.attn.qkv) == 3
 
 
 def test_forward_and_last_logits_share_one_projection_and_agree():

@@ -255,7 +255,7 @@ def load_gguf(path, **config_overrides):
     ('interleaved', True)
     """
     from ..config import GPTConfig
-    from ..model import GPT, block_parameter_shapes, column_major, parameter_shapes
+    from ..model import GPT, block_parameter_shapes, column_major, parameter_shapes, stack_groups
     source = os.fspath(path)
     metadata, infos, data = read_gguf(path)
     fields = config_fields_from_gguf(metadata, infos, source)
@@ -283,6 +283,7 @@ def load_gguf(path, **config_overrides):
                                   f"{infos[name].shape}, the config needs {tuple(expected[ours])}")
     params = {ours: _dequantized(infos[names[ours]], data, "F" if column_major(ours, config)
                                  else "C", source) for ours in expected}
+    params = stack_groups(params, config)            # q, k, v (gate, up) side by side
     stub = GPTConfig(vocab_size=1, context_length=1, d_model=1, num_heads=1, num_layers=1)
     model = GPT(stub)                    # a few numbers; replaced wholesale below
     model.config, model.params = config, params

@@ -251,4 +251,5 @@ def gqa_grads(dy, cache):
     return grads.pop("x"), {NAMES[role]: g for role, g in grads.items()}
 
 
-GQA = Part("rope", NAMES, gqa_shapes, gqa_of, gqa_grads, column_major=("q_weight", "out_weight"))
+GQA = Part("rope", NAMES, gqa_shapes, gqa_of, gqa_grads, column_major=("out_weight",),
+           stacked=(("q_weight", "k_weight", "v_weight"),))

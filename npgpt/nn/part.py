@@ -25,6 +25,8 @@ class Part(NamedTuple):
         ``params[prefix + name]``.
     backward : (dy, cache) -> (dx, {name: gradient}).
     column_major : the roles whose matrices GPT stores column-major (``npgpt.params.column_major``).
+    stacked : groups of roles whose matrices GPT keeps side by side in one, each a view of its
+        columns (``npgpt.params.stack_groups``), read in one product when decoding.
 
     Examples
     --------
@@ -39,3 +41,4 @@ class Part(NamedTuple):
     forward: Callable
     backward: Callable
     column_major: tuple = ()
+    stacked: tuple = ()

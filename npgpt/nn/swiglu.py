@@ -138,4 +138,4 @@ def swiglu_grads(dy, cache):
 
 
 SWIGLU = Part("swiglu", NAMES, swiglu_shapes, swiglu_of, swiglu_grads,
-              column_major=("gate_weight", "up_weight"))
+              stacked=(("gate_weight", "up_weight"),))

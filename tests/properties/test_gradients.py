@@ -25,15 +25,14 @@ EPS = 1e-6
 def numeric_grad(f, x):
     """Central differences of the scalar f() with respect to every entry of x (in place)."""
     g = np.zeros_like(x)
-    flat, gflat = x.ravel(order="K"), g.ravel(order="K")     # views, whatever the layout
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
+    for i in np.ndindex(x.shape):                     # x itself, whatever its layout (a view of a
+        old = x[i]                                    # stacked matrix has no flat view)
+        x[i] = old + EPS
         plus = f()
-        flat[i] = old - EPS
+        x[i] = old - EPS
         minus = f()
-        flat[i] = old
-        gflat[i] = (plus - minus) / (2 * EPS)
+        x[i] = old
+        g[i] = (plus - minus) / (2 * EPS)
     return g
 
 

@@ -1,7 +1,9 @@
 """The inference forward (npgpt.inference, what generate, stream and beam search run) gives
-logits bit-identical to GPT.forward (the learner's gpt_forward): for any configuration and
-dtype, with and without left padding, over a whole sequence or its last position, and step
-by step through a KV cache. Past the context, where each step reruns the window through
+logits bit-identical to GPT.forward (the learner's gpt_forward) for GPT's block, and within
+``STACKED_ULPS`` ulps of each row's largest logit for a block with the Llama family's parts
+(whose q, k, v and gate, up inference multiplies as one matrix each: a product of another width
+may sum in another order): for any configuration and dtype, with and without left padding,
+over a whole sequence or its last position, and step by step through a KV cache. Past the context, where each step reruns the window through
 ``inference.last_logits`` (the last block for the last position only, so equal up to
 rounding), greedy generation picks the tokens of the model run on each window."""
 
@@ -57,6 +59,26 @@ def batches(draw, model, max_T=None):
     return ids, np.array([[t >= p for t in range(T)] for p in pads])
 
 
+#: the stacked products' logits, in ulps of each row's largest |logit| (3,000 drawn models and
+#: batches of up to 3 layers, float32 and float64: at most 5)
+STACKED_ULPS = 16
+
+
+def stacks(model):
+    """Whether inference reads q, k, v (or gate, up) of ``model`` as one product."""
+    return model.config.positions == "rope" or model.config.mlp == "swiglu"
+
+
+def assert_same_logits(got, expected, model):
+    """Bit-identical for GPT's block; within ``STACKED_ULPS`` with stacked products."""
+    assert got.dtype == expected.dtype
+    if not stacks(model):
+        np.testing.assert_array_equal(got, expected)
+        return
+    ulp = np.spacing(np.abs(expected).max(axis=-1, keepdims=True))
+    assert (np.abs(got - expected) <= STACKED_ULPS * ulp).all(), (np.abs(got - expected) / ulp).max()
+
+
 def infer(model, ids, real, cache=None, last_only=False):
     real = None if real is None or real.all() else real
     positions, mask = positions_and_mask(ids.shape[1], real, cache, model.dtype)
@@ -66,19 +88,17 @@ def infer(model, ids, real, cache=None, last_only=False):
 
 @settings(max_examples=60)
 @given(st.data())
-def test_the_inference_forward_is_bit_identical_to_gpt_forward(data):
+def test_the_inference_forward_equals_gpt_forward_bit_for_bit_or_within_ulps_when_stacked(data):
     model = data.draw(models())
     ids, real = data.draw(batches(model))
     for last_only in (False, True):
         expected = model(ids, attention_mask=real, last_only=last_only)
-        got = infer(model, ids, real, last_only=last_only)
-        assert got.dtype == expected.dtype
-        np.testing.assert_array_equal(got, expected)
+        assert_same_logits(infer(model, ids, real, last_only=last_only), expected, model)
 
 
 @settings(max_examples=40)
 @given(st.data())
-def test_step_by_step_through_a_cache_the_logits_stay_bit_identical(data):
+def test_step_by_step_through_a_cache_the_logits_stay_equal(data):
     model = data.draw(models())
     ids, real = data.draw(batches(model))
     B, T = ids.shape
@@ -86,14 +106,15 @@ def test_step_by_step_through_a_cache_the_logits_stay_bit_identical(data):
     steps = data.draw(st.integers(0, room))
     capacity = T + max(steps, 1)
     ours, theirs = model.new_cache(B, capacity), model.new_cache(B, capacity)
-    np.testing.assert_array_equal(infer(model, ids, real, ours, last_only=True),
-                                  model(ids, attention_mask=real, cache=theirs, last_only=True))
+    assert_same_logits(infer(model, ids, real, ours, last_only=True),
+                       model(ids, attention_mask=real, cache=theirs, last_only=True), model)
     for _ in range(steps):
         tokens = np.array(data.draw(st.lists(st.integers(0, model.config.vocab_size - 1),
                                              min_size=B, max_size=B)))[:, None]
-        np.testing.assert_array_equal(infer(model, tokens, None, ours, last_only=True),
-                                      model(tokens, cache=theirs, last_only=True))
-    np.testing.assert_array_equal(ours.k[:, :, :, :ours.length], theirs.k[:, :, :, :theirs.length])
+        assert_same_logits(infer(model, tokens, None, ours, last_only=True),
+                           model(tokens, cache=theirs, last_only=True), model)
+    if not stacks(model):
+        np.testing.assert_array_equal(ours.k[:, :, :, :ours.length], theirs.k[:, :, :, :theirs.length])
 
 
 @settings(max_examples=25)

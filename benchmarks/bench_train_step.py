@@ -11,6 +11,11 @@ clipping + AdamW. Both start from the same weights, run the same batch, and are 
 alternately in one process, with half a second of rest before each call (without it each
 library's waiting threads still spin on the cores while the other runs, and slow it: PyTorch's
 step took twice its CPU time right after npgpt's); medians and the ratio printed.
+
+A third row, "matrix products alone", times only the step's matrix products (forward and
+backward of every linear layer, the attention's batched products, the output layer), each an
+``a @ b`` of the step's shapes in NumPy's BLAS, back to back: the time a NumPy step cannot go
+below whatever else it does, set beside PyTorch's whole step.
 """
 
 import argparse
@@ -46,7 +51,7 @@ def main(argv=None):
     state = TrainState.new(model, tc)
     data = np.random.default_rng(0).integers(0, cfg.vocab_size, 50_000)
     x, y = get_batch(data, tc.batch_size, cfg.context_length, np.random.default_rng(1))
-    runs = {"npgpt": lambda: train_step(state, x, y)}
+    runs = {"npgpt": lambda: train_step(state, x, y), "matrix products alone": matrix_products(cfg, tc.batch_size)}
 
     if has("torch"):
         import torch
@@ -82,6 +87,32 @@ def main(argv=None):
     if "PyTorch eager" in times:
         print(f"npgpt step time = {base / times['PyTorch eager']:.2f}x PyTorch's")
     return times
+
+
+def matrix_products(cfg, batch):
+    """A callable running the matrix products of one training step of ``cfg`` on ``batch``
+    sequences (GPT's block): per layer, the forward x @ W of q/k/v, the output projection
+    and the MLP's two layers, their backward dx = dy @ Wᵀ and dW = dyᵀ @ x, and the attention's
+    q kᵀ and p v with their four backward products; the output layer's three."""
+    rng = np.random.default_rng(0)
+    N, C, T, H = batch * cfg.context_length, cfg.d_model, cfg.context_length, cfg.num_heads
+    D = C // H
+    pairs = []
+    for fan_in, fan_out in [(C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)] * cfg.num_layers + [(C, cfg.vocab_size)]:
+        x = rng.standard_normal((N, fan_in), dtype=np.float32)
+        W = rng.standard_normal((fan_in, fan_out), dtype=np.float32)
+        dy = rng.standard_normal((N, fan_out), dtype=np.float32)
+        pairs += [(x, W), (dy, W.T), (dy.T, x)]                    # forward, dx, dW
+    q = rng.standard_normal((batch * H, T, D), dtype=np.float32)
+    p = rng.standard_normal((batch * H, T, T), dtype=np.float32)
+    for _ in range(cfg.num_layers):                                # q kᵀ, p v; dp, dv, dq, dk
+        pairs += [(q, q.swapaxes(1, 2)), (p, q), (q, q.swapaxes(1, 2)), (p.swapaxes(1, 2), q), (p, q),
+                  (p.swapaxes(1, 2), q)]
+
+    def run():
+        for a, b in pairs:
+            a @ b
+    return run
 
 
 def gpt2_step(repeats):

@@ -27,10 +27,11 @@ the machine's own bookkeeping) is charged its ``sys.getsizeof`` as it is made, t
 copies included and nothing refunded, against ``MAX_OBJECT_BYTES_PER_BYTE * n + OBJECT_SLACK``
 (4 n + 8 MiB); the pickle's bytes and the storages read count against ``MAX_EXPANSION * n +
 1 MiB``; the arrays built from them against as much again. A real state_dict's pickle is a
-small part of its file (its tensors' bytes are the rest) and spends a small part of the first
-budget (a GPT-2 or Llama state_dict of 2x2 tensors, nearly all pickle: about 4 n); a file
-that is all pickle, of opcodes building objects ten times their size (8-byte strings of 52
-bytes, 1-byte empty lists of 56), is refused part way, having held about 5 n + 8 MiB.
+small part of its file (its tensors' bytes are the rest) and spends little of the first
+budget; even GPT-2 or Llama state_dicts of 2x2 tensors, nearly all pickle and zip headers,
+are charged about 4 n (and hold about 2 n). A file that is all pickle, of opcodes building
+objects ten times their size (8-byte strings of 52 bytes, 1-byte empty lists of 56), is
+refused part way, having held about 5 n + 8 MiB.
 """
 
 from __future__ import annotations

@@ -132,13 +132,15 @@ def test_odd_values_in_a_pickle_give_short_messages(tmp_path, ops):
 
 
 def test_real_state_dicts_spend_a_small_part_of_the_budget():
+    """Both budgets: nodes counted without sharing, and bytes of memory (without the slack
+    every file gets, a real file's objects still fit in its budget)."""
     from npgpt.io import torch_pickle
     seen = []
 
     class Spy(torch_pickle._Sizes):
-        def __init__(self, budget):
-            super().__init__(budget)
-            seen.append((self, budget))
+        def __init__(self, budget, memory):
+            super().__init__(budget, memory)
+            seen.append((self, budget, memory, memory.left))
     for name in ("checkpoint_seed.pt", os.path.join("tiny_gpt2_bin", "pytorch_model.bin")):
         seen.clear()
         original = torch_pickle._Sizes
@@ -147,8 +149,10 @@ def test_real_state_dicts_spend_a_small_part_of_the_budget():
             read_torch_zip(os.path.join(FIXTURES, name))
         finally:
             torch_pickle._Sizes = original
-        sizes, budget = seen[0]
+        sizes, budget, memory, memory_budget = seen[0]
         assert budget - sizes.left < budget / 8, name
+        spent = memory_budget - memory.left
+        assert spent < memory_budget - torch_pickle.OBJECT_SLACK, (name, spent)
 
 
 json_values = st.recursive(

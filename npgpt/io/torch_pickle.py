@@ -20,6 +20,18 @@ Here a small pickle machine of our own interprets only the opcodes a state_dict 
 global resolves only if it is on the allow-list below, and "calling" one only builds
 inert records (``_Storage``, ``_Tensor``) that become NumPy arrays afterwards. Anything
 else raises :class:`~npgpt.io.CheckpointError` before any effect.
+
+Memory is bounded by the file's size n (bytes), whatever the file holds. Every object the
+pickle machine makes (strings, numbers, tuples, lists, dicts, records, the memo, the stack and
+the machine's own bookkeeping) is charged its ``sys.getsizeof`` as it is made, temporary
+copies included and nothing refunded, against ``MAX_OBJECT_BYTES_PER_BYTE * n + OBJECT_SLACK``
+(4 n + 8 MiB); the pickle's bytes and the storages read count against ``MAX_EXPANSION * n +
+1 MiB``; the arrays built from them against as much again. A real state_dict's pickle is a
+small part of its file (its tensors' bytes are the rest) and spends little of the first
+budget; even GPT-2 or Llama state_dicts of 2x2 tensors, nearly all pickle and zip headers,
+are charged about 4 n (and hold about 2 n). A file that is all pickle, of opcodes building
+objects ten times their size (8-byte strings of 52 bytes, 1-byte empty lists of 56), is
+refused part way, having held about 5 n + 8 MiB.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import os
 import pickletools
 import re
 import struct
+import sys
 import zipfile
 import zlib
 
@@ -45,6 +58,15 @@ MAX_STACK = 1_000_000
 # size (plus a little): a few KB referencing one list thousands of times, nested a few
 # levels (a "billion laughs"), is refused instead of being walked into gigabytes.
 MAX_NODES_PER_BYTE = 4
+# What those objects really occupy (shared ones once), in bytes per byte of the file, plus a
+# fixed allowance for small files: a file of tiny opcodes (1-byte empty lists, 8-byte
+# strings of 52 bytes each) is refused part way instead of growing to ten times its size.
+MAX_OBJECT_BYTES_PER_BYTE = 4
+OBJECT_SLACK = 8 * 1024 * 1024
+# One more entry in a dict keyed by new integers (memo indices, ids), its int key and
+# table growth included (~105 bytes measured on CPython 3.11).
+_ENTRY_BYTES = 112
+_STR_BYTES = sys.getsizeof("")
 # The tensors rebuilt from a file may share storage (tied weights), but together they may
 # not hold more than this many times the file's size: views cannot blow up memory.
 MAX_EXPANSION = 4
@@ -152,11 +174,35 @@ def _call(func: _Global, args):
     raise CheckpointError(f"torch pickle: {func!r} cannot be called")
 
 
+class _Memory:
+    """Bytes the pickle machine has allocated, charged as they are allocated, never refunded
+    (so the total bounds what it holds at any moment); a pickle that overspends ``budget``
+    is refused."""
+
+    def __init__(self, file_size: int):
+        self.file_size = file_size
+        self.left = MAX_OBJECT_BYTES_PER_BYTE * file_size + OBJECT_SLACK
+
+    def charge(self, nbytes: int) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise CheckpointError(
+                f"torch pickle: the objects it builds would take more than "
+                f"{MAX_OBJECT_BYTES_PER_BYTE} times the file's {self.file_size} bytes plus "
+                f"{OBJECT_SLACK >> 20} MiB of memory (a state_dict's pickle is a small part of "
+                f"its file)")
+
+    def made(self, value):
+        """Charge the new object ``value``; return it."""
+        self.charge(sys.getsizeof(value))
+        return value
+
+
 class _Reader:
     """A bounded cursor over the pickle bytes."""
 
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
+    def __init__(self, data: bytes, memory: _Memory):
+        self.data, self.pos, self.memory = data, 0, memory
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -167,8 +213,10 @@ class _Reader:
         return chunk
 
     def text(self, n: int) -> str:
+        chunk = self.take(n)     # and the str made of it: 1 byte a character if ASCII, else <= 4
+        self.memory.charge(n + (_STR_BYTES + n if chunk.isascii() else 80 + 4 * n))
         try:
-            return self.take(n).decode("utf-8")
+            return chunk.decode("utf-8")
         except UnicodeDecodeError:
             raise CheckpointError(f"torch pickle: string at offset {self.pos - n} is not "
                                   f"valid UTF-8") from None
@@ -193,34 +241,48 @@ class _Sizes:
     Building or filling a container spends its items' sizes from ``budget``; a pickle
     that overspends is refused. A list or dict placed in another container is sealed:
     filling it afterwards would grow sizes already counted (``pickle.dumps`` does that only
-    for structures that contain themselves, which no state_dict has).
+    for structures that contain themselves, which no state_dict has). Each container
+    registered costs ``memory`` one entry; a tuple holding no container (a size, a
+    persistent id) is not registered, its size being known from itself: 1 plus its length.
     """
 
-    def __init__(self, budget: int):
-        self.left = budget
-        self.known = {}   # id(container) -> [container, size, sealed]; held, so ids stay unique
+    def __init__(self, budget: int, memory: _Memory):
+        self.left, self.memory = budget, memory
+        self.size = {}   # id(container) -> its size, negated once sealed
+        self.held = []   # the containers registered, held so that their ids stay unique
 
     def new(self, container, items=()):
         """Register ``container`` built from ``items``; return it."""
-        self.known[id(container)] = [container, 1, False]
+        if isinstance(container, tuple) and not any(
+                isinstance(item, (tuple, list, dict)) for item in items):
+            self.spend(len(items))
+            return container
+        self.memory.charge(_ENTRY_BYTES + 8 + 32)          # and a slot in held, a size
+        self.held.append(container)
+        self.size[id(container)] = 1
         self.add(container, items)
         return container
 
     def add(self, container, items) -> None:
         """Count ``items`` put into ``container`` (new, or not sealed yet)."""
-        entry = self.known[id(container)]
-        if entry[2]:
+        size = self.size[id(container)]
+        if size < 0:
             raise CheckpointError("torch pickle: a list or dict is changed after being put "
                                   "inside another container (not something a state_dict has)")
         total = 0
         for item in items:
-            inner = self.known.get(id(item))
+            inner = self.size.get(id(item))
             if inner is not None:
-                total += inner[1]
-                inner[2] = inner[2] or not isinstance(item, tuple)
+                total += abs(inner)
+                if inner > 0 and not isinstance(item, tuple):
+                    self.size[id(item)] = -inner
             else:
-                total += 1
-        entry[1] += total
+                total += 1 + len(item) if isinstance(item, tuple) else 1
+        now = self.size[id(container)]           # negated above if it holds itself now
+        self.size[id(container)] = size + total if now > 0 else -(size + total)
+        self.spend(total)
+
+    def spend(self, total: int) -> None:
         self.left -= total
         if self.left < 0:
             raise CheckpointError("torch pickle: the objects it builds, counted without "
@@ -228,10 +290,12 @@ class _Sizes:
                                   "objects repeated and nested: a 'billion laughs'?)")
 
 
-def unpickle_state_dict(data: bytes, persistent_load):
+def unpickle_state_dict(data: bytes, persistent_load, file_size: int = 0):
     """Interpret ``data.pkl`` with the allow-list; return its (inert) top-level object.
 
-    ``persistent_load(pid)`` turns a persistent id tuple into a ``_Storage``.
+    ``persistent_load(pid)`` turns a persistent id tuple into a ``_Storage``. The objects
+    built may take ``MAX_OBJECT_BYTES_PER_BYTE`` times ``max(len(data), file_size)`` bytes
+    plus ``OBJECT_SLACK`` (``file_size``: the file the pickle came from, storages included).
 
     Examples
     --------
@@ -248,9 +312,12 @@ def unpickle_state_dict(data: bytes, persistent_load):
         ...
     npgpt.io.errors.CheckpointError: torch pickle: global 'builtins'.'eval' is not allowed
     """
-    r = _Reader(data)
-    stack, marks, memo = [], [], {}
-    sizes = _Sizes(MAX_NODES_PER_BYTE * len(data) + 4096)
+    memory = _Memory(max(len(data), file_size))
+    r = _Reader(data, memory)
+    stack, marks, deepest = [], [], 0
+    memo, memo_rest = [], {}    # memo entries 0, 1, 2, ... (as pickle numbers them); others
+    sizes = _Sizes(MAX_NODES_PER_BYTE * len(data) + 4096, memory)
+    made = memory.made
 
     def pop():
         if not stack or stack[-1] is _MARK:
@@ -261,26 +328,41 @@ def unpickle_state_dict(data: bytes, persistent_load):
         if not marks:
             raise CheckpointError("torch pickle: no MARK on the stack")
         start = marks.pop()
-        items = stack[start + 1:]
+        items = stack[start + 1:]       # (a copy of the stack's top: see push)
         del stack[start:]
         return items
 
     def push(value):
-        if len(stack) >= MAX_STACK:
-            raise CheckpointError("torch pickle: stack too deep")
+        nonlocal deepest
+        if len(stack) >= deepest:
+            if deepest >= MAX_STACK:
+                raise CheckpointError("torch pickle: stack too deep")
+            memory.charge(24)       # a slot, one in a copy of the stack's top, a MARK's place
+            deepest += 1
         stack.append(value)
 
     def put(index):
         if not stack or stack[-1] is _MARK:
             raise CheckpointError("torch pickle: nothing to memoize")
-        if len(memo) >= MAX_MEMO and index not in memo:
+        if index < len(memo):
+            memo[index] = stack[-1]
+            return
+        if len(memo) + len(memo_rest) >= MAX_MEMO and index not in memo_rest:
             raise CheckpointError("torch pickle: memo too large")
-        memo[index] = stack[-1]
+        if index == len(memo):
+            memory.charge(16)                   # a slot, and its share of the list's growth
+            memo.append(stack[-1])
+        else:
+            memory.charge(0 if index in memo_rest else _ENTRY_BYTES)
+            memo_rest[index] = stack[-1]
 
     def get(index):
-        if index not in memo:
+        if index < len(memo):
+            push(memo[index])
+        elif index in memo_rest:
+            push(memo_rest[index])
+        else:
             raise CheckpointError(f"torch pickle: memo entry {index} does not exist")
-        push(memo[index])
 
     def check_key(key):
         if isinstance(key, bool) or not isinstance(key, (str, int)):
@@ -295,6 +377,18 @@ def unpickle_state_dict(data: bytes, persistent_load):
                                   f"dict (one value would silently replace the other)")
         target[key] = value
 
+    def fill(target, items):
+        """Put ``items`` (a list's new items, or a dict's keys and values) into ``target``."""
+        sizes.add(target, items)
+        before = sys.getsizeof(target)
+        if isinstance(target, list):
+            target.extend(items)
+        else:
+            for i in range(0, len(items), 2):
+                set_item(target, items[i], items[i + 1])
+        memory.charge(2 * (sys.getsizeof(target) - before))   # a resize holds old and new
+        return target
+
     while True:
         op = r.take(1)
         if op == b"\x80":                       # PROTO
@@ -307,14 +401,15 @@ def unpickle_state_dict(data: bytes, persistent_load):
             if (module, name) not in ALLOWED_GLOBALS:
                 raise CheckpointError(f"torch pickle: global {module}.{name} is not allowed "
                                       f"(a state_dict needs only tensors and storages)")
-            push(_Global(module, name))
+            memory.charge(sys.getsizeof(module) + sys.getsizeof(name))
+            push(made(_Global(module, name)))
         elif op == b"\x93":                     # STACK_GLOBAL
             name, module = pop(), pop()
             if not isinstance(module, str) or not isinstance(name, str) or \
                     (module, name) not in ALLOWED_GLOBALS:
                 raise CheckpointError(f"torch pickle: global {short_repr(module)}."
                                       f"{short_repr(name)} is not allowed")
-            push(_Global(module, name))
+            push(made(_Global(module, name)))
         elif op == b"q":                        # BINPUT
             put(r.take(1)[0])
         elif op == b"r":                        # LONG_BINPUT
@@ -332,59 +427,47 @@ def unpickle_state_dict(data: bytes, persistent_load):
             push(())
         elif op == b"t":                        # TUPLE
             items = pop_mark()
-            push(sizes.new(tuple(items), items))
+            push(sizes.new(made(tuple(items)), items))
         elif op in (b"\x85", b"\x86", b"\x87"):  # TUPLE1/2/3
             n = op[0] - 0x84
             items = [pop() for _ in range(n)][::-1]
-            push(sizes.new(tuple(items), items))
+            push(sizes.new(made(tuple(items)), items))
         elif op == b"]":                        # EMPTY_LIST
-            push(sizes.new([]))
+            push(sizes.new(made([])))
         elif op == b"l":                        # LIST
             items = pop_mark()
-            push(sizes.new(items, items))
+            push(sizes.new(made(items), items))
         elif op == b"a":                        # APPEND
             value = pop()
             target = pop()
             if not isinstance(target, list):
                 raise CheckpointError("torch pickle: APPEND to a non-list")
-            sizes.add(target, [value])
-            target.append(value)
-            push(target)
+            push(fill(target, [value]))
         elif op == b"e":                        # APPENDS
             items = pop_mark()
             target = pop()
             if not isinstance(target, list):
                 raise CheckpointError("torch pickle: APPENDS to a non-list")
-            sizes.add(target, items)
-            target.extend(items)
-            push(target)
+            push(fill(target, items))
         elif op == b"}":                        # EMPTY_DICT
-            push(sizes.new({}))
+            push(sizes.new(made({})))
         elif op == b"d":                        # DICT
             items = pop_mark()
             if len(items) % 2:
                 raise CheckpointError("torch pickle: DICT with an odd number of items")
-            new = {}
-            for i in range(0, len(items), 2):
-                set_item(new, items[i], items[i + 1])
-            push(sizes.new(new, items))
+            push(fill(sizes.new(made({})), items))
         elif op == b"s":                        # SETITEM
             value, key = pop(), pop()
             target = pop()
             if not isinstance(target, dict):
                 raise CheckpointError("torch pickle: SETITEM on a non-dict")
-            sizes.add(target, [key, value])
-            set_item(target, key, value)
-            push(target)
+            push(fill(target, [key, value]))
         elif op == b"u":                        # SETITEMS
             items = pop_mark()
             target = pop()
             if not isinstance(target, dict) or len(items) % 2:
                 raise CheckpointError("torch pickle: malformed SETITEMS")
-            sizes.add(target, items)
-            for i in range(0, len(items), 2):
-                set_item(target, items[i], items[i + 1])
-            push(target)
+            push(fill(target, items))
         elif op == b"X":                        # BINUNICODE
             n = struct.unpack("<I", r.take(4))[0]
             push(r.text(n))
@@ -395,13 +478,13 @@ def unpickle_state_dict(data: bytes, persistent_load):
         elif op == b"K":                        # BININT1
             push(r.take(1)[0])
         elif op == b"M":                        # BININT2
-            push(struct.unpack("<H", r.take(2))[0])
+            push(made(struct.unpack("<H", r.take(2))[0]))
         elif op == b"J":                        # BININT
-            push(struct.unpack("<i", r.take(4))[0])
+            push(made(struct.unpack("<i", r.take(4))[0]))
         elif op == b"\x8a":                     # LONG1
-            push(int.from_bytes(r.take(r.take(1)[0]), "little", signed=True))
+            push(made(int.from_bytes(r.take(r.take(1)[0]), "little", signed=True)))
         elif op == b"G":                        # BINFLOAT
-            push(struct.unpack(">d", r.take(8))[0])
+            push(made(struct.unpack(">d", r.take(8))[0]))
         elif op == b"N":                        # NONE
             push(None)
         elif op == b"\x88":                     # NEWTRUE
@@ -417,14 +500,15 @@ def unpickle_state_dict(data: bytes, persistent_load):
             pop_mark()
         elif op == b"2":                        # DUP
             push(stack[-1] if stack and stack[-1] is not _MARK else pop())
-        elif op == b"Q":                        # BINPERSID
-            push(persistent_load(pop()))
+        elif op == b"Q":                        # BINPERSID: a storage, maybe a new one
+            memory.charge(_ENTRY_BYTES)
+            push(made(persistent_load(pop())))
         elif op == b"R":                        # REDUCE
             args, func = pop(), pop()
             if not isinstance(func, _Global):
                 raise CheckpointError("torch pickle: REDUCE of something that is not an "
                                       "allowed global")
-            result = _call(func, args)
+            result = made(_call(func, args))
             push(sizes.new(result, [args]) if isinstance(result, dict) else result)
         elif op == b"b":                        # BUILD: only OrderedDict's _metadata, ignored
             state = pop()
@@ -534,7 +618,10 @@ def _read_torch_zip(path) -> dict:
         order = _byte_order(zf, infos, prefix, path)
 
         storages = {}
-        state = unpickle_state_dict(pkl, _storage_loader(storages))
+        try:
+            state = unpickle_state_dict(pkl, _storage_loader(storages), file_size)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{os.fspath(path)}: {exc}") from None
         if not isinstance(state, dict):
             raise CheckpointError(f"{os.fspath(path)}: data.pkl holds a "
                                   f"{type(state).__name__}, not a state_dict")

@@ -129,8 +129,9 @@ def child(name, implementation):
 
 # ------------------------------------------------------------------ the driver
 
-def _measure(name, implementation):
-    out = subprocess.run([sys.executable, __file__, "--child", name, implementation],
+def _measure(name, implementation, script=__file__):
+    """The JSON line a fresh ``python SCRIPT --child NAME IMPLEMENTATION`` prints last."""
+    out = subprocess.run([sys.executable, script, "--child", name, implementation],
                          capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"{name} / {implementation} failed:\n{out.stderr[-2000:]}")
@@ -151,15 +152,23 @@ def _available(name):
     return True, (f"reference skipped: needs {', '.join(missing)}" if missing else "")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), epilog="The quiet training ratio "
-                                     "alone: --workloads train --conditions quiet --repeats 5")
+def busy_parser(doc, workloads, epilog=None):
+    """The options of a busy-machine benchmark: --repeats, --workloads (default: every one of
+    ``workloads``), --conditions and the hidden --child; the description is ``doc``'s first
+    paragraph."""
+    parser = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()), epilog=epilog)
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per cell (the median is shown)")
-    parser.add_argument("--workloads", default="greedy,smollm2,train",
-                        help="comma-separated: greedy, smollm2, train")
+    parser.add_argument("--workloads", default=",".join(workloads),
+                        help="comma-separated: " + ", ".join(workloads))
     parser.add_argument("--conditions", default="quiet,busy",
                         help="quiet, busy or both (quiet: the machine as it is; busy: a busy loop per core)")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "IMPLEMENTATION"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None):
+    parser = busy_parser(__doc__, ("greedy", "smollm2", "train"), epilog="The quiet training ratio "
+                         "alone: --workloads train --conditions quiet --repeats 5")
     args = parser.parse_args(argv)
     if args.child:
         return child(*args.child)

@@ -33,7 +33,7 @@ RUNS = [("bench_generate.py", []), ("bench_beam.py", []), ("bench_sampling.py", 
         ("bench_train_step.py", []), ("bench_train_step.py", ["--gpt2"]), ("bench_scale.py", []),
         ("bench_speculative.py", []), ("bench_llama.py", []), ("bench_real.py", ["--repeats", "3"]),
         ("bench_prefill.py", []), ("bench_busy.py", ["--workloads", "greedy,smollm2,train"]),
-        ("profile_decode.py", []), ("bench_tokenize.py", [])]
+        ("bench_busy_rows.py", []), ("profile_decode.py", []), ("bench_tokenize.py", [])]
 
 
 def run(script, args, quick):

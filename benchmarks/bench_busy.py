@@ -7,7 +7,10 @@ transformers, with the machine quiet and then with every core kept busy by other
 The contention is made here: one pure-Python busy loop per core (``while True: pass``), started
 before the busy runs and stopped after them, as a browser tab or a build would hold a core.
 Each measurement runs in a fresh process (its imports, weights and warm-up call untimed), which
-times one call after resting 0.5 s; the implementations alternate, and each cell is the median
+times one call after resting 0.5 s; the implementations alternate, each going first in turn (in
+a fixed order npgpt's default always ran right after PyTorch's process, and on the busy machine
+its median came out 1.49-1.86x the one-thread one in two runs of three; run alternately without
+PyTorch between them, the two measured 149 and 149 ms, medians of 7), and each cell is the median
 of ``--repeats`` processes (5 by default: with the busy loops, one process's time for the
 same work on the same single thread spread over 144-345 ms in one run of five, and the median
 of three moved a ratio between 0.89 and 1.86).
@@ -190,8 +193,8 @@ def main(argv=None):
                 impls = [i for i in IMPLEMENTATIONS if i != "reference" or not note]
                 seconds = {i: [] for i in impls}
                 threads_used = {i: [] for i in impls}
-                for _ in range(args.repeats):
-                    for impl in impls:
+                for r in range(args.repeats):
+                    for impl in impls[r % len(impls):] + impls[:r % len(impls)]:   # each first in turn
                         result = _measure(name, impl)
                         seconds[impl].append(result["seconds"])
                         threads_used[impl].append(result["threads"])

@@ -174,10 +174,9 @@ def weights(params, config):
     for i in range(config.num_layers):
         b = f"blocks.{i}."
         a = matrices(b, attention)
-        qkv = None if attention.kind == "learned" else stacked([a[n + "_weight"].T for n in "qkv"])
         if attention.kind == "learned":
             attn = Attention("stacked", [(a["in_weight"], a["in_bias"])], (a["out_weight"], a["out_bias"]))
-        elif qkv is not None:                                         # q, k, v side by side: one product
+        elif (qkv := stacked([a[n + "_weight"].T for n in "qkv"])) is not None:   # side by side: one product
             biases = [a[n + "_bias"] for n in "qkv"]
             attn = Attention("stacked", [(qkv, None if biases[0] is None else np.concatenate(biases))],
                              (a["out_weight"], None))

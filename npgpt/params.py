@@ -178,18 +178,19 @@ def stack_groups(params: dict, config: GPTConfig, groups=None) -> dict:
     ...          p["blocks.0.attn.v_proj.weight"]]).shape                       # (C, H·D + 2·Hkv·D)
     (16, 32)
     """
-    out = params
     for names in (stacked_groups(config) if groups is None else groups):
-        if any(n not in out for n in names) or stacked([out[n] for n in names]) is not None:
+        if any(n not in params for n in names):
             continue
-        arrays = [out[n] for n in names]
+        arrays = [params[n] for n in names]
+        if stacked(arrays) is not None:
+            continue
         matrix = np.empty((arrays[0].shape[1], sum(len(a) for a in arrays)), dtype=arrays[0].dtype)
         column = 0
         for name, a in zip(names, arrays):
             matrix[:, column:column + len(a)] = a.T
-            out[name] = matrix[:, column:column + len(a)].T                    # (out, in), a view
+            params[name] = matrix[:, column:column + len(a)].T                 # (out, in), a view
             column += len(a)
-    return out
+    return params
 
 
 def in_matmul_layout(params: dict, config: GPTConfig) -> dict:
